@@ -17,7 +17,10 @@ pub enum StoreError {
     },
 
     /// `create` of a key that already exists.
-    #[error("key {} already exists (modified at revision {current})", display_key(key))]
+    #[error(
+        "key {} already exists (modified at revision {current})",
+        display_key(key)
+    )]
     AlreadyExists {
         /// The key.
         key: Vec<u8>,
@@ -41,7 +44,10 @@ pub enum StoreError {
 
     /// The requested revision is older than the oldest one the store still holds. Re-list and watch again from
     /// the revision of that list.
-    #[error("revision {requested} has been compacted (oldest available is {compacted}) while reading {}", display_key(key))]
+    #[error(
+        "revision {requested} has been compacted (oldest available is {compacted}) while reading {}",
+        display_key(key)
+    )]
     Compacted {
         /// The key or prefix the read or watch was for.
         key: Vec<u8>,
@@ -52,7 +58,10 @@ pub enum StoreError {
     },
 
     /// A revision in the future was asked for.
-    #[error("revision {requested} of {} is newer than the current revision {current}", display_key(key))]
+    #[error(
+        "revision {requested} of {} is newer than the current revision {current}",
+        display_key(key)
+    )]
     FutureRevision {
         /// The key or prefix.
         key: Vec<u8>,
@@ -140,7 +149,9 @@ impl StoreError {
             | StoreError::InvalidRequest { key, .. }
             | StoreError::Unavailable { key, .. }
             | StoreError::Internal { key, .. } => Some(key),
-            StoreError::Corrupt { .. } | StoreError::UnsupportedSchema { .. } | StoreError::Open { .. } => None,
+            StoreError::Corrupt { .. }
+            | StoreError::UnsupportedSchema { .. }
+            | StoreError::Open { .. } => None,
         }
     }
 }

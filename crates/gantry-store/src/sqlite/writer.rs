@@ -21,9 +21,19 @@ use crate::{Deleted, EventKind, KeyValue, Revision, StoreError, WatchEvent};
 const COMPACTION_CHUNK: Revision = 4096;
 
 pub(crate) enum WriteOp {
-    Create { key: Bytes, value: Bytes },
-    Update { key: Bytes, value: Bytes, expected: Revision },
-    Delete { key: Bytes, expected: Option<Revision> },
+    Create {
+        key: Bytes,
+        value: Bytes,
+    },
+    Update {
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: Bytes,
+        expected: Option<Revision>,
+    },
 }
 
 pub(crate) enum WriteOutcome {
@@ -32,10 +42,16 @@ pub(crate) enum WriteOutcome {
 }
 
 pub(crate) enum Command {
-    Write { op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome, StoreError>> },
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    },
     /// Moves the compaction point to `revision` (history before it becomes unreadable at once; rows are removed
     /// in chunks afterwards).
-    Compact { revision: Revision, reply: oneshot::Sender<Result<(), StoreError>> },
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -101,22 +117,29 @@ impl Writer {
             for cmd in batch.iter() {
                 let result = match cmd {
                     Command::Write { op, .. } => {
-                        apply(&tx, &self.path, op, &mut self.current, &mut events).map(Outcome::Write)
+                        apply(&tx, &self.path, op, &mut self.current, &mut events)
+                            .map(Outcome::Write)
                     }
                     Command::Compact { revision, .. } => {
                         let floor = new_compaction.unwrap_or(self.compact_revision);
-                        set_compaction(&tx, &self.path, *revision, floor, self.current).map(|moved| {
-                            if moved {
-                                new_compaction = Some(*revision);
-                            }
-                            Outcome::Compact
-                        })
+                        set_compaction(&tx, &self.path, *revision, floor, self.current).map(
+                            |moved| {
+                                if moved {
+                                    new_compaction = Some(*revision);
+                                }
+                                Outcome::Compact
+                            },
+                        )
                     }
                 };
                 // A logical failure (conflict, not found) wrote nothing and leaves the rest of the group alone; a
                 // database failure aborts the whole group.
                 match result {
-                    Err(err @ (StoreError::Corrupt { .. } | StoreError::Unavailable { .. } | StoreError::Internal { .. })) => {
+                    Err(
+                        err @ (StoreError::Corrupt { .. }
+                        | StoreError::Unavailable { .. }
+                        | StoreError::Internal { .. }),
+                    ) => {
                         return Err(err);
                     }
                     other => results.push(other),
@@ -130,15 +153,22 @@ impl Writer {
             self.current = start;
             let message = err.to_string();
             for cmd in batch.drain(..) {
-                let failure = || StoreError::Unavailable { key: Vec::new(), reason: message.clone() };
+                let failure = || StoreError::Unavailable {
+                    key: Vec::new(),
+                    reason: message.clone(),
+                };
                 match cmd {
                     Command::Write { op, reply } => {
                         let key = op_key(&op).to_vec();
                         let _ = reply.send(Err(match &err {
-                            StoreError::Corrupt { path, reason } => {
-                                StoreError::Corrupt { path: path.clone(), reason: reason.clone() }
-                            }
-                            _ => StoreError::Unavailable { key, reason: message.clone() },
+                            StoreError::Corrupt { path, reason } => StoreError::Corrupt {
+                                path: path.clone(),
+                                reason: reason.clone(),
+                            },
+                            _ => StoreError::Unavailable {
+                                key,
+                                reason: message.clone(),
+                            },
                         }));
                     }
                     Command::Compact { reply, .. } => {
@@ -183,7 +213,10 @@ impl Writer {
         let from = self.compact_done;
         let to = (from + COMPACTION_CHUNK).min(self.compact_revision);
         let err = |e| classify(&self.path, b"", e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         // Rows replaced by a change in [from, to): the change itself stays, what it replaced goes. Both deletes
         // run in one transaction so that a reader never sees a tombstone gone but the value it hid still there.
         tx.prepare_cached(
@@ -211,11 +244,17 @@ enum Outcome {
 
 fn op_key(op: &WriteOp) -> &[u8] {
     match op {
-        WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key,
+        WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => {
+            key
+        }
     }
 }
 
-fn latest(tx: &rusqlite::Transaction<'_>, path: &std::path::Path, key: &[u8]) -> Result<Option<Latest>, StoreError> {
+fn latest(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+    key: &[u8],
+) -> Result<Option<Latest>, StoreError> {
     tx.prepare_cached("SELECT id, create_revision, deleted, value FROM kv WHERE key = ?1 ORDER BY id DESC LIMIT 1")
         .and_then(|mut stmt| {
             stmt.query_row([key], |row| {
@@ -264,9 +303,11 @@ fn apply(
     let check = |expected: Option<Revision>| -> Result<&Latest, StoreError> {
         let row = live.ok_or_else(|| StoreError::NotFound { key: key.to_vec() })?;
         match expected {
-            Some(expected) if expected != row.id => {
-                Err(StoreError::Conflict { key: key.to_vec(), expected, current: row.id })
-            }
+            Some(expected) if expected != row.id => Err(StoreError::Conflict {
+                key: key.to_vec(),
+                expected,
+                current: row.id,
+            }),
             _ => Ok(row),
         }
     };
@@ -275,21 +316,39 @@ fn apply(
     match op {
         WriteOp::Create { value, .. } => {
             if let Some(row) = live {
-                return Err(StoreError::AlreadyExists { key: key.to_vec(), current: row.id });
+                return Err(StoreError::AlreadyExists {
+                    key: key.to_vec(),
+                    current: row.id,
+                });
             }
             let prev_revision = latest.as_ref().map_or(0, |row| row.id);
-            insert(tx, path, (revision, key, revision, prev_revision, false, value))?;
+            insert(
+                tx,
+                path,
+                (revision, key, revision, prev_revision, false, value),
+            )?;
             *current = revision;
             events.push(WatchEvent {
                 kind: EventKind::Create,
-                kv: KeyValue { key: key_bytes, value: value.clone(), create_revision: revision, mod_revision: revision },
+                kv: KeyValue {
+                    key: key_bytes,
+                    value: value.clone(),
+                    create_revision: revision,
+                    mod_revision: revision,
+                },
                 prev: None,
             });
             Ok(WriteOutcome::Written(revision))
         }
-        WriteOp::Update { value, expected, .. } => {
+        WriteOp::Update {
+            value, expected, ..
+        } => {
             let row = check(Some(*expected))?;
-            insert(tx, path, (revision, key, row.create_revision, row.id, false, value))?;
+            insert(
+                tx,
+                path,
+                (revision, key, row.create_revision, row.id, false, value),
+            )?;
             *current = revision;
             events.push(WatchEvent {
                 kind: EventKind::Update,
@@ -305,7 +364,11 @@ fn apply(
         }
         WriteOp::Delete { expected, .. } => {
             let row = check(*expected)?;
-            insert(tx, path, (revision, key, row.create_revision, row.id, true, b""))?;
+            insert(
+                tx,
+                path,
+                (revision, key, row.create_revision, row.id, true, b""),
+            )?;
             *current = revision;
             let prev = prev_kv(row);
             events.push(WatchEvent {
@@ -332,7 +395,11 @@ fn set_compaction(
     current: Revision,
 ) -> Result<bool, StoreError> {
     if revision > current {
-        return Err(StoreError::FutureRevision { key: Vec::new(), requested: revision, current });
+        return Err(StoreError::FutureRevision {
+            key: Vec::new(),
+            requested: revision,
+            current,
+        });
     }
     if revision <= floor {
         return Ok(false);
