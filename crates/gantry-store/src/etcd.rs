@@ -1,4 +1,4 @@
-//! The etcd backend: the [`Store`](crate::Store) trait on a real etcd v3 cluster.
+//! The etcd backend: the [`Store`] trait on a real etcd v3 cluster.
 //!
 //! Every operation maps onto one etcd request (a transaction where a write is guarded), so the cluster's own
 //! linearizability gives the store's invariants. Three details are worth knowing:
@@ -9,10 +9,10 @@
 //!   as the compaction point and rejects reads below it itself: a list at an explicit revision `R` also asks etcd
 //!   for revision `R - 1` in the same transaction, which etcd refuses exactly when `R < C`.
 //! - **Failover.** All endpoints go to one load-balanced channel. A request that could not even be sent (the
-//!   connection to a dead member was refused) is retried at once on another member; reads are retried on any
-//!   transient error; writes that may have reached etcd are not retried but fail with
-//!   [`StoreError::Unavailable`], since they may have been applied. Every operation is bounded by
-//!   [`EtcdConfig::request_timeout`].
+//!   connection to a dead member was refused) is retried after a short backoff, on whichever member the balancer
+//!   picks next; reads are retried on any transient error; writes that may have reached etcd are not retried
+//!   but fail with [`StoreError::Unavailable`], since they may have been applied. Every operation, retries
+//!   included, is bounded by [`EtcdConfig::request_timeout`].
 //! - **Watches resume.** When a watch's connection breaks, the stream reopens it from the last revision it
 //!   received, on any live member, without gaps or duplicates; it fails with `Unavailable` only when no member
 //!   answers for a while, and with `Compacted` if the history it needs is gone.
@@ -106,7 +106,8 @@ impl EtcdConfig {
     }
 }
 
-/// The [`Store`] on an etcd v3 cluster. Cheap to share: clones of the underlying client share connections.
+/// The [`Store`] on an etcd v3 cluster. Clones are cheap and share the connections.
+#[derive(Clone)]
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
@@ -129,9 +130,10 @@ impl std::fmt::Debug for EtcdStore {
 /// How a failed request went wrong, before it is given the key it was about.
 #[derive(Debug)]
 enum Failure {
-    /// etcd could not be reached or did not answer. `unsent` when the request provably never left this process,
-    /// so that even a write may be retried.
-    Unavailable { reason: String, unsent: bool },
+    /// etcd could not be reached or did not answer. `unapplied` when the request provably had no effect (it
+    /// never left this process, or etcd dropped it before it reached the raft log), so that even a write may be
+    /// retried.
+    Unavailable { reason: String, unapplied: bool },
     /// etcd refused a revision at or before its compaction revision.
     Compacted,
     /// etcd refused a revision after its current one.
@@ -175,6 +177,14 @@ fn classify(err: &etcd_client::Error) -> Failure {
             if message.contains("required revision is a future revision") {
                 return Failure::FutureRevision;
             }
+            // A follower that knows no leader (mid-election) drops proposals at once; etcd 3.4 sends that with
+            // code Unknown. The write never reached the log, so it is safe to retry.
+            if message.contains("raft proposal dropped") {
+                return Failure::Unavailable {
+                    reason: err.to_string(),
+                    unapplied: true,
+                };
+            }
             // A status that tonic made up from a local transport failure keeps that failure as its source; one
             // sent by etcd has none. Local failures are transient whatever code tonic picked.
             let local = status.source().is_some();
@@ -185,11 +195,11 @@ fn classify(err: &etcd_client::Error) -> Failure {
                 | GRPC_RESOURCE_EXHAUSTED
                 | GRPC_ABORTED => Failure::Unavailable {
                     reason: err.to_string(),
-                    unsent: never_sent(status.source()),
+                    unapplied: never_sent(status.source()),
                 },
                 GRPC_UNKNOWN if local => Failure::Unavailable {
                     reason: err.to_string(),
-                    unsent: never_sent(status.source()),
+                    unapplied: never_sent(status.source()),
                 },
                 _ => Failure::Other(err.to_string()),
             }
@@ -198,7 +208,7 @@ fn classify(err: &etcd_client::Error) -> Failure {
         | etcd_client::Error::IoError(_)
         | etcd_client::Error::WatchError(_) => Failure::Unavailable {
             reason: err.to_string(),
-            unsent: false,
+            unapplied: false,
         },
         _ => Failure::Other(err.to_string()),
     }
@@ -216,7 +226,7 @@ fn never_sent(source: Option<&(dyn std::error::Error + 'static)>) -> bool {
 enum Retry {
     /// A read, or a write that etcd refuses to apply twice: retry on any transient failure.
     Always,
-    /// A write: retry only when it provably never reached etcd.
+    /// A write: retry only when it provably had no effect.
     IfUnsent,
 }
 
@@ -411,12 +421,12 @@ impl EtcdStore {
                 Err(_) => {
                     return Err(Failure::Unavailable {
                         reason: format!("etcd did not answer within {:?}", self.request_timeout),
-                        unsent: false,
+                        unapplied: false,
                     });
                 }
             };
             let again = match &failure {
-                Failure::Unavailable { unsent, .. } => retry == Retry::Always || *unsent,
+                Failure::Unavailable { unapplied, .. } => retry == Retry::Always || *unapplied,
                 _ => false,
             };
             if !again || Instant::now() + backoff >= deadline {
@@ -576,8 +586,13 @@ async fn open_watch(
                     )));
                 }
                 if resp.created() {
-                    let revision = resp.header().map_or(0, |h| h.revision());
-                    return Ok((stream, revision));
+                    // The revision anchors a watch from "now"; without it events could be missed.
+                    return match resp.header() {
+                        Some(header) => Ok((stream, header.revision())),
+                        None => Err(OpenFailure::Refused(
+                            "etcd confirmed the watch without a response header".into(),
+                        )),
+                    };
                 }
                 // Nothing precedes the created response on a new stream; anything else is ignored.
             }

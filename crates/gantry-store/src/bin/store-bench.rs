@@ -313,7 +313,7 @@ fn print_table(args: &Args, rows: &[(&str, Option<Results>)]) {
     let line = |label: &str, f: &dyn Fn(&Results) -> String| {
         let cells: Vec<String> = rows
             .iter()
-            .map(|(_, r)| r.as_ref().map_or("n/a".into(), |r| f(r)))
+            .map(|(_, r)| r.as_ref().map_or("n/a".into(), f))
             .collect();
         println!("| {label} | {} |", cells.join(" | "));
     };

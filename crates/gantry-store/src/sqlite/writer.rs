@@ -151,28 +151,28 @@ impl Writer {
         if let Err(err) = committed {
             tracing::error!(error = %err, "write group failed; nothing of it was committed");
             self.current = start;
-            let message = err.to_string();
             for cmd in batch.drain(..) {
-                let failure = || StoreError::Unavailable {
-                    key: Vec::new(),
-                    reason: message.clone(),
+                // Every operation of the group shares the group's fate; each error names its own key.
+                let key = match &cmd {
+                    Command::Write { op, .. } => op_key(op).to_vec(),
+                    Command::Compact { .. } => Vec::new(),
+                };
+                let error = match &err {
+                    StoreError::Corrupt { path, reason } => StoreError::Corrupt {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    },
+                    other => StoreError::Unavailable {
+                        key,
+                        reason: other.to_string(),
+                    },
                 };
                 match cmd {
-                    Command::Write { op, reply } => {
-                        let key = op_key(&op).to_vec();
-                        let _ = reply.send(Err(match &err {
-                            StoreError::Corrupt { path, reason } => StoreError::Corrupt {
-                                path: path.clone(),
-                                reason: reason.clone(),
-                            },
-                            _ => StoreError::Unavailable {
-                                key,
-                                reason: message.clone(),
-                            },
-                        }));
+                    Command::Write { reply, .. } => {
+                        let _ = reply.send(Err(error));
                     }
                     Command::Compact { reply, .. } => {
-                        let _ = reply.send(Err(failure()));
+                        let _ = reply.send(Err(error));
                     }
                 }
             }

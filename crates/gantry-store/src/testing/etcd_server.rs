@@ -8,7 +8,7 @@
 //! They run the `etcd` binary found on `PATH` (override with `GANTRY_ETCD_BIN`). Deadlines scale with
 //! `GANTRY_TEST_PATIENCE_SECS` (default 20 seconds) for slow machines.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -19,25 +19,16 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, ConnectOptions};
 use tempfile::TempDir;
 
+use super::patience;
+
 /// How often a starting member is polled for health.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// How long one health probe waits for an answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// How many times a start is retried when another process took one of the ports between choosing and binding.
 const PORT_ATTEMPTS: usize = 5;
-
-/// The default for `GANTRY_TEST_PATIENCE_SECS`.
-const DEFAULT_PATIENCE_SECS: u64 = 20;
-
-/// How long tests and benchmarks wait for etcd to become healthy or to elect a leader: `GANTRY_TEST_PATIENCE_SECS`
-/// seconds (default 20).
-pub fn patience() -> Duration {
-    let secs = std::env::var("GANTRY_TEST_PATIENCE_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(DEFAULT_PATIENCE_SECS);
-    Duration::from_secs(secs)
-}
 
 /// One etcd process with its ports and files.
 struct Member {
@@ -48,6 +39,10 @@ struct Member {
     log_path: PathBuf,
     child: Option<Child>,
     pid: u32,
+    /// Every member's `name=peer URL`, for `--initial-cluster`.
+    initial_cluster: String,
+    token: String,
+    timing: Timing,
 }
 
 impl Member {
@@ -59,9 +54,13 @@ impl Member {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
-    /// Starts the process; `initial_cluster` names every member's peer URL.
-    fn spawn(&mut self, initial_cluster: &str, token: &str, timing: Timing) -> io::Result<()> {
-        let log = File::create(&self.log_path)?;
+    /// Starts the process. On a restart etcd finds its data directory and ignores the `--initial-*` flags.
+    fn spawn(&mut self) -> io::Result<()> {
+        // Appending keeps the log of a killed incarnation for post-mortems.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let mut command = Command::new(etcd_binary());
         command
             .arg("--name")
@@ -77,13 +76,13 @@ impl Member {
             .arg("--initial-advertise-peer-urls")
             .arg(self.peer_url())
             .arg("--initial-cluster")
-            .arg(initial_cluster)
+            .arg(&self.initial_cluster)
             .arg("--initial-cluster-state")
             .arg("new")
             .arg("--initial-cluster-token")
-            .arg(token)
-            .arg(format!("--heartbeat-interval={}", timing.heartbeat_ms))
-            .arg(format!("--election-timeout={}", timing.election_ms))
+            .arg(&self.token)
+            .arg(format!("--heartbeat-interval={}", self.timing.heartbeat_ms))
+            .arg(format!("--election-timeout={}", self.timing.election_ms))
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
             .stdin(Stdio::null())
@@ -131,15 +130,16 @@ struct Timing {
     election_ms: u64,
 }
 
-/// A lone member elects itself at once (etcd fast-forwards its first election), so the timing matters only for
-/// how quickly a busy machine's scheduling hiccups are mistaken for a dead leader; there is no peer to lose.
+/// A lone member elects itself at once (etcd fast-forwards its first election ticks): healthy in 25-120 ms here.
+/// With no peers there is no leader to lose, so short ticks cost nothing.
 const SINGLE_TIMING: Timing = Timing {
     heartbeat_ms: 10,
     election_ms: 100,
 };
 
-/// In a cluster a short election timeout makes failover fast, but one below a few scheduler stalls on a loaded
-/// two-core machine makes members depose healthy leaders; 50/500 ms fails over in well under a second.
+/// In a cluster a short election timeout makes failover fast, but one within reach of scheduler stalls on a
+/// loaded two-core machine makes members depose healthy leaders. With 50/500 ms a write goes through about a
+/// second after the leader is SIGKILLed.
 const CLUSTER_TIMING: Timing = Timing {
     heartbeat_ms: 50,
     election_ms: 500,
@@ -203,27 +203,20 @@ async fn probe_client(endpoint: &str) -> io::Result<Client> {
 /// Whether the member behind `client` serves linearizable reads, which needs a leader and a quorum.
 async fn is_healthy(client: &Client) -> bool {
     let mut kv = client.kv_client();
+    // Before a leader exists the read hangs rather than fails; a short limit keeps the polling going.
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), kv.get("health", None)).await,
+        tokio::time::timeout(HEALTH_TIMEOUT, kv.get("health", None)).await,
         Ok(Ok(_))
     )
 }
 
-/// Starts `members` (already given ports and paths) as one cluster and waits until each serves linearizable
+/// Starts `members` (already given ports, paths and launch flags) and waits until each serves linearizable
 /// reads. Returns a client per member. On failure every member is killed; the error says whether a port clash
 /// is to blame, in which case the caller retries with new ports.
-async fn start_members(members: &mut [Member], timing: Timing) -> Result<Vec<Client>, StartError> {
-    let initial_cluster = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let token = unique_token();
+async fn start_members(members: &mut [Member]) -> Result<Vec<Client>, StartError> {
     let result = async {
         for member in members.iter_mut() {
-            member
-                .spawn(&initial_cluster, &token, timing)
-                .map_err(StartError::Fatal)?;
+            member.spawn().map_err(StartError::Fatal)?;
         }
         let mut clients = Vec::with_capacity(members.len());
         for member in members.iter() {
@@ -233,45 +226,9 @@ async fn start_members(members: &mut [Member], timing: Timing) -> Result<Vec<Cli
                     .map_err(StartError::Fatal)?,
             );
         }
-        let deadline = Instant::now() + patience();
-        let mut healthy = vec![false; members.len()];
-        loop {
-            for (i, member) in members.iter_mut().enumerate() {
-                if let Some(reason) = member.exited() {
-                    let tail = member.log_tail(30);
-                    let message = format!(
-                        "etcd member {} stopped while starting: {reason}\n{tail}",
-                        member.name
-                    );
-                    return Err(if tail.contains("address already in use") {
-                        StartError::PortClash(message)
-                    } else {
-                        StartError::Fatal(io::Error::other(message))
-                    });
-                }
-                if !healthy[i] {
-                    healthy[i] = is_healthy(&clients[i]).await;
-                }
-            }
-            if healthy.iter().all(|&h| h) {
-                return Ok(clients);
-            }
-            if Instant::now() >= deadline {
-                let tails = members
-                    .iter()
-                    .map(|m| format!("--- {} ---\n{}", m.name, m.log_tail(30)))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return Err(StartError::Fatal(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "etcd did not become healthy within {:?}\n{tails}",
-                        patience()
-                    ),
-                )));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let indices: Vec<usize> = (0..members.len()).collect();
+        wait_healthy(members, &clients, &indices).await?;
+        Ok(clients)
     }
     .await;
     if result.is_err() {
@@ -282,9 +239,69 @@ async fn start_members(members: &mut [Member], timing: Timing) -> Result<Vec<Cli
     result
 }
 
+/// Waits until the members at `indices` serve linearizable reads, failing early if one of them exits.
+async fn wait_healthy(
+    members: &mut [Member],
+    clients: &[Client],
+    indices: &[usize],
+) -> Result<(), StartError> {
+    let deadline = Instant::now() + patience();
+    let mut healthy = vec![false; members.len()];
+    loop {
+        for &i in indices {
+            let member = &mut members[i];
+            if let Some(reason) = member.exited() {
+                let tail = member.log_tail(30);
+                let message = format!(
+                    "etcd member {} stopped while starting: {reason}\n{tail}",
+                    member.name
+                );
+                return Err(if tail.contains("address already in use") {
+                    StartError::PortClash(message)
+                } else {
+                    StartError::Fatal(io::Error::other(message))
+                });
+            }
+        }
+        let pending: Vec<usize> = indices.iter().copied().filter(|&i| !healthy[i]).collect();
+        let results =
+            futures::future::join_all(pending.iter().map(|&i| is_healthy(&clients[i]))).await;
+        for (i, ok) in pending.into_iter().zip(results) {
+            healthy[i] = ok;
+        }
+        if indices.iter().all(|&i| healthy[i]) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let tails = indices
+                .iter()
+                .map(|&i| format!("--- {} ---\n{}", members[i].name, members[i].log_tail(30)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(StartError::Fatal(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "etcd did not become healthy within {:?}\n{tails}",
+                    patience()
+                ),
+            )));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 enum StartError {
     PortClash(String),
     Fatal(io::Error),
+}
+
+impl From<StartError> for io::Error {
+    fn from(err: StartError) -> Self {
+        match err {
+            StartError::PortClash(message) => io::Error::new(io::ErrorKind::AddrInUse, message),
+            StartError::Fatal(err) => err,
+        }
+    }
 }
 
 /// Creates and starts `count` members in subdirectories of `dir`, retrying with new ports on a clash.
@@ -296,6 +313,11 @@ async fn start_cluster(
     let mut last_clash = String::new();
     for attempt in 0..PORT_ATTEMPTS {
         let ports = free_ports(2 * count)?;
+        let token = unique_token();
+        let initial_cluster = (0..count)
+            .map(|i| format!("member{i}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut members = Vec::with_capacity(count);
         for i in 0..count {
             let member_dir = dir.join(format!("attempt{attempt}-member{i}"));
@@ -308,9 +330,12 @@ async fn start_cluster(
                 log_path: member_dir.join("etcd.log"),
                 child: None,
                 pid: 0,
+                initial_cluster: initial_cluster.clone(),
+                token: token.clone(),
+                timing,
             });
         }
-        match start_members(&mut members, timing).await {
+        match start_members(&mut members).await {
             Ok(clients) => return Ok((members, clients)),
             Err(StartError::PortClash(message)) => last_clash = message,
             Err(StartError::Fatal(err)) => return Err(err),
@@ -337,7 +362,7 @@ impl EtcdServer {
     /// Starts a member and waits until it serves linearizable reads.
     ///
     /// Fails when `etcd` cannot be run, when it stops while starting, or when it is not healthy within
-    /// [`patience`]; the error carries the tail of the member's log.
+    /// [`patience`](super::patience); the error carries the tail of the member's log.
     pub async fn start() -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("gantry-etcd-").tempdir()?;
         let (mut members, _clients) = start_cluster(dir.path(), 1, SINGLE_TIMING).await?;
@@ -479,7 +504,7 @@ impl EtcdCluster {
     /// The index of the current leader, as reported by a running member whose view names a running member.
     ///
     /// # Panics
-    /// When no running member names a running leader within [`patience`], with the members' log tails.
+    /// When no running member names a running leader within [`patience`](super::patience), with the members' log tails.
     pub async fn leader(&self) -> usize {
         let deadline = Instant::now() + patience();
         loop {
@@ -526,6 +551,23 @@ impl EtcdCluster {
     /// When `index` is out of range.
     pub fn kill(&mut self, index: usize) {
         self.members[index].kill();
+    }
+
+    /// Starts killed member `index` again on its old ports and data directory, and waits until it serves
+    /// linearizable reads. Does nothing to a running member.
+    ///
+    /// # Panics
+    /// When `index` is out of range.
+    pub async fn restart(&mut self, index: usize) -> io::Result<()> {
+        if self.members[index].child.is_some() {
+            return Ok(());
+        }
+        self.members[index].spawn()?;
+        let result = wait_healthy(&mut self.members, &self.clients, &[index]).await;
+        if result.is_err() {
+            self.members[index].kill();
+        }
+        result.map_err(io::Error::from)
     }
 }
 

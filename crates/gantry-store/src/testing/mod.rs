@@ -5,6 +5,7 @@
 //! that makes a [`TestStore`]. Running the same suite on etcd checks the suite itself against the reference.
 
 #![allow(missing_docs)] // the test functions are named as the sentences they check
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap shows the error it got
 
 pub mod etcd_server;
 
@@ -33,7 +34,8 @@ pub struct TestStore {
 pub fn patience() -> Duration {
     std::env::var("GANTRY_TEST_PATIENCE_SECS")
         .ok()
-        .and_then(|s| s.parse().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
         .map_or(Duration::from_secs(20), Duration::from_secs)
 }
 
