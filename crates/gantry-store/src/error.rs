@@ -17,10 +17,7 @@ pub enum StoreError {
     },
 
     /// `create` of a key that already exists.
-    #[error(
-        "key {} already exists (modified at revision {current})",
-        display_key(key)
-    )]
+    #[error("key {} already exists (modified at revision {current})", display_key(key))]
     AlreadyExists {
         /// The key.
         key: Vec<u8>,
@@ -29,10 +26,7 @@ pub enum StoreError {
     },
 
     /// A compare-and-swap failed: the key's modification revision is not the expected one.
-    #[error(
-        "conflict on key {}: expected modification revision {expected}, current is {current}",
-        display_key(key)
-    )]
+    #[error("conflict on key {}: expected modification revision {expected}, current is {current}", display_key(key))]
     Conflict {
         /// The key.
         key: Vec<u8>,
@@ -58,10 +52,7 @@ pub enum StoreError {
     },
 
     /// A revision in the future was asked for.
-    #[error(
-        "revision {requested} of {} is newer than the current revision {current}",
-        display_key(key)
-    )]
+    #[error("revision {requested} of {} is newer than the current revision {current}", display_key(key))]
     FutureRevision {
         /// The key or prefix.
         key: Vec<u8>,
@@ -149,9 +140,7 @@ impl StoreError {
             | StoreError::InvalidRequest { key, .. }
             | StoreError::Unavailable { key, .. }
             | StoreError::Internal { key, .. } => Some(key),
-            StoreError::Corrupt { .. }
-            | StoreError::UnsupportedSchema { .. }
-            | StoreError::Open { .. } => None,
+            StoreError::Corrupt { .. } | StoreError::UnsupportedSchema { .. } | StoreError::Open { .. } => None,
         }
     }
 }

@@ -25,14 +25,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient, Txn,
+    TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use tokio::time::Instant;
 
 use crate::{
-    Deleted, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreError,
-    WatchEvent, WatchStream, display_key, prefix_end,
+    Deleted, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreError, WatchEvent, WatchStream,
+    display_key, prefix_end,
 };
 
 /// The largest message accepted from etcd. tonic's default of 4 MiB would make large lists fail; etcd itself
@@ -146,22 +146,15 @@ impl Failure {
     /// The error for an operation on `key` that expects neither compaction nor future revisions.
     fn into_error(self, key: &[u8]) -> StoreError {
         match self {
-            Failure::Unavailable { reason, .. } => StoreError::Unavailable {
-                key: key.to_vec(),
-                reason,
-            },
-            Failure::Compacted => StoreError::Internal {
-                key: key.to_vec(),
-                message: "etcd unexpectedly reported compaction".into(),
-            },
+            Failure::Unavailable { reason, .. } => StoreError::Unavailable { key: key.to_vec(), reason },
+            Failure::Compacted => {
+                StoreError::Internal { key: key.to_vec(), message: "etcd unexpectedly reported compaction".into() }
+            }
             Failure::FutureRevision => StoreError::Internal {
                 key: key.to_vec(),
                 message: "etcd unexpectedly reported a future revision".into(),
             },
-            Failure::Other(message) => StoreError::Internal {
-                key: key.to_vec(),
-                message,
-            },
+            Failure::Other(message) => StoreError::Internal { key: key.to_vec(), message },
         }
     }
 }
@@ -180,36 +173,24 @@ fn classify(err: &etcd_client::Error) -> Failure {
             // A follower that knows no leader (mid-election) drops proposals at once; etcd 3.4 sends that with
             // code Unknown. The write never reached the log, so it is safe to retry.
             if message.contains("raft proposal dropped") {
-                return Failure::Unavailable {
-                    reason: err.to_string(),
-                    unapplied: true,
-                };
+                return Failure::Unavailable { reason: err.to_string(), unapplied: true };
             }
             // A status that tonic made up from a local transport failure keeps that failure as its source; one
             // sent by etcd has none. Local failures are transient whatever code tonic picked.
             let local = status.source().is_some();
             match i32::from(status.code()) {
-                GRPC_UNAVAILABLE
-                | GRPC_DEADLINE_EXCEEDED
-                | GRPC_CANCELLED
-                | GRPC_RESOURCE_EXHAUSTED
-                | GRPC_ABORTED => Failure::Unavailable {
-                    reason: err.to_string(),
-                    unapplied: never_sent(status.source()),
-                },
-                GRPC_UNKNOWN if local => Failure::Unavailable {
-                    reason: err.to_string(),
-                    unapplied: never_sent(status.source()),
-                },
+                GRPC_UNAVAILABLE | GRPC_DEADLINE_EXCEEDED | GRPC_CANCELLED | GRPC_RESOURCE_EXHAUSTED | GRPC_ABORTED => {
+                    Failure::Unavailable { reason: err.to_string(), unapplied: never_sent(status.source()) }
+                }
+                GRPC_UNKNOWN if local => {
+                    Failure::Unavailable { reason: err.to_string(), unapplied: never_sent(status.source()) }
+                }
                 _ => Failure::Other(err.to_string()),
             }
         }
-        etcd_client::Error::TransportError(_)
-        | etcd_client::Error::IoError(_)
-        | etcd_client::Error::WatchError(_) => Failure::Unavailable {
-            reason: err.to_string(),
-            unapplied: false,
-        },
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) | etcd_client::Error::WatchError(_) => {
+            Failure::Unavailable { reason: err.to_string(), unapplied: false }
+        }
         _ => Failure::Other(err.to_string()),
     }
 }
@@ -234,42 +215,30 @@ enum Retry {
 fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
     // etcd rejects an empty key; "\0" as range end means "to the end of the keyspace".
     let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
-    let key = if prefix.is_empty() {
-        vec![0]
-    } else {
-        prefix.to_vec()
-    };
+    let key = if prefix.is_empty() { vec![0] } else { prefix.to_vec() };
     (key, end)
 }
 
 fn check_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
-        return Err(StoreError::InvalidRequest {
-            key: Vec::new(),
-            reason: "the key is empty".into(),
-        });
+        return Err(StoreError::InvalidRequest { key: Vec::new(), reason: "the key is empty".into() });
     }
     Ok(())
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>, key: &[u8]) -> Result<Revision> {
-    header
-        .map(|h| h.revision())
-        .ok_or_else(|| StoreError::Internal {
-            key: key.to_vec(),
-            message: "etcd sent a response without header".into(),
-        })
+    header.map(|h| h.revision()).ok_or_else(|| StoreError::Internal {
+        key: key.to_vec(),
+        message: "etcd sent a response without header".into(),
+    })
 }
 
 /// The response to the first operation of a transaction's taken branch.
 fn first_op(resp: &TxnResponse, key: &[u8]) -> Result<TxnOpResponse> {
-    resp.op_responses()
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Internal {
-            key: key.to_vec(),
-            message: "etcd sent a transaction response without operation results".into(),
-        })
+    resp.op_responses().into_iter().next().ok_or_else(|| StoreError::Internal {
+        key: key.to_vec(),
+        message: "etcd sent a transaction response without operation results".into(),
+    })
 }
 
 /// Strips and copies etcd key-values into store key-values.
@@ -281,10 +250,7 @@ struct Converter {
 impl Converter {
     fn key(&self, full: Vec<u8>) -> Result<Bytes, String> {
         if !full.starts_with(&self.prefix) {
-            return Err(format!(
-                "etcd returned key {} outside the store prefix",
-                display_key(&full)
-            ));
+            return Err(format!("etcd returned key {} outside the store prefix", display_key(&full)));
         }
         Ok(Bytes::from(full).slice(self.prefix.len()..))
     }
@@ -292,37 +258,19 @@ impl Converter {
     fn kv(&self, kv: etcd_client::KeyValue) -> Result<KeyValue, String> {
         let (create_revision, mod_revision) = (kv.create_revision(), kv.mod_revision());
         let (key, value) = kv.into_key_value();
-        Ok(KeyValue {
-            key: self.key(key)?,
-            value: Bytes::from(value),
-            create_revision,
-            mod_revision,
-        })
+        Ok(KeyValue { key: self.key(key)?, value: Bytes::from(value), create_revision, mod_revision })
     }
 
     fn event(&self, event: &etcd_client::Event) -> Result<WatchEvent, String> {
-        let kv = event
-            .kv()
-            .ok_or("etcd sent a watch event without key-value")?;
-        let prev = event
-            .prev_kv()
-            .map(|prev| self.kv(prev.clone()))
-            .transpose()?;
+        let kv = event.kv().ok_or("etcd sent a watch event without key-value")?;
+        let prev = event.prev_kv().map(|prev| self.kv(prev.clone())).transpose()?;
         match event.event_type() {
             EventType::Put => {
                 let kv = self.kv(kv.clone())?;
                 if kv.create_revision == kv.mod_revision {
-                    Ok(WatchEvent {
-                        kind: EventKind::Create,
-                        kv,
-                        prev: None,
-                    })
+                    Ok(WatchEvent { kind: EventKind::Create, kv, prev: None })
                 } else {
-                    Ok(WatchEvent {
-                        kind: EventKind::Update,
-                        kv,
-                        prev,
-                    })
+                    Ok(WatchEvent { kind: EventKind::Update, kv, prev })
                 }
             }
             EventType::Delete => {
@@ -333,11 +281,7 @@ impl Converter {
                     create_revision: prev.as_ref().map_or(0, |p| p.create_revision),
                     mod_revision: kv.mod_revision(),
                 };
-                Ok(WatchEvent {
-                    kind: EventKind::Delete,
-                    kv,
-                    prev,
-                })
+                Ok(WatchEvent { kind: EventKind::Delete, kv, prev })
             }
         }
     }
@@ -350,10 +294,7 @@ impl EtcdStore {
     /// [`StoreError::Unavailable`] when no member answers.
     pub async fn connect(config: EtcdConfig) -> Result<Self> {
         if config.endpoints.is_empty() {
-            return Err(StoreError::InvalidRequest {
-                key: Vec::new(),
-                reason: "no etcd endpoints given".into(),
-            });
+            return Err(StoreError::InvalidRequest { key: Vec::new(), reason: "no etcd endpoints given".into() });
         }
         let options = ConnectOptions::new()
             .with_connect_timeout(config.dial_timeout)
@@ -361,19 +302,12 @@ impl EtcdStore {
             .with_keep_alive_while_idle(false)
             .with_tcp_keepalive(KEEP_ALIVE_INTERVAL);
         // Connections are made lazily, so this fails only for malformed endpoints.
-        let client = Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|err| StoreError::InvalidRequest {
-                key: Vec::new(),
-                reason: format!("cannot use etcd endpoints: {err}"),
-            })?;
+        let client = Client::connect(&config.endpoints, Some(options)).await.map_err(|err| {
+            StoreError::InvalidRequest { key: Vec::new(), reason: format!("cannot use etcd endpoints: {err}") }
+        })?;
         let store = Self {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            watch: client
-                .watch_client()
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE_BYTES),
+            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE_BYTES),
             prefix: Bytes::from(config.prefix),
             endpoints: config.endpoints,
             request_timeout: config.request_timeout,
@@ -391,18 +325,11 @@ impl EtcdStore {
     }
 
     fn converter(&self) -> Converter {
-        Converter {
-            prefix: self.prefix.clone(),
-        }
+        Converter { prefix: self.prefix.clone() }
     }
 
     fn convert_kv(&self, kv: etcd_client::KeyValue, key: &[u8]) -> Result<KeyValue> {
-        self.converter()
-            .kv(kv)
-            .map_err(|message| StoreError::Internal {
-                key: key.to_vec(),
-                message,
-            })
+        self.converter().kv(kv).map_err(|message| StoreError::Internal { key: key.to_vec(), message })
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the request timeout has passed.
@@ -474,11 +401,7 @@ impl EtcdStore {
     }
 
     fn compacted(&self, key: &[u8], compacted: Revision, requested: Revision) -> StoreError {
-        StoreError::Compacted {
-            key: key.to_vec(),
-            compacted,
-            requested,
-        }
+        StoreError::Compacted { key: key.to_vec(), compacted, requested }
     }
 
     /// Fails with [`StoreError::Compacted`] when the store no longer holds the state at `revision`.
@@ -495,9 +418,7 @@ impl EtcdStore {
             .await;
         match outcome {
             Ok(_) | Err(Failure::FutureRevision) => Ok(()),
-            Err(Failure::Compacted) => {
-                Err(self.compacted(key, self.compaction_point(revision).await, revision))
-            }
+            Err(Failure::Compacted) => Err(self.compacted(key, self.compaction_point(revision).await, revision)),
             Err(failure) => Err(failure.into_error(key)),
         }
     }
@@ -514,31 +435,19 @@ impl EtcdStore {
         let deadline = Instant::now() + self.request_timeout;
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            let reason =
-                match tokio::time::timeout_at(deadline, open_watch(&self.watch, key, end, start))
-                    .await
-                {
-                    Ok(Ok(opened)) => return Ok(opened),
-                    Ok(Err(OpenFailure::Compacted(revision))) => {
-                        return Err(self.compacted(prefix, revision + 1, from_revision));
-                    }
-                    Ok(Err(OpenFailure::Refused(message))) => {
-                        return Err(StoreError::Internal {
-                            key: prefix.to_vec(),
-                            message,
-                        });
-                    }
-                    Ok(Err(OpenFailure::Unavailable(reason))) => reason,
-                    Err(_) => format!(
-                        "etcd did not confirm the watch within {:?}",
-                        self.request_timeout
-                    ),
-                };
+            let reason = match tokio::time::timeout_at(deadline, open_watch(&self.watch, key, end, start)).await {
+                Ok(Ok(opened)) => return Ok(opened),
+                Ok(Err(OpenFailure::Compacted(revision))) => {
+                    return Err(self.compacted(prefix, revision + 1, from_revision));
+                }
+                Ok(Err(OpenFailure::Refused(message))) => {
+                    return Err(StoreError::Internal { key: prefix.to_vec(), message });
+                }
+                Ok(Err(OpenFailure::Unavailable(reason))) => reason,
+                Err(_) => format!("etcd did not confirm the watch within {:?}", self.request_timeout),
+            };
             if Instant::now() + backoff >= deadline {
-                return Err(StoreError::Unavailable {
-                    key: prefix.to_vec(),
-                    reason,
-                });
+                return Err(StoreError::Unavailable { key: prefix.to_vec(), reason });
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -564,10 +473,7 @@ async fn open_watch(
     end: &[u8],
     start: Revision,
 ) -> Result<(etcd_client::WatchStream, Revision), OpenFailure> {
-    let options = WatchOptions::new()
-        .with_range(end.to_vec())
-        .with_prev_key()
-        .with_start_revision(start);
+    let options = WatchOptions::new().with_range(end.to_vec()).with_prev_key().with_start_revision(start);
     let mut stream = client
         .clone()
         .watch(key.to_vec(), Some(options))
@@ -580,26 +486,19 @@ async fn open_watch(
                     return Err(OpenFailure::Compacted(resp.compact_revision()));
                 }
                 if resp.canceled() {
-                    return Err(OpenFailure::Refused(format!(
-                        "etcd refused the watch: {}",
-                        resp.cancel_reason()
-                    )));
+                    return Err(OpenFailure::Refused(format!("etcd refused the watch: {}", resp.cancel_reason())));
                 }
                 if resp.created() {
                     // The revision anchors a watch from "now"; without it events could be missed.
                     return match resp.header() {
                         Some(header) => Ok((stream, header.revision())),
-                        None => Err(OpenFailure::Refused(
-                            "etcd confirmed the watch without a response header".into(),
-                        )),
+                        None => Err(OpenFailure::Refused("etcd confirmed the watch without a response header".into())),
                     };
                 }
                 // Nothing precedes the created response on a new stream; anything else is ignored.
             }
             Ok(None) => {
-                return Err(OpenFailure::Unavailable(
-                    "etcd closed the watch stream".into(),
-                ));
+                return Err(OpenFailure::Unavailable("etcd closed the watch stream".into()));
             }
             Err(err) => return Err(OpenFailure::Unavailable(err.to_string())),
         }
@@ -681,10 +580,7 @@ impl Watcher {
             let event = self
                 .converter
                 .event(event)
-                .map_err(|message| StoreError::Internal {
-                    key: self.prefix.clone(),
-                    message,
-                })?;
+                .map_err(|message| StoreError::Internal { key: self.prefix.clone(), message })?;
             let revision = event.revision();
             if revision <= floor {
                 continue;
@@ -718,10 +614,7 @@ impl Watcher {
                     });
                 }
                 Ok(Err(OpenFailure::Refused(message))) => {
-                    return Err(StoreError::Internal {
-                        key: self.prefix.clone(),
-                        message,
-                    });
+                    return Err(StoreError::Internal { key: self.prefix.clone(), message });
                 }
                 Ok(Err(OpenFailure::Unavailable(reason))) => reason,
                 Err(_) => "no etcd member confirmed the watch".to_owned(),
@@ -729,10 +622,7 @@ impl Watcher {
             if Instant::now() + backoff >= deadline {
                 return Err(StoreError::Unavailable {
                     key: self.prefix.clone(),
-                    reason: format!(
-                        "cannot resume the watch within {:?}: {reason}",
-                        self.resume_timeout
-                    ),
+                    reason: format!("cannot resume the watch within {:?}: {reason}", self.resume_timeout),
                 });
             }
             tokio::time::sleep(backoff).await;
@@ -744,18 +634,11 @@ impl Watcher {
 #[async_trait]
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
-        let probe = if self.prefix.is_empty() {
-            vec![0]
-        } else {
-            self.prefix.to_vec()
-        };
+        let probe = if self.prefix.is_empty() { vec![0] } else { self.prefix.to_vec() };
         let resp = self
             .run(Retry::Always, |mut kv| {
                 let probe = probe.clone();
-                async move {
-                    kv.get(probe, Some(GetOptions::new().with_count_only()))
-                        .await
-                }
+                async move { kv.get(probe, Some(GetOptions::new().with_count_only())).await }
             })
             .await
             .map_err(|failure| failure.into_error(&[]))?;
@@ -794,10 +677,7 @@ impl Store for EtcdStore {
             if !continue_from.starts_with(prefix) {
                 return Err(StoreError::InvalidRequest {
                     key: prefix.to_vec(),
-                    reason: format!(
-                        "continue key {} is outside the listed prefix",
-                        display_key(continue_from)
-                    ),
+                    reason: format!("continue key {} is outside the listed prefix", display_key(continue_from)),
                 });
             }
             let full = self.full_key(continue_from);
@@ -829,9 +709,7 @@ impl Store for EtcdStore {
                     // etcd still holds the state at its own compaction revision, one below the store's (see the
                     // module docs); a read of the revision before fails exactly when the store has compacted
                     // `revision` away, atomically with the list.
-                    let guard = GetOptions::new()
-                        .with_revision(revision - 1)
-                        .with_count_only();
+                    let guard = GetOptions::new().with_revision(revision - 1).with_count_only();
                     ops.push(TxnOp::get(start.clone(), Some(guard)));
                 }
                 let txn = Txn::new().and_then(ops);
@@ -844,11 +722,7 @@ impl Store for EtcdStore {
                 let resp = match outcome {
                     Ok(resp) => resp,
                     Err(Failure::Compacted) => {
-                        return Err(self.compacted(
-                            prefix,
-                            self.compaction_point(revision).await,
-                            revision,
-                        ));
+                        return Err(self.compacted(prefix, self.compaction_point(revision).await, revision));
                     }
                     Err(Failure::FutureRevision) => {
                         return Err(StoreError::FutureRevision {
@@ -872,11 +746,7 @@ impl Store for EtcdStore {
         };
 
         let more = resp.more();
-        let items = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| self.convert_kv(kv, prefix))
-            .collect::<Result<Vec<_>>>()?;
+        let items = resp.take_kvs().into_iter().map(|kv| self.convert_kv(kv, prefix)).collect::<Result<Vec<_>>>()?;
         let continue_from = match items.last() {
             Some(last) if more => {
                 let mut next = Vec::with_capacity(last.key.len() + 1);
@@ -886,11 +756,7 @@ impl Store for EtcdStore {
             }
             _ => None,
         };
-        Ok(ListPage {
-            items,
-            revision: page_revision,
-            continue_from,
-        })
+        Ok(ListPage { items, revision: page_revision, continue_from })
     }
 
     async fn count(&self, prefix: &[u8]) -> Result<u64> {
@@ -899,13 +765,7 @@ impl Store for EtcdStore {
             .run(Retry::Always, |mut kv| {
                 let key = key.clone();
                 let end = end.clone();
-                async move {
-                    kv.get(
-                        key,
-                        Some(GetOptions::new().with_range(end).with_count_only()),
-                    )
-                    .await
-                }
+                async move { kv.get(key, Some(GetOptions::new().with_range(end).with_count_only())).await }
             })
             .await
             .map_err(|failure| failure.into_error(prefix))?;
@@ -933,10 +793,9 @@ impl Store for EtcdStore {
             return header_revision(resp.header(), key);
         }
         match first_op(&resp, key)? {
-            TxnOpResponse::Get(get) if !get.kvs().is_empty() => Err(StoreError::AlreadyExists {
-                key: key.to_vec(),
-                current: get.kvs()[0].mod_revision(),
-            }),
+            TxnOpResponse::Get(get) if !get.kvs().is_empty() => {
+                Err(StoreError::AlreadyExists { key: key.to_vec(), current: get.kvs()[0].mod_revision() })
+            }
             _ => Err(StoreError::Internal {
                 key: key.to_vec(),
                 message: "etcd refused a create but did not return the existing key".into(),
@@ -1018,19 +877,11 @@ impl Store for EtcdStore {
         if deleted.deleted() == 0 {
             return Err(StoreError::NotFound { key: key.to_vec() });
         }
-        let prev =
-            deleted
-                .take_prev_kvs()
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Internal {
-                    key: key.to_vec(),
-                    message: "etcd deleted the key but did not return its previous value".into(),
-                })?;
-        Ok(Deleted {
-            revision,
-            prev: self.convert_kv(prev, key)?,
-        })
+        let prev = deleted.take_prev_kvs().into_iter().next().ok_or_else(|| StoreError::Internal {
+            key: key.to_vec(),
+            message: "etcd deleted the key but did not return its previous value".into(),
+        })?;
+        Ok(Deleted { revision, prev: self.convert_kv(prev, key)? })
     }
 
     async fn watch(&self, prefix: &[u8], from_revision: Revision) -> Result<WatchStream> {
@@ -1044,9 +895,7 @@ impl Store for EtcdStore {
         // Starting at `from_revision` itself rather than after it (its events are skipped below) makes etcd refuse
         // exactly the watches whose history the store has compacted away, as etcd's compaction revision is one
         // below the store's.
-        let (stream, created_at) = self
-            .open_initial_watch(prefix, &key, &end, from_revision, from_revision)
-            .await?;
+        let (stream, created_at) = self.open_initial_watch(prefix, &key, &end, from_revision, from_revision).await?;
         if from_revision > 0 && from_revision <= created_at {
             // etcd reports a compacted start revision only asynchronously, after confirming the watch; a read at
             // the same revision tells at once.
@@ -1059,29 +908,20 @@ impl Store for EtcdStore {
             key,
             end,
             stream: Some(stream),
-            last: if from_revision == 0 {
-                created_at
-            } else {
-                from_revision
-            },
+            last: if from_revision == 0 { created_at } else { from_revision },
             pending: VecDeque::new(),
             resume_timeout: self.resume_timeout,
             finished: false,
         };
-        Ok(Box::pin(futures::stream::unfold(
-            watcher,
-            |mut watcher| async move { watcher.next().await.map(|item| (item, watcher)) },
-        )))
+        Ok(Box::pin(futures::stream::unfold(watcher, |mut watcher| async move {
+            watcher.next().await.map(|item| (item, watcher))
+        })))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let current = self.current_revision().await?;
         if revision > current {
-            return Err(StoreError::FutureRevision {
-                key: Vec::new(),
-                requested: revision,
-                current,
-            });
+            return Err(StoreError::FutureRevision { key: Vec::new(), requested: revision, current });
         }
         // See the module docs for why etcd compacts one revision lower.
         let target = revision - 1;
@@ -1090,8 +930,7 @@ impl Store for EtcdStore {
         }
         let outcome = self
             .run(Retry::Always, |mut kv| async move {
-                kv.compact(target, Some(CompactionOptions::new().with_physical()))
-                    .await
+                kv.compact(target, Some(CompactionOptions::new().with_physical())).await
             })
             .await;
         match outcome {
@@ -1113,11 +952,7 @@ impl EtcdStore {
     fn refusal(&self, resp: &TxnResponse, key: &[u8], expected: Revision) -> Result<StoreError> {
         match first_op(resp, key)? {
             TxnOpResponse::Get(get) => Ok(match get.kvs().first() {
-                Some(kv) => StoreError::Conflict {
-                    key: key.to_vec(),
-                    expected,
-                    current: kv.mod_revision(),
-                },
+                Some(kv) => StoreError::Conflict { key: key.to_vec(), expected, current: kv.mod_revision() },
                 None => StoreError::NotFound { key: key.to_vec() },
             }),
             _ => Err(StoreError::Internal {

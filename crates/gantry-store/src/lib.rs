@@ -228,39 +228,25 @@ where
         if let (Some(expected), Some(kv)) = (preconditions.mod_revision, &current)
             && kv.mod_revision != expected
         {
-            return Err(StoreError::Conflict {
-                key: key.to_vec(),
-                expected,
-                current: kv.mod_revision,
-            }
-            .into());
+            return Err(StoreError::Conflict { key: key.to_vec(), expected, current: kv.mod_revision }.into());
         }
         let new_value = try_update(current.as_ref())?;
         let result = match &current {
             Some(kv) if kv.value == new_value => {
-                return Ok(Updated {
-                    kv: kv.clone(),
-                    written: false,
-                });
+                return Ok(Updated { kv: kv.clone(), written: false });
             }
-            Some(kv) => store
-                .update(key, new_value.clone(), kv.mod_revision)
-                .await
-                .map(|rev| KeyValue {
-                    key: kv.key.clone(),
-                    value: new_value,
-                    create_revision: kv.create_revision,
-                    mod_revision: rev,
-                }),
-            None => store
-                .create(key, new_value.clone())
-                .await
-                .map(|rev| KeyValue {
-                    key: Bytes::copy_from_slice(key),
-                    value: new_value,
-                    create_revision: rev,
-                    mod_revision: rev,
-                }),
+            Some(kv) => store.update(key, new_value.clone(), kv.mod_revision).await.map(|rev| KeyValue {
+                key: kv.key.clone(),
+                value: new_value,
+                create_revision: kv.create_revision,
+                mod_revision: rev,
+            }),
+            None => store.create(key, new_value.clone()).await.map(|rev| KeyValue {
+                key: Bytes::copy_from_slice(key),
+                value: new_value,
+                create_revision: rev,
+                mod_revision: rev,
+            }),
         };
         match result {
             Ok(kv) => return Ok(Updated { kv, written: true }),

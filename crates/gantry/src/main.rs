@@ -9,11 +9,7 @@ use gantry_store::Store;
 use gantry_store::sqlite::{SqliteConfig, SqliteStore};
 
 #[derive(Parser)]
-#[command(
-    name = "gantry",
-    version,
-    about = "A Kubernetes-compatible container orchestrator in one binary"
-)]
+#[command(name = "gantry", version, about = "A Kubernetes-compatible container orchestrator in one binary")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,9 +37,8 @@ enum StoreCommand {
 
 /// `/var/lib/gantry` for root, else `$XDG_DATA_HOME/gantry` (or `~/.local/share/gantry`).
 fn default_data_dir() -> PathBuf {
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
+    let is_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/gantry");
     }
@@ -81,9 +76,7 @@ fn run() -> anyhow::Result<()> {
             println!("gantry {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Store(StoreCommand::Status { data_dir }) => {
-            store_status(&data_dir.unwrap_or_else(default_data_dir))
-        }
+        Command::Store(StoreCommand::Status { data_dir }) => store_status(&data_dir.unwrap_or_else(default_data_dir)),
     }
 }
 
@@ -95,9 +88,7 @@ fn store_status(data_dir: &std::path::Path) -> anyhow::Result<()> {
         path.display(),
         data_dir.display()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime
         .block_on(async {
             // Inspection must not move the compaction point.

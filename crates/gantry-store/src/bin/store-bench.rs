@@ -75,27 +75,26 @@ fn value(size: usize) -> Bytes {
     Bytes::from(vec![b'x'; size])
 }
 
-/// `writers` tasks create fresh keys for `duration`.
-async fn creates(
-    store: Arc<dyn Store>,
-    prefix: &str,
-    writers: usize,
-    duration: Duration,
-) -> anyhow::Result<Figures> {
+/// Runs `workers` tasks that each call `op(worker, iteration)` in a loop until `duration` has passed; the
+/// figures are over all calls.
+async fn timed<F, Fut>(workers: usize, duration: Duration, op: F) -> anyhow::Result<Figures>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), StoreError>> + Send,
+{
+    let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..writers)
+    let tasks: Vec<_> = (0..workers)
         .map(|w| {
-            let store = Arc::clone(&store);
+            let op = Arc::clone(&op);
             let stop = Arc::clone(&stop);
-            let prefix = format!("{prefix}{w}/");
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let key = format!("{prefix}{i:08}");
                     let t = Instant::now();
-                    store.create(key.as_bytes(), value(256)).await?;
+                    op(w, i).await?;
                     latencies.push(t.elapsed());
                     i += 1;
                 }
@@ -112,50 +111,42 @@ async fn creates(
     Ok(figures(all.len(), started.elapsed(), all))
 }
 
+/// `writers` tasks create fresh keys for `duration`.
+async fn creates(
+    store: Arc<dyn Store>,
+    prefix: &'static str,
+    writers: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    timed(writers, duration, move |w, i| {
+        let store = Arc::clone(&store);
+        async move { store.create(format!("{prefix}{w}/{i:08}").as_bytes(), value(256)).await.map(|_| ()) }
+    })
+    .await
+}
+
 /// 64 tasks read-modify-write random keys among 1,000 with compare-and-swap; a conflict is retried and only
 /// successful updates count.
 async fn cas_updates(store: Arc<dyn Store>, duration: Duration) -> anyhow::Result<Figures> {
     const KEYS: usize = 1000;
     for k in 0..KEYS {
-        store
-            .create(format!("/bench/cas/{k:04}").as_bytes(), value(256))
-            .await?;
+        store.create(format!("/bench/cas/{k:04}").as_bytes(), value(256)).await?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("/bench/cas/{:04}", rand::random_range(0..KEYS));
-                    let t = Instant::now();
-                    loop {
-                        let current = store.get(key.as_bytes()).await?;
-                        match store
-                            .update(key.as_bytes(), value(256), current.mod_revision)
-                            .await
-                        {
-                            Ok(_) => break,
-                            Err(StoreError::Conflict { .. }) => continue,
-                            Err(err) => return Err(err),
-                        }
-                    }
-                    latencies.push(t.elapsed());
+    timed(64, duration, move |_, _| {
+        let store = Arc::clone(&store);
+        async move {
+            let key = format!("/bench/cas/{:04}", rand::random_range(0..KEYS));
+            loop {
+                let current = store.get(key.as_bytes()).await?;
+                match store.update(key.as_bytes(), value(256), current.mod_revision).await {
+                    Ok(_) => return Ok(()),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(err) => return Err(err),
                 }
-                Ok(latencies)
-            })
-        })
-        .collect();
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok(figures(all.len(), started.elapsed(), all))
+            }
+        }
+    })
+    .await
 }
 
 /// Time from the start of a write to its event arriving on a watch, with 8 concurrent writers.
@@ -173,12 +164,7 @@ async fn watch_latency(store: Arc<dyn Store>, duration: Duration) -> anyhow::Res
                 while !stop.load(Ordering::Relaxed) {
                     // The value carries when the write started.
                     let sent = origin.elapsed().as_nanos().to_string();
-                    store
-                        .create(
-                            format!("/bench/watch/{w}/{n:08}").as_bytes(),
-                            Bytes::from(sent),
-                        )
-                        .await?;
+                    store.create(format!("/bench/watch/{w}/{n:08}").as_bytes(), Bytes::from(sent)).await?;
                     n += 1;
                 }
                 Ok::<_, StoreError>(n)
@@ -192,9 +178,7 @@ async fn watch_latency(store: Arc<dyn Store>, duration: Duration) -> anyhow::Res
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             while latencies.len() < expected.load(Ordering::Acquire) {
-                let Ok(event) =
-                    tokio::time::timeout(Duration::from_millis(100), watch.next()).await
-                else {
+                let Ok(event) = tokio::time::timeout(Duration::from_millis(100), watch.next()).await else {
                     continue;
                 };
                 let event = event.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
@@ -224,11 +208,7 @@ async fn list_times(store: Arc<dyn Store>, keys: usize) -> anyhow::Result<(Durat
         let tasks: Vec<_> = (start..(start + chunk).min(keys))
             .map(|i| {
                 let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    store
-                        .create(format!("/bench/list/{i:06}").as_bytes(), value(1024))
-                        .await
-                })
+                tokio::spawn(async move { store.create(format!("/bench/list/{i:06}").as_bytes(), value(1024)).await })
             })
             .collect();
         for task in tasks {
@@ -240,29 +220,18 @@ async fn list_times(store: Arc<dyn Store>, keys: usize) -> anyhow::Result<(Durat
     for _ in 0..5 {
         let t = Instant::now();
         let page = store.list(b"/bench/list/", ListOptions::default()).await?;
-        anyhow::ensure!(
-            page.items.len() == keys,
-            "listed {} of {keys} keys",
-            page.items.len()
-        );
+        anyhow::ensure!(page.items.len() == keys, "listed {} of {keys} keys", page.items.len());
         full.push(t.elapsed());
 
         let t = Instant::now();
-        let mut options = ListOptions {
-            limit: Some(500),
-            ..Default::default()
-        };
+        let mut options = ListOptions { limit: Some(500), ..Default::default() };
         let mut seen = 0;
         loop {
             let page = store.list(b"/bench/list/", options.clone()).await?;
             seen += page.items.len();
             match page.continue_from {
                 Some(next) => {
-                    options = ListOptions {
-                        revision: Some(page.revision),
-                        limit: Some(500),
-                        continue_from: Some(next),
-                    }
+                    options = ListOptions { revision: Some(page.revision), limit: Some(500), continue_from: Some(next) }
                 }
                 None => break,
             }
@@ -277,29 +246,12 @@ async fn list_times(store: Arc<dyn Store>, keys: usize) -> anyhow::Result<(Durat
 
 async fn run_all(store: Arc<dyn Store>, args: &Args) -> anyhow::Result<Results> {
     let duration = Duration::from_secs_f64(args.seconds);
-    let create_1 = creates(Arc::clone(&store), "/bench/c1/", 1, duration)
-        .await
-        .context("creates, 1 writer")?;
-    let create_64 = creates(Arc::clone(&store), "/bench/c64/", 64, duration)
-        .await
-        .context("creates, 64 writers")?;
-    let cas_64 = cas_updates(Arc::clone(&store), duration)
-        .await
-        .context("CAS updates")?;
-    let watch_latency = watch_latency(Arc::clone(&store), duration)
-        .await
-        .context("watch latency")?;
-    let (list_full, list_paged) = list_times(Arc::clone(&store), args.list_keys)
-        .await
-        .context("list")?;
-    Ok(Results {
-        create_1,
-        create_64,
-        cas_64,
-        watch_latency,
-        list_full,
-        list_paged,
-    })
+    let create_1 = creates(Arc::clone(&store), "/bench/c1/", 1, duration).await.context("creates, 1 writer")?;
+    let create_64 = creates(Arc::clone(&store), "/bench/c64/", 64, duration).await.context("creates, 64 writers")?;
+    let cas_64 = cas_updates(Arc::clone(&store), duration).await.context("CAS updates")?;
+    let watch_latency = watch_latency(Arc::clone(&store), duration).await.context("watch latency")?;
+    let (list_full, list_paged) = list_times(Arc::clone(&store), args.list_keys).await.context("list")?;
+    Ok(Results { create_1, create_64, cas_64, watch_latency, list_full, list_paged })
 }
 
 fn ms(d: Duration) -> String {
@@ -311,41 +263,20 @@ fn print_table(args: &Args, rows: &[(&str, Option<Results>)]) {
     println!("\n| workload | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
     let line = |label: &str, f: &dyn Fn(&Results) -> String| {
-        let cells: Vec<String> = rows
-            .iter()
-            .map(|(_, r)| r.as_ref().map_or("n/a".into(), f))
-            .collect();
+        let cells: Vec<String> = rows.iter().map(|(_, r)| r.as_ref().map_or("n/a".into(), f)).collect();
         println!("| {label} | {} |", cells.join(" | "));
     };
-    line("creates/s, 1 writer", &|r| {
-        format!("{:.0}", r.create_1.ops_per_sec)
-    });
-    line("create latency p50 / p99, 1 writer", &|r| {
-        format!("{} / {}", ms(r.create_1.p50), ms(r.create_1.p99))
-    });
-    line("creates/s, 64 writers", &|r| {
-        format!("{:.0}", r.create_64.ops_per_sec)
-    });
-    line("create latency p50 / p99, 64 writers", &|r| {
-        format!("{} / {}", ms(r.create_64.p50), ms(r.create_64.p99))
-    });
-    line("CAS updates/s, 64 writers on 1,000 hot keys", &|r| {
-        format!("{:.0}", r.cas_64.ops_per_sec)
-    });
-    line("CAS update latency p99 (with retries)", &|r| {
-        ms(r.cas_64.p99)
-    });
+    line("creates/s, 1 writer", &|r| format!("{:.0}", r.create_1.ops_per_sec));
+    line("create latency p50 / p99, 1 writer", &|r| format!("{} / {}", ms(r.create_1.p50), ms(r.create_1.p99)));
+    line("creates/s, 64 writers", &|r| format!("{:.0}", r.create_64.ops_per_sec));
+    line("create latency p50 / p99, 64 writers", &|r| format!("{} / {}", ms(r.create_64.p50), ms(r.create_64.p99)));
+    line("CAS updates/s, 64 writers on 1,000 hot keys", &|r| format!("{:.0}", r.cas_64.ops_per_sec));
+    line("CAS update latency p99 (with retries)", &|r| ms(r.cas_64.p99));
     line("write → watch event latency p50 / p99", &|r| {
         format!("{} / {}", ms(r.watch_latency.p50), ms(r.watch_latency.p99))
     });
-    line(
-        &format!("list {} keys (1 KiB values), one page", args.list_keys),
-        &|r| ms(r.list_full),
-    );
-    line(
-        &format!("list {} keys, pages of 500", args.list_keys),
-        &|r| ms(r.list_paged),
-    );
+    line(&format!("list {} keys (1 KiB values), one page", args.list_keys), &|r| ms(r.list_full));
+    line(&format!("list {} keys, pages of 500", args.list_keys), &|r| ms(r.list_paged));
 }
 
 #[tokio::main]
@@ -356,10 +287,7 @@ async fn main() -> anyhow::Result<()> {
 
     if want("sqlite") {
         let temp = tempfile::tempdir()?;
-        let dir = args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| temp.path().to_path_buf());
+        let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
         let path = dir.join("bench.db");
         let _ = std::fs::remove_file(&path);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(&path))?);
@@ -368,17 +296,10 @@ async fn main() -> anyhow::Result<()> {
         rows.push(("SQLite (fsync each group)", Some(results)));
     }
     if want("etcd") {
-        let server = EtcdServer::start()
-            .await
-            .context("start etcd (is etcd-server installed?)")?;
+        let server = EtcdServer::start().await.context("start etcd (is etcd-server installed?)")?;
         eprintln!("etcd: {}", server.endpoint());
-        let store: Arc<dyn Store> = Arc::new(
-            EtcdStore::connect(EtcdConfig::new(
-                vec![server.endpoint()],
-                b"/bench-run".to_vec(),
-            ))
-            .await?,
-        );
+        let store: Arc<dyn Store> =
+            Arc::new(EtcdStore::connect(EtcdConfig::new(vec![server.endpoint()], b"/bench-run".to_vec())).await?);
         let results = run_all(store, &args).await.context("etcd")?;
         rows.push(("etcd 3.4, one member", Some(results)));
     }

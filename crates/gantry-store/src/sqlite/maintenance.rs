@@ -72,11 +72,7 @@ impl Maintenance {
 
     fn checkpoint(&self, conn: &Connection) {
         let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
         if let Err(err) = passive {
             tracing::debug!(error = %err, "passive checkpoint failed");
@@ -90,9 +86,7 @@ impl Maintenance {
         let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         if size > self.wal_truncate_bytes {
             let started = Instant::now();
-            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                row.get::<_, i64>(0)
-            }) {
+            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
                 Ok(_) => {
                     tracing::info!(wal_bytes = size, took = ?started.elapsed(), "WAL truncated")
                 }
@@ -106,14 +100,7 @@ impl Maintenance {
             return;
         }
         let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .blocking_send(Command::Compact {
-                revision: target,
-                reply,
-            })
-            .is_err()
-        {
+        if self.commands.blocking_send(Command::Compact { revision: target, reply }).is_err() {
             return;
         }
         match answer.blocking_recv() {
@@ -149,25 +136,14 @@ mod tests {
     use super::*;
 
     fn policy(keep: Revision, min_age: u64) -> CompactionPolicy {
-        CompactionPolicy {
-            keep_revisions: keep,
-            min_age: Duration::from_secs(min_age),
-            interval: Duration::ZERO,
-        }
+        CompactionPolicy { keep_revisions: keep, min_age: Duration::from_secs(min_age), interval: Duration::ZERO }
     }
 
     #[test]
     fn compaction_waits_until_history_is_old_enough() {
         let start = Instant::now();
         let mut samples = VecDeque::from([(start, 5_000)]);
-        assert_eq!(
-            compaction_target(
-                &policy(100, 60),
-                &mut samples,
-                start + Duration::from_secs(10)
-            ),
-            None
-        );
+        assert_eq!(compaction_target(&policy(100, 60), &mut samples, start + Duration::from_secs(10)), None);
     }
 
     #[test]
@@ -179,23 +155,11 @@ mod tests {
             (start + Duration::from_secs(90), 9_000),
         ]);
         // 60 s before the last sample is after the second sample: age allows 2,000; count allows 8,900.
-        let target = compaction_target(
-            &policy(100, 60),
-            &mut samples,
-            start + Duration::from_secs(90),
-        );
+        let target = compaction_target(&policy(100, 60), &mut samples, start + Duration::from_secs(90));
         assert_eq!(target, Some(2_000));
-        assert_eq!(
-            samples.len(),
-            2,
-            "samples older than the one used are dropped"
-        );
+        assert_eq!(samples.len(), 2, "samples older than the one used are dropped");
         // With a large keep count, the count rule wins.
-        let target = compaction_target(
-            &policy(8_500, 60),
-            &mut samples,
-            start + Duration::from_secs(90),
-        );
+        let target = compaction_target(&policy(8_500, 60), &mut samples, start + Duration::from_secs(90));
         assert_eq!(target, Some(500));
     }
 }

@@ -120,10 +120,7 @@ impl Shared {
         let shared = Arc::clone(self);
         tokio::task::spawn_blocking(move || shared.readers.with(f))
             .await
-            .map_err(|e| StoreError::Unavailable {
-                key: Vec::new(),
-                reason: format!("read task failed: {e}"),
-            })?
+            .map_err(|e| StoreError::Unavailable { key: Vec::new(), reason: format!("read task failed: {e}") })?
     }
 }
 
@@ -146,12 +143,7 @@ impl Drop for Inner {
         // Closing the queue lets the writer finish what is queued and exit; dropping `stop` wakes maintenance.
         self.commands.take();
         self.stop.take();
-        for thread in self
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for thread in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             let _ = thread.join();
         }
     }
@@ -163,18 +155,13 @@ impl SqliteStore {
     pub fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         let path = config.path.clone();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::Open { path: parent.to_path_buf(), source })?;
         }
         if path.is_dir() {
             return Err(StoreError::Open {
                 path: path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::IsADirectory,
-                    "the store path is a directory",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::IsADirectory, "the store path is a directory"),
             });
         }
         let mut conn = schema::connect(&path, config.durability)?;
@@ -196,14 +183,9 @@ impl SqliteStore {
             compact_done: state.compact_done,
             max_batch: config.max_batch.max(1),
         };
-        let spawn_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let writer_thread = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(spawn_err)?;
+        let spawn_err = |source| StoreError::Open { path: path.clone(), source };
+        let writer_thread =
+            std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run(rx)).map_err(spawn_err)?;
 
         let (stop, stopped) = std::sync::mpsc::channel();
         let maintenance = maintenance::Maintenance {
@@ -247,10 +229,7 @@ impl SqliteStore {
         key: &[u8],
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
     ) -> Result<T, StoreError> {
-        let closed = || StoreError::Unavailable {
-            key: key.to_vec(),
-            reason: "the store is shutting down".into(),
-        };
+        let closed = || StoreError::Unavailable { key: key.to_vec(), reason: "the store is shutting down".into() };
         let commands = self.inner.commands.as_ref().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         commands.send(make(reply)).await.map_err(|_| closed())?;
@@ -259,31 +238,22 @@ impl SqliteStore {
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
         let key = match &op {
-            WriteOp::Create { key, .. }
-            | WriteOp::Update { key, .. }
-            | WriteOp::Delete { key, .. } => key.clone(),
+            WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key.clone(),
         };
         check_key(&key)?;
-        self.submit(&key, |reply| Command::Write { op, reply })
-            .await
+        self.submit(&key, |reply| Command::Write { op, reply }).await
     }
 }
 
 fn check_key(key: &[u8]) -> Result<(), StoreError> {
     if key.is_empty() {
-        return Err(StoreError::InvalidRequest {
-            key: Vec::new(),
-            reason: "the key is empty".into(),
-        });
+        return Err(StoreError::InvalidRequest { key: Vec::new(), reason: "the key is empty".into() });
     }
     Ok(())
 }
 
 fn unexpected(key: &[u8]) -> StoreError {
-    StoreError::Internal {
-        key: key.to_vec(),
-        message: "the writer answered with the wrong kind of outcome".into(),
-    }
+    StoreError::Internal { key: key.to_vec(), message: "the writer answered with the wrong kind of outcome".into() }
 }
 
 #[async_trait]
@@ -300,10 +270,7 @@ impl Store for SqliteStore {
 
     async fn list(&self, prefix: &[u8], options: ListOptions) -> Result<ListPage, StoreError> {
         let prefix = prefix.to_vec();
-        self.inner
-            .shared
-            .read(move |r| r.list(&prefix, &options))
-            .await
+        self.inner.shared.read(move |r| r.list(&prefix, &options)).await
     }
 
     async fn count(&self, prefix: &[u8]) -> Result<u64, StoreError> {
@@ -312,85 +279,41 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &[u8], value: Bytes) -> Result<Revision, StoreError> {
-        match self
-            .write(WriteOp::Create {
-                key: Bytes::copy_from_slice(key),
-                value,
-            })
-            .await?
-        {
+        match self.write(WriteOp::Create { key: Bytes::copy_from_slice(key), value }).await? {
             WriteOutcome::Written(revision) => Ok(revision),
             WriteOutcome::Deleted(_) => Err(unexpected(key)),
         }
     }
 
-    async fn update(
-        &self,
-        key: &[u8],
-        value: Bytes,
-        expected: Revision,
-    ) -> Result<Revision, StoreError> {
-        match self
-            .write(WriteOp::Update {
-                key: Bytes::copy_from_slice(key),
-                value,
-                expected,
-            })
-            .await?
-        {
+    async fn update(&self, key: &[u8], value: Bytes, expected: Revision) -> Result<Revision, StoreError> {
+        match self.write(WriteOp::Update { key: Bytes::copy_from_slice(key), value, expected }).await? {
             WriteOutcome::Written(revision) => Ok(revision),
             WriteOutcome::Deleted(_) => Err(unexpected(key)),
         }
     }
 
     async fn delete(&self, key: &[u8], expected: Option<Revision>) -> Result<Deleted, StoreError> {
-        match self
-            .write(WriteOp::Delete {
-                key: Bytes::copy_from_slice(key),
-                expected,
-            })
-            .await?
-        {
+        match self.write(WriteOp::Delete { key: Bytes::copy_from_slice(key), expected }).await? {
             WriteOutcome::Deleted(deleted) => Ok(deleted),
             WriteOutcome::Written(_) => Err(unexpected(key)),
         }
     }
 
-    async fn watch(
-        &self,
-        prefix: &[u8],
-        from_revision: Revision,
-    ) -> Result<WatchStream, StoreError> {
+    async fn watch(&self, prefix: &[u8], from_revision: Revision) -> Result<WatchStream, StoreError> {
         let shared = Arc::clone(&self.inner.shared);
-        let cursor = if from_revision == 0 {
-            shared.hub.revision()
-        } else {
-            from_revision
-        };
+        let cursor = if from_revision == 0 { shared.hub.revision() } else { from_revision };
         let compacted = shared.hub.compacted();
         if cursor + 1 < compacted {
-            return Err(StoreError::Compacted {
-                key: prefix.to_vec(),
-                compacted,
-                requested: from_revision,
-            });
+            return Err(StoreError::Compacted { key: prefix.to_vec(), compacted, requested: from_revision });
         }
         // Small: the consumer's side of the pipe. Lag beyond it is absorbed by the subscription and then by
         // replay from the database, never by memory.
         let (out, events) = mpsc::channel(64);
-        tokio::spawn(watch::serve(
-            shared,
-            Bytes::copy_from_slice(prefix),
-            cursor,
-            out,
-        ));
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
-            events,
-        )))
+        tokio::spawn(watch::serve(shared, Bytes::copy_from_slice(prefix), cursor, out));
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(events)))
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.submit(b"", |reply| Command::Compact { revision, reply })
-            .await
+        self.submit(b"", |reply| Command::Compact { revision, reply }).await
     }
 }

@@ -21,32 +21,21 @@ pub(crate) struct ReaderPool {
 
 impl ReaderPool {
     pub fn new(path: PathBuf, durability: Durability) -> Self {
-        ReaderPool {
-            path,
-            durability,
-            idle: Mutex::new(Vec::new()),
-        }
+        ReaderPool { path, durability, idle: Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` on a pooled connection. Blocking: call it from a blocking thread.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Reader<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Reader<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match taken {
             Some(conn) => conn,
             None => {
                 let conn = connect(&self.path, self.durability)?;
-                conn.execute_batch("PRAGMA query_only = 1")
-                    .map_err(|e| classify(&self.path, b"", e))?;
+                conn.execute_batch("PRAGMA query_only = 1").map_err(|e| classify(&self.path, b"", e))?;
                 conn
             }
         };
-        let result = f(&mut Reader {
-            conn: &mut conn,
-            path: &self.path,
-        });
+        let result = f(&mut Reader { conn: &mut conn, path: &self.path });
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
@@ -68,20 +57,14 @@ struct Range {
 
 impl Range {
     fn prefix(prefix: &[u8]) -> Self {
-        Range {
-            start: prefix.to_vec(),
-            end: crate::prefix_end(prefix),
-        }
+        Range { start: prefix.to_vec(), end: crate::prefix_end(prefix) }
     }
 
     /// `AND`-clause for a key column, with the parameters it needs. Two statement shapes rather than
     /// `(?end IS NULL OR key < ?end)`, which would keep SQLite from bounding the index scan.
     fn clause(&self, column: &str, first_param: usize) -> String {
         match self.end {
-            Some(_) => format!(
-                "{column} >= ?{first_param} AND {column} < ?{}",
-                first_param + 1
-            ),
+            Some(_) => format!("{column} >= ?{first_param} AND {column} < ?{}", first_param + 1),
             None => format!("{column} >= ?{first_param}"),
         }
     }
@@ -133,20 +116,14 @@ impl Reader<'_> {
             if !from.starts_with(prefix) {
                 return Err(StoreError::InvalidRequest {
                     key: prefix.to_vec(),
-                    reason: format!(
-                        "continue key {} is outside the listed prefix",
-                        crate::display_key(from)
-                    ),
+                    reason: format!("continue key {} is outside the listed prefix", crate::display_key(from)),
                 });
             }
             start = from.to_vec();
         }
         let limit = options.limit.filter(|&l| l > 0);
         let path = self.path;
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| classify(path, prefix, e))?;
+        let tx = self.conn.transaction().map_err(|e| classify(path, prefix, e))?;
         let (current, compacted) = snapshot_state(&tx).map_err(|e| classify(path, prefix, e))?;
         let revision = match options.revision {
             None | Some(0) => current,
@@ -159,19 +136,13 @@ impl Reader<'_> {
         let sql = format!(
             "SELECT key, create_revision, max(id), value, deleted FROM kv
              WHERE {} AND id <= ?{} GROUP BY key HAVING deleted = 0 ORDER BY key LIMIT ?{}",
-            Range {
-                start: start.clone(),
-                end: range.end.clone()
-            }
-            .clause("key", 1),
+            Range { start: start.clone(), end: range.end.clone() }.clause("key", 1),
             range.params().len() + 1,
             range.params().len() + 2,
         );
         let fetch = limit.map_or(-1, |l| l as i64 + 1);
         let mut items = {
-            let mut stmt = tx
-                .prepare_cached(&sql)
-                .map_err(|e| classify(path, prefix, e))?;
+            let mut stmt = tx.prepare_cached(&sql).map_err(|e| classify(path, prefix, e))?;
             let mut params: Vec<&dyn rusqlite::ToSql> = vec![&start];
             if let Some(end) = &range.end {
                 params.push(end);
@@ -193,11 +164,7 @@ impl Reader<'_> {
                 continue_from = Some(Bytes::from(next));
             }
         }
-        Ok(ListPage {
-            items,
-            revision,
-            continue_from,
-        })
+        Ok(ListPage { items, revision, continue_from })
     }
 
     pub fn count(&mut self, prefix: &[u8]) -> Result<u64, StoreError> {
@@ -225,19 +192,11 @@ impl Reader<'_> {
     ) -> Result<Vec<WatchEvent>, StoreError> {
         let range = Range::prefix(prefix);
         let path = self.path;
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| classify(path, prefix, e))?;
-        let compacted =
-            read_meta(&tx, "compact_revision").map_err(|e| classify(path, prefix, e))?;
+        let tx = self.conn.transaction().map_err(|e| classify(path, prefix, e))?;
+        let compacted = read_meta(&tx, "compact_revision").map_err(|e| classify(path, prefix, e))?;
         // The change at `after + 1` must still be stored, with what it replaced.
         if after + 1 < compacted {
-            return Err(StoreError::Compacted {
-                key: prefix.to_vec(),
-                compacted,
-                requested: after,
-            });
+            return Err(StoreError::Compacted { key: prefix.to_vec(), compacted, requested: after });
         }
         let n = range.params().len();
         let sql = format!(
@@ -255,9 +214,7 @@ impl Reader<'_> {
         params.push(&after);
         params.push(&upto);
         params.push(&limit);
-        let mut stmt = tx
-            .prepare_cached(&sql)
-            .map_err(|e| classify(path, prefix, e))?;
+        let mut stmt = tx.prepare_cached(&sql).map_err(|e| classify(path, prefix, e))?;
         let rows = stmt
             .query_map(params.as_slice(), |row| {
                 let kv = kv_from(row, 0)?;
@@ -291,25 +248,12 @@ fn snapshot_state(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<(Revision,
     Ok((current.unwrap_or(0), compacted))
 }
 
-fn check_readable(
-    key: &[u8],
-    revision: Revision,
-    current: Revision,
-    compacted: Revision,
-) -> Result<(), StoreError> {
+fn check_readable(key: &[u8], revision: Revision, current: Revision, compacted: Revision) -> Result<(), StoreError> {
     if revision > current {
-        return Err(StoreError::FutureRevision {
-            key: key.to_vec(),
-            requested: revision,
-            current,
-        });
+        return Err(StoreError::FutureRevision { key: key.to_vec(), requested: revision, current });
     }
     if revision < compacted {
-        return Err(StoreError::Compacted {
-            key: key.to_vec(),
-            compacted,
-            requested: revision,
-        });
+        return Err(StoreError::Compacted { key: key.to_vec(), compacted, requested: revision });
     }
     Ok(())
 }

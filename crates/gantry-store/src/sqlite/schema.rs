@@ -52,10 +52,7 @@ pub(crate) fn classify(path: &Path, key: &[u8], err: rusqlite::Error) -> StoreEr
         let reason = message.clone().unwrap_or_else(|| ffi.to_string());
         match ffi.code {
             ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
-                return StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason,
-                };
+                return StoreError::Corrupt { path: path.to_path_buf(), reason };
             }
             ErrorCode::DatabaseBusy
             | ErrorCode::DatabaseLocked
@@ -64,44 +61,31 @@ pub(crate) fn classify(path: &Path, key: &[u8], err: rusqlite::Error) -> StoreEr
             | ErrorCode::CannotOpen
             | ErrorCode::OutOfMemory
             | ErrorCode::ReadOnly => {
-                return StoreError::Unavailable {
-                    key: key.to_vec(),
-                    reason: format!("{}: {reason}", path.display()),
-                };
+                return StoreError::Unavailable { key: key.to_vec(), reason: format!("{}: {reason}", path.display()) };
             }
             _ => {}
         }
     }
-    StoreError::Internal {
-        key: key.to_vec(),
-        message: format!("{}: {err}", path.display()),
-    }
+    StoreError::Internal { key: key.to_vec(), message: format!("{}: {err}", path.display()) }
 }
 
 /// Opens a connection with the settings every connection of ours uses.
 pub(crate) fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, b"", e))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(|e| classify(path, b"", e))?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(|e| classify(path, b"", e))?;
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
     // journal_mode is persistent in the file, but asking again is how a connection learns that the file is
     // not a database at all: the first statement that reads the header fails with NotADatabase.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| classify(path, b"", e))?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| classify(path, b"", e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Unavailable {
             key: Vec::new(),
-            reason: format!(
-                "{}: cannot switch to WAL journal mode (got {mode})",
-                path.display()
-            ),
+            reason: format!("{}: cannot switch to WAL journal mode (got {mode})", path.display()),
         });
     }
     conn.execute_batch(&format!(
@@ -118,34 +102,21 @@ pub(crate) fn connect(path: &Path, durability: Durability) -> Result<Connection,
 /// Checks (and on a new file creates) the schema. Returns the current and the compaction revisions.
 pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<OpenState, StoreError> {
     let err = |e| classify(path, b"", e);
-    let app_id: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err)?;
-    let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(err)?;
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(err)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let tables: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0)).map_err(err)?;
 
     if app_id == 0 && version == 0 && tables == 0 {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(CREATE_SCHEMA).map_err(err)?;
-        tx.execute_batch(&format!(
-            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
-        ))
-        .map_err(err)?;
+        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))
+            .map_err(err)?;
         tx.commit().map_err(err)?;
     } else if app_id != APPLICATION_ID {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
-            reason: format!(
-                "not a Gantry store (SQLite application_id is {app_id:#x}, expected {APPLICATION_ID:#x})"
-            ),
+            reason: format!("not a Gantry store (SQLite application_id is {app_id:#x}, expected {APPLICATION_ID:#x})"),
         });
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::UnsupportedSchema {
@@ -160,9 +131,7 @@ pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<OpenState, S
         });
     }
 
-    let current: Option<Revision> = conn
-        .query_row("SELECT max(id) FROM kv", [], |r| r.get(0))
-        .map_err(err)?;
+    let current: Option<Revision> = conn.query_row("SELECT max(id) FROM kv", [], |r| r.get(0)).map_err(err)?;
     let compact_revision = read_meta(conn, "compact_revision").map_err(err)?;
     let compact_done = read_meta(conn, "compact_done").map_err(err)?;
     let current = current.unwrap_or(0);
@@ -174,11 +143,7 @@ pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<OpenState, S
             ),
         });
     }
-    Ok(OpenState {
-        current,
-        compact_revision,
-        compact_done,
-    })
+    Ok(OpenState { current, compact_revision, compact_done })
 }
 
 /// What [`prepare`] found in the file.
@@ -189,9 +154,5 @@ pub(crate) struct OpenState {
 }
 
 pub(crate) fn read_meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-    .optional()
-    .map(|v| v.unwrap_or(0))
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map(|v| v.unwrap_or(0))
 }

@@ -50,11 +50,7 @@ impl Subscriber {
 impl Hub {
     pub fn new(revision: Revision, compacted: Revision) -> Self {
         Hub {
-            state: Mutex::new(HubState {
-                revision,
-                closed: false,
-                subscribers: Vec::new(),
-            }),
+            state: Mutex::new(HubState { revision, closed: false, subscribers: Vec::new() }),
             compacted: AtomicI64::new(compacted),
             revision: AtomicI64::new(revision),
         }
@@ -75,17 +71,11 @@ impl Hub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
         // A panic while holding the lock leaves the subscriber list itself intact, so keep using it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Subscribes to live events after the returned revision. `None` once the store is shut down.
-    fn subscribe(
-        &self,
-        prefix: Bytes,
-        capacity: usize,
-    ) -> Option<(Revision, mpsc::Receiver<WatchEvent>)> {
+    fn subscribe(&self, prefix: Bytes, capacity: usize) -> Option<(Revision, mpsc::Receiver<WatchEvent>)> {
         let (queue, rx) = mpsc::channel(capacity);
         let end = crate::prefix_end(&prefix);
         let mut state = self.lock();
@@ -127,13 +117,9 @@ pub(crate) async fn serve(
     mut cursor: Revision,
     out: mpsc::Sender<Result<WatchEvent, StoreError>>,
 ) {
-    let shutdown = || StoreError::Unavailable {
-        key: prefix.to_vec(),
-        reason: "the store is shutting down".into(),
-    };
+    let shutdown = || StoreError::Unavailable { key: prefix.to_vec(), reason: "the store is shutting down".into() };
     loop {
-        let Some((head, mut live)) = shared.hub.subscribe(prefix.clone(), shared.watch_buffer)
-        else {
+        let Some((head, mut live)) = shared.hub.subscribe(prefix.clone(), shared.watch_buffer) else {
             let _ = out.send(Err(shutdown())).await;
             return;
         };
@@ -141,9 +127,7 @@ pub(crate) async fn serve(
         while cursor < head {
             let page = {
                 let prefix = prefix.clone();
-                shared
-                    .read(move |r| r.events(&prefix, cursor, head, REPLAY_PAGE))
-                    .await
+                shared.read(move |r| r.events(&prefix, cursor, head, REPLAY_PAGE)).await
             };
             let events = match page {
                 Ok(events) => events,

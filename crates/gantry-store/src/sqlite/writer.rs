@@ -21,19 +21,9 @@ use crate::{Deleted, EventKind, KeyValue, Revision, StoreError, WatchEvent};
 const COMPACTION_CHUNK: Revision = 4096;
 
 pub(crate) enum WriteOp {
-    Create {
-        key: Bytes,
-        value: Bytes,
-    },
-    Update {
-        key: Bytes,
-        value: Bytes,
-        expected: Revision,
-    },
-    Delete {
-        key: Bytes,
-        expected: Option<Revision>,
-    },
+    Create { key: Bytes, value: Bytes },
+    Update { key: Bytes, value: Bytes, expected: Revision },
+    Delete { key: Bytes, expected: Option<Revision> },
 }
 
 pub(crate) enum WriteOutcome {
@@ -117,19 +107,16 @@ impl Writer {
             for cmd in batch.iter() {
                 let result = match cmd {
                     Command::Write { op, .. } => {
-                        apply(&tx, &self.path, op, &mut self.current, &mut events)
-                            .map(Outcome::Write)
+                        apply(&tx, &self.path, op, &mut self.current, &mut events).map(Outcome::Write)
                     }
                     Command::Compact { revision, .. } => {
                         let floor = new_compaction.unwrap_or(self.compact_revision);
-                        set_compaction(&tx, &self.path, *revision, floor, self.current).map(
-                            |moved| {
-                                if moved {
-                                    new_compaction = Some(*revision);
-                                }
-                                Outcome::Compact
-                            },
-                        )
+                        set_compaction(&tx, &self.path, *revision, floor, self.current).map(|moved| {
+                            if moved {
+                                new_compaction = Some(*revision);
+                            }
+                            Outcome::Compact
+                        })
                     }
                 };
                 // A logical failure (conflict, not found) wrote nothing and leaves the rest of the group alone; a
@@ -158,14 +145,10 @@ impl Writer {
                     Command::Compact { .. } => Vec::new(),
                 };
                 let error = match &err {
-                    StoreError::Corrupt { path, reason } => StoreError::Corrupt {
-                        path: path.clone(),
-                        reason: reason.clone(),
-                    },
-                    other => StoreError::Unavailable {
-                        key,
-                        reason: other.to_string(),
-                    },
+                    StoreError::Corrupt { path, reason } => {
+                        StoreError::Corrupt { path: path.clone(), reason: reason.clone() }
+                    }
+                    other => StoreError::Unavailable { key, reason: other.to_string() },
                 };
                 match cmd {
                     Command::Write { reply, .. } => {
@@ -213,10 +196,7 @@ impl Writer {
         let from = self.compact_done;
         let to = (from + COMPACTION_CHUNK).min(self.compact_revision);
         let err = |e| classify(&self.path, b"", e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         // Rows replaced by a change in [from, to): the change itself stays, what it replaced goes. Both deletes
         // run in one transaction so that a reader never sees a tombstone gone but the value it hid still there.
         tx.prepare_cached(
@@ -244,17 +224,11 @@ enum Outcome {
 
 fn op_key(op: &WriteOp) -> &[u8] {
     match op {
-        WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => {
-            key
-        }
+        WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key,
     }
 }
 
-fn latest(
-    tx: &rusqlite::Transaction<'_>,
-    path: &std::path::Path,
-    key: &[u8],
-) -> Result<Option<Latest>, StoreError> {
+fn latest(tx: &rusqlite::Transaction<'_>, path: &std::path::Path, key: &[u8]) -> Result<Option<Latest>, StoreError> {
     tx.prepare_cached("SELECT id, create_revision, deleted, value FROM kv WHERE key = ?1 ORDER BY id DESC LIMIT 1")
         .and_then(|mut stmt| {
             stmt.query_row([key], |row| {
@@ -303,11 +277,9 @@ fn apply(
     let check = |expected: Option<Revision>| -> Result<&Latest, StoreError> {
         let row = live.ok_or_else(|| StoreError::NotFound { key: key.to_vec() })?;
         match expected {
-            Some(expected) if expected != row.id => Err(StoreError::Conflict {
-                key: key.to_vec(),
-                expected,
-                current: row.id,
-            }),
+            Some(expected) if expected != row.id => {
+                Err(StoreError::Conflict { key: key.to_vec(), expected, current: row.id })
+            }
             _ => Ok(row),
         }
     };
@@ -316,17 +288,10 @@ fn apply(
     match op {
         WriteOp::Create { value, .. } => {
             if let Some(row) = live {
-                return Err(StoreError::AlreadyExists {
-                    key: key.to_vec(),
-                    current: row.id,
-                });
+                return Err(StoreError::AlreadyExists { key: key.to_vec(), current: row.id });
             }
             let prev_revision = latest.as_ref().map_or(0, |row| row.id);
-            insert(
-                tx,
-                path,
-                (revision, key, revision, prev_revision, false, value),
-            )?;
+            insert(tx, path, (revision, key, revision, prev_revision, false, value))?;
             *current = revision;
             events.push(WatchEvent {
                 kind: EventKind::Create,
@@ -340,15 +305,9 @@ fn apply(
             });
             Ok(WriteOutcome::Written(revision))
         }
-        WriteOp::Update {
-            value, expected, ..
-        } => {
+        WriteOp::Update { value, expected, .. } => {
             let row = check(Some(*expected))?;
-            insert(
-                tx,
-                path,
-                (revision, key, row.create_revision, row.id, false, value),
-            )?;
+            insert(tx, path, (revision, key, row.create_revision, row.id, false, value))?;
             *current = revision;
             events.push(WatchEvent {
                 kind: EventKind::Update,
@@ -364,11 +323,7 @@ fn apply(
         }
         WriteOp::Delete { expected, .. } => {
             let row = check(*expected)?;
-            insert(
-                tx,
-                path,
-                (revision, key, row.create_revision, row.id, true, b""),
-            )?;
+            insert(tx, path, (revision, key, row.create_revision, row.id, true, b""))?;
             *current = revision;
             let prev = prev_kv(row);
             events.push(WatchEvent {
@@ -395,11 +350,7 @@ fn set_compaction(
     current: Revision,
 ) -> Result<bool, StoreError> {
     if revision > current {
-        return Err(StoreError::FutureRevision {
-            key: Vec::new(),
-            requested: revision,
-            current,
-        });
+        return Err(StoreError::FutureRevision { key: Vec::new(), requested: revision, current });
     }
     if revision <= floor {
         return Ok(false);

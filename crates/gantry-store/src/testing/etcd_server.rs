@@ -57,10 +57,7 @@ impl Member {
     /// Starts the process. On a restart etcd finds its data directory and ignores the `--initial-*` flags.
     fn spawn(&mut self) -> io::Result<()> {
         // Appending keeps the log of a killed incarnation for post-mortems.
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
+        let log = OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         let mut command = Command::new(etcd_binary());
         command
             .arg("--name")
@@ -88,12 +85,9 @@ impl Member {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = command.spawn().map_err(|err| {
-            io::Error::new(
-                err.kind(),
-                format!("cannot run {}: {err}", etcd_binary().display()),
-            )
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot run {}: {err}", etcd_binary().display())))?;
         self.pid = child.id();
         self.child = Some(child);
         Ok(())
@@ -132,51 +126,30 @@ struct Timing {
 
 /// A lone member elects itself at once (etcd fast-forwards its first election ticks): healthy in 25-120 ms here.
 /// With no peers there is no leader to lose, so short ticks cost nothing.
-const SINGLE_TIMING: Timing = Timing {
-    heartbeat_ms: 10,
-    election_ms: 100,
-};
+const SINGLE_TIMING: Timing = Timing { heartbeat_ms: 10, election_ms: 100 };
 
 /// In a cluster a short election timeout makes failover fast, but one within reach of scheduler stalls on a
 /// loaded two-core machine makes members depose healthy leaders. With 50/500 ms a write goes through about a
 /// second after the leader is SIGKILLed.
-const CLUSTER_TIMING: Timing = Timing {
-    heartbeat_ms: 50,
-    election_ms: 500,
-};
+const CLUSTER_TIMING: Timing = Timing { heartbeat_ms: 50, election_ms: 500 };
 
 fn etcd_binary() -> PathBuf {
-    std::env::var_os("GANTRY_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("etcd"))
+    std::env::var_os("GANTRY_ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("etcd"))
 }
 
 /// `count` distinct free loopback ports. All listeners are held until every port is chosen, so that the ports
 /// differ from each other; another process may still take one before etcd binds it, which the caller retries.
 fn free_ports(count: usize) -> io::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    let listeners = (0..count).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<io::Result<Vec<_>>>()?;
+    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
 }
 
 /// A token that no other cluster started on this machine uses, so that members of different clusters never
 /// mistake each other for peers even if ports get reused.
 fn unique_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "gantry-test-{}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("gantry-test-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -192,22 +165,16 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// A client that answers quickly, for polling members that may not be up yet.
 async fn probe_client(endpoint: &str) -> io::Result<Client> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_millis(500))
-        .with_timeout(Duration::from_secs(2));
-    Client::connect([endpoint], Some(options))
-        .await
-        .map_err(|err| io::Error::other(format!("{endpoint}: {err}")))
+    let options =
+        ConnectOptions::new().with_connect_timeout(Duration::from_millis(500)).with_timeout(Duration::from_secs(2));
+    Client::connect([endpoint], Some(options)).await.map_err(|err| io::Error::other(format!("{endpoint}: {err}")))
 }
 
 /// Whether the member behind `client` serves linearizable reads, which needs a leader and a quorum.
 async fn is_healthy(client: &Client) -> bool {
     let mut kv = client.kv_client();
     // Before a leader exists the read hangs rather than fails; a short limit keeps the polling going.
-    matches!(
-        tokio::time::timeout(HEALTH_TIMEOUT, kv.get("health", None)).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(HEALTH_TIMEOUT, kv.get("health", None)).await, Ok(Ok(_)))
 }
 
 /// Starts `members` (already given ports, paths and launch flags) and waits until each serves linearizable
@@ -220,11 +187,7 @@ async fn start_members(members: &mut [Member]) -> Result<Vec<Client>, StartError
         }
         let mut clients = Vec::with_capacity(members.len());
         for member in members.iter() {
-            clients.push(
-                probe_client(&member.client_url())
-                    .await
-                    .map_err(StartError::Fatal)?,
-            );
+            clients.push(probe_client(&member.client_url()).await.map_err(StartError::Fatal)?);
         }
         let indices: Vec<usize> = (0..members.len()).collect();
         wait_healthy(members, &clients, &indices).await?;
@@ -240,11 +203,7 @@ async fn start_members(members: &mut [Member]) -> Result<Vec<Client>, StartError
 }
 
 /// Waits until the members at `indices` serve linearizable reads, failing early if one of them exits.
-async fn wait_healthy(
-    members: &mut [Member],
-    clients: &[Client],
-    indices: &[usize],
-) -> Result<(), StartError> {
+async fn wait_healthy(members: &mut [Member], clients: &[Client], indices: &[usize]) -> Result<(), StartError> {
     let deadline = Instant::now() + patience();
     let mut healthy = vec![false; members.len()];
     loop {
@@ -252,10 +211,7 @@ async fn wait_healthy(
             let member = &mut members[i];
             if let Some(reason) = member.exited() {
                 let tail = member.log_tail(30);
-                let message = format!(
-                    "etcd member {} stopped while starting: {reason}\n{tail}",
-                    member.name
-                );
+                let message = format!("etcd member {} stopped while starting: {reason}\n{tail}", member.name);
                 return Err(if tail.contains("address already in use") {
                     StartError::PortClash(message)
                 } else {
@@ -264,8 +220,7 @@ async fn wait_healthy(
             }
         }
         let pending: Vec<usize> = indices.iter().copied().filter(|&i| !healthy[i]).collect();
-        let results =
-            futures::future::join_all(pending.iter().map(|&i| is_healthy(&clients[i]))).await;
+        let results = futures::future::join_all(pending.iter().map(|&i| is_healthy(&clients[i]))).await;
         for (i, ok) in pending.into_iter().zip(results) {
             healthy[i] = ok;
         }
@@ -280,10 +235,7 @@ async fn wait_healthy(
                 .join("\n");
             return Err(StartError::Fatal(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "etcd did not become healthy within {:?}\n{tails}",
-                    patience()
-                ),
+                format!("etcd did not become healthy within {:?}\n{tails}", patience()),
             )));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -305,11 +257,7 @@ impl From<StartError> for io::Error {
 }
 
 /// Creates and starts `count` members in subdirectories of `dir`, retrying with new ports on a clash.
-async fn start_cluster(
-    dir: &Path,
-    count: usize,
-    timing: Timing,
-) -> io::Result<(Vec<Member>, Vec<Client>)> {
+async fn start_cluster(dir: &Path, count: usize, timing: Timing) -> io::Result<(Vec<Member>, Vec<Client>)> {
     let mut last_clash = String::new();
     for attempt in 0..PORT_ATTEMPTS {
         let ports = free_ports(2 * count)?;
@@ -343,9 +291,7 @@ async fn start_cluster(
     }
     Err(io::Error::new(
         io::ErrorKind::AddrInUse,
-        format!(
-            "no free ports for etcd after {PORT_ATTEMPTS} attempts; last failure: {last_clash}"
-        ),
+        format!("no free ports for etcd after {PORT_ATTEMPTS} attempts; last failure: {last_clash}"),
     ))
 }
 
@@ -366,9 +312,7 @@ impl EtcdServer {
     pub async fn start() -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("gantry-etcd-").tempdir()?;
         let (mut members, _clients) = start_cluster(dir.path(), 1, SINGLE_TIMING).await?;
-        let member = members
-            .pop()
-            .ok_or_else(|| io::Error::other("no member was started"))?;
+        let member = members.pop().ok_or_else(|| io::Error::other("no member was started"))?;
         Ok(Self { member, dir })
     }
 
@@ -411,10 +355,7 @@ impl Drop for EtcdServer {
 
 impl std::fmt::Debug for EtcdServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdServer")
-            .field("endpoint", &self.endpoint())
-            .field("pid", &self.pid())
-            .finish()
+        f.debug_struct("EtcdServer").field("endpoint", &self.endpoint()).field("pid", &self.pid()).finish()
     }
 }
 
@@ -433,20 +374,11 @@ impl EtcdCluster {
     /// been elected). The error carries the tails of the members' logs.
     pub async fn start(members: usize) -> io::Result<Self> {
         if members == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a cluster needs at least one member",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a cluster needs at least one member"));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("gantry-etcd-cluster-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("gantry-etcd-cluster-").tempdir()?;
         let (members, clients) = start_cluster(dir.path(), members, CLUSTER_TIMING).await?;
-        Ok(Self {
-            members,
-            clients,
-            dir,
-        })
+        Ok(Self { members, clients, dir })
     }
 
     /// The number of members, killed ones included.
@@ -515,8 +447,7 @@ impl EtcdCluster {
                     continue;
                 }
                 let mut maintenance = client.maintenance_client();
-                if let Ok(Ok(status)) =
-                    tokio::time::timeout(Duration::from_secs(1), maintenance.status()).await
+                if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(1), maintenance.status()).await
                     && let Some(header) = status.header()
                 {
                     ids[i] = Some(header.member_id());
@@ -535,10 +466,7 @@ impl EtcdCluster {
                     .map(|i| format!("--- member{i} ---\n{}", self.log_tail(i, 20)))
                     .collect::<Vec<_>>()
                     .join("\n");
-                panic!(
-                    "no etcd member reported a running leader within {:?}\n{tails}",
-                    patience()
-                );
+                panic!("no etcd member reported a running leader within {:?}\n{tails}", patience());
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
@@ -581,8 +509,6 @@ impl Drop for EtcdCluster {
 
 impl std::fmt::Debug for EtcdCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdCluster")
-            .field("endpoints", &self.endpoints())
-            .finish()
+        f.debug_struct("EtcdCluster").field("endpoints", &self.endpoints()).finish()
     }
 }

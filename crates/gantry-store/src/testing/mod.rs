@@ -18,8 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::{
-    EventKind, KeyValue, ListOptions, Preconditions, Revision, Store, StoreError, StoreExt,
-    WatchEvent, WatchStream,
+    EventKind, KeyValue, ListOptions, Preconditions, Revision, Store, StoreError, StoreExt, WatchEvent, WatchStream,
 };
 
 /// A store under test, with whatever keeps it alive (a temporary directory, an etcd process).
@@ -147,23 +146,13 @@ pub async fn create_of_existing_key_is_already_exists(store: Arc<dyn Store>) {
         }
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(
-        store.get(b"/r/a").await.unwrap().value,
-        b("one"),
-        "the failed create changed nothing"
-    );
+    assert_eq!(store.get(b"/r/a").await.unwrap().value, b("one"), "the failed create changed nothing");
 }
 
 pub async fn get_of_missing_key_is_not_found(store: Arc<dyn Store>) {
     let err = store.get(b"/r/missing").await.unwrap_err();
-    assert!(
-        matches!(&err, StoreError::NotFound { key } if key == b"/r/missing"),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains("/r/missing"),
-        "the message names the key: {err}"
-    );
+    assert!(matches!(&err, StoreError::NotFound { key } if key == b"/r/missing"), "{err:?}");
+    assert!(err.to_string().contains("/r/missing"), "the message names the key: {err}");
 }
 
 pub async fn update_with_current_revision_succeeds(store: Arc<dyn Store>) {
@@ -176,17 +165,11 @@ pub async fn update_with_current_revision_succeeds(store: Arc<dyn Store>) {
     assert_eq!(kv.mod_revision, updated);
 }
 
-pub async fn update_with_stale_revision_is_a_conflict_carrying_the_current_revision(
-    store: Arc<dyn Store>,
-) {
+pub async fn update_with_stale_revision_is_a_conflict_carrying_the_current_revision(store: Arc<dyn Store>) {
     let created = store.create(b"/r/a", b("one")).await.unwrap();
     let updated = store.update(b"/r/a", b("two"), created).await.unwrap();
     match store.update(b"/r/a", b("three"), created).await {
-        Err(StoreError::Conflict {
-            key,
-            expected,
-            current,
-        }) => {
+        Err(StoreError::Conflict { key, expected, current }) => {
             assert_eq!(key, b"/r/a");
             assert_eq!(expected, created);
             assert_eq!(current, updated);
@@ -209,14 +192,8 @@ pub async fn delete_returns_the_last_value(store: Arc<dyn Store>) {
     assert_eq!(deleted.prev.value, b("two"));
     assert_eq!(deleted.prev.mod_revision, updated);
     assert_eq!(deleted.prev.create_revision, created);
-    assert!(matches!(
-        store.get(b"/r/a").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.delete(b"/r/a", None).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.get(b"/r/a").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.delete(b"/r/a", None).await, Err(StoreError::NotFound { .. })));
 }
 
 pub async fn guarded_delete_with_stale_revision_is_a_conflict(store: Arc<dyn Store>) {
@@ -274,134 +251,69 @@ pub async fn list_at_a_past_revision_shows_the_past(store: Arc<dyn Store>) {
     store.delete(b"/p/b", Some(r2)).await.unwrap();
     store.create(b"/p/c", b("c1")).await.unwrap();
 
-    let past = store
-        .list(
-            b"/p/",
-            ListOptions {
-                revision: Some(r2),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let past = store.list(b"/p/", ListOptions { revision: Some(r2), ..Default::default() }).await.unwrap();
     assert_eq!(past.revision, r2);
-    let seen: Vec<_> = past
-        .items
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone()))
-        .collect();
+    let seen: Vec<_> = past.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
     assert_eq!(seen, vec![(b("/p/a"), b("a1")), (b("/p/b"), b("b1"))]);
     let now = store.list(b"/p/", ListOptions::default()).await.unwrap();
-    let seen: Vec<_> = now
-        .items
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone()))
-        .collect();
+    let seen: Vec<_> = now.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
     assert_eq!(seen, vec![(b("/p/a"), b("a2")), (b("/p/c"), b("c1"))]);
 }
 
 pub async fn list_at_a_future_revision_is_an_error(store: Arc<dyn Store>) {
     let rev = store.create(b"/f/a", b("1")).await.unwrap();
-    let err = store
-        .list(
-            b"/f/",
-            ListOptions {
-                revision: Some(rev + 100),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = store.list(b"/f/", ListOptions { revision: Some(rev + 100), ..Default::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::FutureRevision { .. }), "{err:?}");
 }
 
 pub async fn pagination_is_stable_while_writes_continue(store: Arc<dyn Store>) {
     for i in 0..50 {
-        store
-            .create(format!("/pg/{i:03}").as_bytes(), b("v0"))
-            .await
-            .unwrap();
+        store.create(format!("/pg/{i:03}").as_bytes(), b("v0")).await.unwrap();
     }
     let mut seen = Vec::new();
-    let mut options = ListOptions {
-        limit: Some(7),
-        ..Default::default()
-    };
+    let mut options = ListOptions { limit: Some(7), ..Default::default() };
     let mut pinned = None;
     let mut round = 0;
     loop {
         let page = store.list(b"/pg/", options.clone()).await.unwrap();
         let revision = *pinned.get_or_insert(page.revision);
-        assert_eq!(
-            page.revision, revision,
-            "every page shows the same revision"
-        );
+        assert_eq!(page.revision, revision, "every page shows the same revision");
         assert!(page.items.len() <= 7);
-        seen.extend(
-            page.items
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone())),
-        );
+        seen.extend(page.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
         // Writes between pages: updates, deletes and creates, before and after the cursor.
         round += 1;
         let victim = format!("/pg/{:03}", (round * 7) % 50);
         let _ = store
-            .guaranteed_update(victim.as_bytes(), Preconditions::default(), |_| {
-                Ok::<_, StoreError>(b("v1"))
-            })
+            .guaranteed_update(victim.as_bytes(), Preconditions::default(), |_| Ok::<_, StoreError>(b("v1")))
             .await;
-        store
-            .create(format!("/pg/{:03}x", round).as_bytes(), b("new"))
-            .await
-            .unwrap();
-        let _ = store
-            .delete(format!("/pg/{:03}", 49 - round).as_bytes(), None)
-            .await;
+        store.create(format!("/pg/{:03}x", round).as_bytes(), b("new")).await.unwrap();
+        let _ = store.delete(format!("/pg/{:03}", 49 - round).as_bytes(), None).await;
         match page.continue_from {
             Some(next) => {
-                options = ListOptions {
-                    revision: Some(revision),
-                    limit: Some(7),
-                    continue_from: Some(next),
-                };
+                options = ListOptions { revision: Some(revision), limit: Some(7), continue_from: Some(next) };
             }
             None => break,
         }
     }
-    let expected: Vec<_> = (0..50)
-        .map(|i| (b(&format!("/pg/{i:03}")), b("v0")))
-        .collect();
-    assert_eq!(
-        seen, expected,
-        "the pages together are exactly the state at the first page's revision"
-    );
+    let expected: Vec<_> = (0..50).map(|i| (b(&format!("/pg/{i:03}")), b("v0"))).collect();
+    assert_eq!(seen, expected, "the pages together are exactly the state at the first page's revision");
 }
 
 pub async fn continue_key_outside_the_prefix_is_invalid(store: Arc<dyn Store>) {
     store.create(b"/c/a", b("1")).await.unwrap();
-    let options = ListOptions {
-        continue_from: Some(b("/d/a")),
-        limit: Some(1),
-        ..Default::default()
-    };
+    let options = ListOptions { continue_from: Some(b("/d/a")), limit: Some(1), ..Default::default() };
     let err = store.list(b"/c/", options).await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidRequest { .. }), "{err:?}");
 }
 
 pub async fn count_counts_live_keys_under_the_prefix(store: Arc<dyn Store>) {
     for i in 0..10 {
-        store
-            .create(format!("/n/x/{i}").as_bytes(), b("v"))
-            .await
-            .unwrap();
+        store.create(format!("/n/x/{i}").as_bytes(), b("v")).await.unwrap();
     }
     store.create(b"/n/xy/1", b("v")).await.unwrap();
     store.delete(b"/n/x/3", None).await.unwrap();
     let kv = store.get(b"/n/x/4").await.unwrap();
-    store
-        .update(b"/n/x/4", b("w"), kv.mod_revision)
-        .await
-        .unwrap();
+    store.update(b"/n/x/4", b("w"), kv.mod_revision).await.unwrap();
     assert_eq!(store.count(b"/n/x/").await.unwrap(), 9);
     assert_eq!(store.count(b"/n/").await.unwrap(), 10);
     assert_eq!(store.count(b"/n/none/").await.unwrap(), 0);
@@ -415,9 +327,7 @@ pub async fn concurrent_guaranteed_updates_lose_nothing(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             store
                 .guaranteed_update(b"/g/counter", Preconditions::default(), |current| {
-                    let n: u64 = current
-                        .map(|kv| String::from_utf8_lossy(&kv.value).parse().unwrap_or(0))
-                        .unwrap_or(0);
+                    let n: u64 = current.map(|kv| String::from_utf8_lossy(&kv.value).parse().unwrap_or(0)).unwrap_or(0);
                     Ok::<_, StoreError>(Bytes::from((n + 1).to_string()))
                 })
                 .await
@@ -449,28 +359,14 @@ pub async fn guaranteed_update_with_unchanged_bytes_writes_nothing(store: Arc<dy
     assert!(!updated.written);
     assert_eq!(calls, 1);
     assert_eq!(updated.kv.mod_revision, rev);
-    assert_eq!(
-        store.current_revision().await.unwrap(),
-        rev,
-        "no revision was consumed"
-    );
+    assert_eq!(store.current_revision().await.unwrap(), rev, "no revision was consumed");
 }
 
 pub async fn guaranteed_update_checks_preconditions_and_can_create(store: Arc<dyn Store>) {
-    let missing = store
-        .guaranteed_update(b"/g/new", Preconditions::default(), |_| {
-            Ok::<_, StoreError>(b("x"))
-        })
-        .await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound { .. })),
-        "{missing:?}"
-    );
+    let missing = store.guaranteed_update(b"/g/new", Preconditions::default(), |_| Ok::<_, StoreError>(b("x"))).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
 
-    let create = Preconditions {
-        create_if_missing: true,
-        ..Default::default()
-    };
+    let create = Preconditions { create_if_missing: true, ..Default::default() };
     let created = store
         .guaranteed_update(b"/g/new", create, |current| {
             assert!(current.is_none());
@@ -481,34 +377,21 @@ pub async fn guaranteed_update_checks_preconditions_and_can_create(store: Arc<dy
     assert!(created.written);
     assert_eq!(created.kv.create_revision, created.kv.mod_revision);
 
-    let stale = Preconditions {
-        mod_revision: Some(created.kv.mod_revision - 1),
-        ..Default::default()
-    };
-    let conflict = store
-        .guaranteed_update(b"/g/new", stale, |_| Ok::<_, StoreError>(b("y")))
-        .await;
-    assert!(
-        matches!(conflict, Err(StoreError::Conflict { .. })),
-        "{conflict:?}"
-    );
+    let stale = Preconditions { mod_revision: Some(created.kv.mod_revision - 1), ..Default::default() };
+    let conflict = store.guaranteed_update(b"/g/new", stale, |_| Ok::<_, StoreError>(b("y"))).await;
+    assert!(matches!(conflict, Err(StoreError::Conflict { .. })), "{conflict:?}");
 
     // A closure error is the caller's own and comes back unchanged; nothing is written.
     let refused = store
         .guaranteed_update(b"/g/new", Preconditions::default(), |_| {
-            Err(StoreError::InvalidRequest {
-                key: b"/g/new".to_vec(),
-                reason: "refused".into(),
-            })
+            Err(StoreError::InvalidRequest { key: b"/g/new".to_vec(), reason: "refused".into() })
         })
         .await;
     assert!(matches!(refused, Err(StoreError::InvalidRequest { .. })));
     assert_eq!(store.get(b"/g/new").await.unwrap().value, b("made"));
 }
 
-pub async fn watch_delivers_creates_updates_and_deletes_with_previous_values(
-    store: Arc<dyn Store>,
-) {
+pub async fn watch_delivers_creates_updates_and_deletes_with_previous_values(store: Arc<dyn Store>) {
     let mut watch = store.watch(b"/w/", 0).await.unwrap();
     let r1 = store.create(b"/w/a", b("1")).await.unwrap();
     let r2 = store.update(b"/w/a", b("2"), r1).await.unwrap();
@@ -523,18 +406,12 @@ pub async fn watch_delivers_creates_updates_and_deletes_with_previous_values(
     assert_eq!(events[1].kind, EventKind::Update);
     assert_eq!(events[1].kv.value, b("2"));
     assert_eq!(events[1].kv.create_revision, r1);
-    assert_eq!(
-        events[1].prev.as_ref().map(|kv| kv.value.clone()),
-        Some(b("1"))
-    );
+    assert_eq!(events[1].prev.as_ref().map(|kv| kv.value.clone()), Some(b("1")));
 
     assert_eq!(events[2].kind, EventKind::Delete);
     assert_eq!(events[2].revision(), r3);
     assert_eq!(&events[2].kv.key[..], b"/w/a");
-    let prev = events[2]
-        .prev
-        .as_ref()
-        .expect("a delete carries the last value");
+    let prev = events[2].prev.as_ref().expect("a delete carries the last value");
     assert_eq!(prev.value, b("2"));
     assert_eq!(prev.mod_revision, r2);
 }
@@ -544,11 +421,7 @@ pub async fn watch_from_zero_starts_after_the_current_revision(store: Arc<dyn St
     let mut watch = store.watch(b"/z/", 0).await.unwrap();
     let rev = store.create(b"/z/new", b("2")).await.unwrap();
     let event = next_event(&mut watch).await;
-    assert_eq!(
-        event.revision(),
-        rev,
-        "the watch starts with the first change after it was opened"
-    );
+    assert_eq!(event.revision(), rev, "the watch starts with the first change after it was opened");
     assert_eq!(&event.kv.key[..], b"/z/new");
 }
 
@@ -557,23 +430,13 @@ pub async fn watch_from_an_old_revision_replays_history(store: Arc<dyn Store>) {
     let mut expected = Vec::new();
     let mut rev = start;
     for i in 2..=20 {
-        rev = store
-            .update(b"/h/a", Bytes::from(i.to_string()), rev)
-            .await
-            .unwrap();
+        rev = store.update(b"/h/a", Bytes::from(i.to_string()), rev).await.unwrap();
         expected.push((rev, i.to_string()));
     }
     let mut watch = store.watch(b"/h/", start).await.unwrap();
     let events = next_events(&mut watch, expected.len()).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|e| {
-            (
-                e.revision(),
-                String::from_utf8_lossy(&e.kv.value).into_owned(),
-            )
-        })
-        .collect();
+    let seen: Vec<_> =
+        events.iter().map(|e| (e.revision(), String::from_utf8_lossy(&e.kv.value).into_owned())).collect();
     assert_eq!(seen, expected);
     // And it goes on live after the history.
     let live = store.update(b"/h/a", b("live"), rev).await.unwrap();
@@ -593,10 +456,7 @@ pub async fn watch_sees_every_change_in_order_under_concurrent_writers(store: Ar
             let mut rev = store.create(key.as_bytes(), b("0")).await.unwrap();
             acked.push(rev);
             for i in 1..PER_WRITER {
-                rev = store
-                    .update(key.as_bytes(), Bytes::from(i.to_string()), rev)
-                    .await
-                    .unwrap();
+                rev = store.update(key.as_bytes(), Bytes::from(i.to_string()), rev).await.unwrap();
                 acked.push(rev);
             }
             acked
@@ -609,14 +469,8 @@ pub async fn watch_sees_every_change_in_order_under_concurrent_writers(store: Ar
     acked.sort_unstable();
     let events = next_events(&mut watch, WRITERS * PER_WRITER).await;
     let revisions: Vec<Revision> = events.iter().map(WatchEvent::revision).collect();
-    assert!(
-        revisions.windows(2).all(|w| w[0] < w[1]),
-        "strictly increasing revisions"
-    );
-    assert_eq!(
-        revisions, acked,
-        "exactly the acknowledged writes: no gap, no duplicate"
-    );
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "strictly increasing revisions");
+    assert_eq!(revisions, acked, "exactly the acknowledged writes: no gap, no duplicate");
     // Per key, values arrive in the order written.
     let mut last: BTreeMap<Bytes, i64> = BTreeMap::new();
     for event in &events {
@@ -630,10 +484,7 @@ pub async fn watch_of_a_prefix_does_not_see_a_sibling_prefix(store: Arc<dyn Stor
     let mut watch = store.watch(b"/a/b/", 0).await.unwrap();
     store.create(b"/a/bc", b("sibling")).await.unwrap();
     store.create(b"/a/bc/x", b("sibling child")).await.unwrap();
-    store
-        .create(b"/a/b", b("the prefix without slash"))
-        .await
-        .unwrap();
+    store.create(b"/a/b", b("the prefix without slash")).await.unwrap();
     let mine = store.create(b"/a/b/x", b("mine")).await.unwrap();
     let event = next_event(&mut watch).await;
     assert_eq!(event.revision(), mine);
@@ -645,18 +496,11 @@ pub async fn watch_from_a_compacted_revision_is_compacted(store: Arc<dyn Store>)
     let first = store.create(b"/k/a", b("1")).await.unwrap();
     let mut rev = first;
     for i in 0..10 {
-        rev = store
-            .update(b"/k/a", Bytes::from(i.to_string()), rev)
-            .await
-            .unwrap();
+        rev = store.update(b"/k/a", Bytes::from(i.to_string()), rev).await.unwrap();
     }
     store.compact(rev - 2).await.unwrap();
     match store.watch(b"/k/", first).await {
-        Err(StoreError::Compacted {
-            compacted,
-            requested,
-            ..
-        }) => {
+        Err(StoreError::Compacted { compacted, requested, .. }) => {
             assert_eq!(compacted, rev - 2);
             assert_eq!(requested, first);
         }
@@ -671,19 +515,11 @@ pub async fn watch_from_a_compacted_revision_is_compacted(store: Arc<dyn Store>)
     // Just after the compaction point still works: the change at the compaction revision is kept.
     let mut watch = store.watch(b"/k/", rev - 3).await.unwrap();
     let events = next_events(&mut watch, 3).await;
-    assert_eq!(
-        events.iter().map(WatchEvent::revision).collect::<Vec<_>>(),
-        vec![rev - 2, rev - 1, rev]
-    );
-    assert!(
-        events.iter().all(|e| e.prev.is_some()),
-        "updates after the compaction point keep their previous value"
-    );
+    assert_eq!(events.iter().map(WatchEvent::revision).collect::<Vec<_>>(), vec![rev - 2, rev - 1, rev]);
+    assert!(events.iter().all(|e| e.prev.is_some()), "updates after the compaction point keep their previous value");
 }
 
-pub async fn list_at_a_compacted_revision_is_compacted_and_latest_values_survive(
-    store: Arc<dyn Store>,
-) {
+pub async fn list_at_a_compacted_revision_is_compacted_and_latest_values_survive(store: Arc<dyn Store>) {
     let a = store.create(b"/lc/a", b("a1")).await.unwrap();
     let early = store.create(b"/lc/b", b("b1")).await.unwrap();
     let a2 = store.update(b"/lc/a", b("a2"), a).await.unwrap();
@@ -692,52 +528,19 @@ pub async fn list_at_a_compacted_revision_is_compacted_and_latest_values_survive
     let current = store.current_revision().await.unwrap();
     store.compact(current).await.unwrap();
 
-    let err = store
-        .list(
-            b"/lc/",
-            ListOptions {
-                revision: Some(early),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = store.list(b"/lc/", ListOptions { revision: Some(early), ..Default::default() }).await.unwrap_err();
     match err {
-        StoreError::Compacted {
-            compacted,
-            requested,
-            ..
-        } => {
+        StoreError::Compacted { compacted, requested, .. } => {
             assert_eq!(compacted, current);
             assert_eq!(requested, early);
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
     let now = store.list(b"/lc/", ListOptions::default()).await.unwrap();
-    let seen: Vec<_> = now
-        .items
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone(), kv.mod_revision))
-        .collect();
-    assert_eq!(
-        seen,
-        vec![(b("/lc/a"), b("a2"), a2), (b("/lc/c"), b("c1"), current)]
-    );
-    let at = store
-        .list(
-            b"/lc/",
-            ListOptions {
-                revision: Some(current),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        at.items.len(),
-        2,
-        "the compaction revision itself stays readable"
-    );
+    let seen: Vec<_> = now.items.iter().map(|kv| (kv.key.clone(), kv.value.clone(), kv.mod_revision)).collect();
+    assert_eq!(seen, vec![(b("/lc/a"), b("a2"), a2), (b("/lc/c"), b("c1"), current)]);
+    let at = store.list(b"/lc/", ListOptions { revision: Some(current), ..Default::default() }).await.unwrap();
+    assert_eq!(at.items.len(), 2, "the compaction revision itself stays readable");
     assert_eq!(store.get(b"/lc/a").await.unwrap().create_revision, a);
     // Writes go on after compaction with fresh revisions.
     let next = store.update(b"/lc/a", b("a3"), a2).await.unwrap();
@@ -747,24 +550,12 @@ pub async fn list_at_a_compacted_revision_is_compacted_and_latest_values_survive
 pub async fn compaction_is_idempotent_and_refuses_the_future(store: Arc<dyn Store>) {
     let mut rev = store.create(b"/ci/a", b("0")).await.unwrap();
     for i in 1..5 {
-        rev = store
-            .update(b"/ci/a", Bytes::from(i.to_string()), rev)
-            .await
-            .unwrap();
+        rev = store.update(b"/ci/a", Bytes::from(i.to_string()), rev).await.unwrap();
     }
     store.compact(rev - 1).await.unwrap();
     store.compact(rev - 1).await.unwrap();
     store.compact(rev - 3).await.unwrap();
-    let err = store
-        .list(
-            b"/ci/",
-            ListOptions {
-                revision: Some(rev - 2),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = store.list(b"/ci/", ListOptions { revision: Some(rev - 2), ..Default::default() }).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Compacted { compacted, .. } if compacted == rev - 1),
         "an older compaction does not move the point back: {err:?}"
@@ -783,31 +574,14 @@ pub async fn delete_events_replayed_from_history_carry_the_last_value(store: Arc
     let mut watch = store.watch(b"/dh/", start).await.unwrap();
     let events = next_events(&mut watch, 4).await;
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![
-            EventKind::Create,
-            EventKind::Update,
-            EventKind::Delete,
-            EventKind::Create
-        ]
-    );
-    assert_eq!(
-        events[2].prev.as_ref().map(|kv| kv.value.clone()),
-        Some(b("last"))
-    );
+    assert_eq!(kinds, vec![EventKind::Create, EventKind::Update, EventKind::Delete, EventKind::Create]);
+    assert_eq!(events[2].prev.as_ref().map(|kv| kv.value.clone()), Some(b("last")));
     assert!(events[2].kv.value.is_empty());
-    assert!(
-        events[3].prev.is_none(),
-        "re-creation after a delete has no previous value"
-    );
+    assert!(events[3].prev.is_none(), "re-creation after a delete has no previous value");
 }
 
 pub async fn values_of_one_mebibyte_round_trip(store: Arc<dyn Store>) {
-    let big: Bytes = (0..1024 * 1024)
-        .map(|i| (i % 251) as u8)
-        .collect::<Vec<u8>>()
-        .into();
+    let big: Bytes = (0..1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
     let start = store.create(b"/other", b("x")).await.unwrap();
     let rev = store.create(b"/big/a", big.clone()).await.unwrap();
     assert_eq!(store.get(b"/big/a").await.unwrap().value, big);
@@ -815,18 +589,12 @@ pub async fn values_of_one_mebibyte_round_trip(store: Arc<dyn Store>) {
     assert_eq!(page.items[0].value, big);
     let mut other: Vec<u8> = big.to_vec();
     other.reverse();
-    store
-        .update(b"/big/a", Bytes::from(other.clone()), rev)
-        .await
-        .unwrap();
+    store.update(b"/big/a", Bytes::from(other.clone()), rev).await.unwrap();
     let mut watch = store.watch(b"/big/", start).await.unwrap();
     let events = next_events(&mut watch, 2).await;
     assert_eq!(events[0].kv.value, big);
     assert_eq!(events[1].kv.value, Bytes::from(other));
-    assert_eq!(
-        events[1].prev.as_ref().map(|kv| kv.value.clone()),
-        Some(big)
-    );
+    assert_eq!(events[1].prev.as_ref().map(|kv| kv.value.clone()), Some(big));
 }
 
 pub async fn keys_with_unusual_bytes_round_trip(store: Arc<dyn Store>) {
@@ -851,24 +619,11 @@ pub async fn keys_with_unusual_bytes_round_trip(store: Arc<dyn Store>) {
     let mut sorted = odd.clone();
     sorted.sort();
     let page = store.list(b"/u/", ListOptions::default()).await.unwrap();
-    assert_eq!(
-        page.items
-            .iter()
-            .map(|kv| kv.key.to_vec())
-            .collect::<Vec<_>>(),
-        sorted,
-        "byte order"
-    );
+    assert_eq!(page.items.iter().map(|kv| kv.key.to_vec()).collect::<Vec<_>>(), sorted, "byte order");
     let events = next_events(&mut watch, odd.len()).await;
-    assert_eq!(
-        events.iter().map(|e| e.kv.key.to_vec()).collect::<Vec<_>>(),
-        odd
-    );
+    assert_eq!(events.iter().map(|e| e.kv.key.to_vec()).collect::<Vec<_>>(), odd);
     // A prefix that ends in 0xff has no simple range end; it still lists only its own keys.
-    let ff = store
-        .list(b"/u/\xff", ListOptions::default())
-        .await
-        .unwrap();
+    let ff = store.list(b"/u/\xff", ListOptions::default()).await.unwrap();
     assert_eq!(ff.items.len(), 2);
 }
 
@@ -887,13 +642,7 @@ pub async fn slow_watcher_blocks_neither_writers_nor_other_watchers(store: Arc<d
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 for i in 0..WRITES / 8 {
-                    store
-                        .create(
-                            format!("/s/{w}/{i}").as_bytes(),
-                            Bytes::from(vec![7u8; 512]),
-                        )
-                        .await
-                        .unwrap();
+                    store.create(format!("/s/{w}/{i}").as_bytes(), Bytes::from(vec![7u8; 512])).await.unwrap();
                 }
             })
         })
@@ -903,13 +652,8 @@ pub async fn slow_watcher_blocks_neither_writers_nor_other_watchers(store: Arc<d
             writer.await.unwrap();
         }
     };
-    tokio::time::timeout(patience(), all_written)
-        .await
-        .expect("writers finished while a watcher was not reading");
-    let fast_seen = tokio::time::timeout(patience(), reader)
-        .await
-        .expect("the reading watcher kept up")
-        .unwrap();
+    tokio::time::timeout(patience(), all_written).await.expect("writers finished while a watcher was not reading");
+    let fast_seen = tokio::time::timeout(patience(), reader).await.expect("the reading watcher kept up").unwrap();
     assert_eq!(fast_seen.len(), WRITES);
     // The slow watcher either catches up with everything, in order, or says it fell behind the history kept.
     let mut last = start;
@@ -940,18 +684,10 @@ pub async fn many_watchers_on_one_prefix_all_see_every_event(store: Arc<dyn Stor
     }
     let mut revisions = Vec::new();
     for i in 0..10 {
-        revisions.push(
-            store
-                .create(format!("/m/{i}").as_bytes(), b("v"))
-                .await
-                .unwrap(),
-        );
+        revisions.push(store.create(format!("/m/{i}").as_bytes(), b("v")).await.unwrap());
     }
     for watch in &mut watches {
         let events = next_events(watch, 10).await;
-        assert_eq!(
-            events.iter().map(WatchEvent::revision).collect::<Vec<_>>(),
-            revisions
-        );
+        assert_eq!(events.iter().map(WatchEvent::revision).collect::<Vec<_>>(), revisions);
     }
 }
