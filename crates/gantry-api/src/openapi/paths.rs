@@ -305,9 +305,9 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
     } else {
         format!("{prefix}/{}", r.plural)
     };
-    let name_param =
-        || param("name", "path", "string", &format!("name of the {kind}"));
-    let namespace_param = || param("namespace", "path", "string", "object name and auth scope, such as for teams and projects");
+    let name_param = || param("name", "path", "string", &format!("name of the {kind}"));
+    let namespace_param =
+        || param("namespace", "path", "string", "object name and auth scope, such as for teams and projects");
     let scope_params = |named: bool| {
         let mut params = Vec::new();
         if named {
@@ -523,7 +523,11 @@ fn add_subresource(
                 tag,
                 parameters: vec![dry_run(), field_manager(false), field_validation()],
                 request: Some(body(&schema)),
-                responses: responses(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")], RESPONSE_TYPES, &schema),
+                responses: responses(
+                    &[("200", "OK"), ("201", "Created"), ("202", "Accepted")],
+                    RESPONSE_TYPES,
+                    &schema,
+                ),
             },
             _ => continue,
         };
@@ -540,7 +544,12 @@ fn add_subresource(
 }
 
 /// `GET /apis/{group}/{version}/`: the group-version's resource list.
-pub(super) fn add_resource_list(paths: &mut Map<String, Value>, components: &mut Components, group: &str, version: &str) {
+pub(super) fn add_resource_list(
+    paths: &mut Map<String, Value>,
+    components: &mut Components,
+    group: &str,
+    version: &str,
+) {
     let schema = components.meta(MetaType::ApiResourceList);
     paths.insert(
         format!("{}/", gv_prefix(group, version)),
@@ -572,7 +581,13 @@ pub(super) fn add_root(paths: &mut Map<String, Value>, components: &mut Componen
     let (path, description, id, tag, meta) = match root {
         "api" => ("/api/", "get available API versions", "getCoreAPIVersions", "core", MetaType::ApiVersions),
         "apis" => ("/apis/", "get available API versions", "getAPIVersions", "apis", MetaType::ApiGroupList),
-        _ => ("/version/", "get the version information for this server", "getCodeVersion", "version", MetaType::VersionInfo),
+        _ => (
+            "/version/",
+            "get the version information for this server",
+            "getCodeVersion",
+            "version",
+            MetaType::VersionInfo,
+        ),
     };
     let schema = components.meta(meta);
     paths.insert(

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use k8s_openapi::api;
