@@ -286,6 +286,58 @@ fn patch_body(patch: &str) -> Value {
     json!({"required": true, "content": content(PATCH_TYPES, patch)})
 }
 
+/// What the paths, tags and operation ids of one resource are built from.
+struct ResourceNames<'a> {
+    resource: &'a ResourceType,
+    /// `/api/v1`, `/apis/apps/v1`.
+    prefix: String,
+    /// The collection: `/apis/apps/v1/namespaces/{namespace}/deployments`, `/api/v1/nodes`.
+    base: String,
+    /// `apps_v1`.
+    tag: String,
+    /// `AppsV1`.
+    gv: String,
+    /// `Namespaced`, or empty for a cluster-scoped resource.
+    scope: &'static str,
+}
+
+impl<'a> ResourceNames<'a> {
+    fn new(r: &'a ResourceType) -> ResourceNames<'a> {
+        let prefix = gv_prefix(r.group, r.version);
+        let base = if r.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{prefix}/{}", r.plural)
+        };
+        ResourceNames {
+            resource: r,
+            base,
+            prefix,
+            tag: gv_tag(r.group, r.version),
+            gv: gv_id(r.group, r.version),
+            scope: if r.namespaced { "Namespaced" } else { "" },
+        }
+    }
+
+    /// The parameters every operation of a path item shares: `name` for one object, `namespace`, `pretty`.
+    fn path_params(&self, named: bool) -> Vec<Value> {
+        let mut params = Vec::new();
+        if named {
+            params.push(param("name", "path", "string", &format!("name of the {}", self.resource.kind)));
+        }
+        if self.resource.namespaced {
+            params.push(param(
+                "namespace",
+                "path",
+                "string",
+                "object name and auth scope, such as for teams and projects",
+            ));
+        }
+        params.push(pretty());
+        params
+    }
+}
+
 /// Adds the paths of one resource (and its subresources) of a group-version.
 pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Components, r: &ResourceType) {
     let gvk = Gvk { group: r.group, version: r.version, kind: r.kind };
@@ -295,30 +347,9 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
     let delete_options = components.meta(MetaType::DeleteOptions);
     let patch = components.meta(MetaType::Patch);
 
-    let prefix = gv_prefix(r.group, r.version);
-    let tag = gv_tag(r.group, r.version);
-    let gv = gv_id(r.group, r.version);
-    let scope = if r.namespaced { "Namespaced" } else { "" };
+    let names = ResourceNames::new(r);
+    let ResourceNames { prefix, base, tag, gv, scope, .. } = &names;
     let kind = r.kind;
-    let base = if r.namespaced {
-        format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
-    } else {
-        format!("{prefix}/{}", r.plural)
-    };
-    let name_param = || param("name", "path", "string", &format!("name of the {kind}"));
-    let namespace_param =
-        || param("namespace", "path", "string", "object name and auth scope, such as for teams and projects");
-    let scope_params = |named: bool| {
-        let mut params = Vec::new();
-        if named {
-            params.push(name_param());
-        }
-        if r.namespaced {
-            params.push(namespace_param());
-        }
-        params.push(pretty());
-        params
-    };
     let ok_created = [("200", "OK"), ("201", "Created")];
 
     // The collection: list (and watch), create, delete a selection.
@@ -330,7 +361,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("list{gv}{scope}{kind}"),
             action: "list",
             gvk,
-            tag: &tag,
+            tag,
             parameters: list_params(true),
             request: None,
             responses: responses(&[("200", "OK")], &[RESPONSE_TYPES, WATCH_TYPES].concat(), &list),
@@ -344,7 +375,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("create{gv}{scope}{kind}"),
             action: "post",
             gvk,
-            tag: &tag,
+            tag,
             parameters: vec![dry_run(), field_manager(false), field_validation()],
             request: Some(body(&object)),
             responses: responses(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")], RESPONSE_TYPES, &object),
@@ -361,14 +392,14 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("delete{gv}Collection{scope}{kind}"),
             action: "deletecollection",
             gvk,
-            tag: &tag,
+            tag,
             parameters: deletecollection_params,
             request: Some(json!({"content": content(&["*/*"], &delete_options)})),
             responses: responses(&[("200", "OK")], RESPONSE_TYPES, &status),
         }
         .into_value(),
     );
-    collection.insert("parameters".into(), Value::Array(scope_params(false)));
+    collection.insert("parameters".into(), Value::Array(names.path_params(false)));
     paths.insert(base.clone(), Value::Object(collection));
 
     // One object: read, replace, patch, delete.
@@ -380,7 +411,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("read{gv}{scope}{kind}"),
             action: "get",
             gvk,
-            tag: &tag,
+            tag,
             parameters: Vec::new(),
             request: None,
             responses: responses(&[("200", "OK")], RESPONSE_TYPES, &object),
@@ -394,7 +425,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("replace{gv}{scope}{kind}"),
             action: "put",
             gvk,
-            tag: &tag,
+            tag,
             parameters: vec![dry_run(), field_manager(false), field_validation()],
             request: Some(body(&object)),
             responses: responses(&ok_created, RESPONSE_TYPES, &object),
@@ -408,7 +439,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("patch{gv}{scope}{kind}"),
             action: "patch",
             gvk,
-            tag: &tag,
+            tag,
             parameters: vec![dry_run(), field_manager(true), field_validation(), force()],
             request: Some(patch_body(&patch)),
             responses: responses(&ok_created, RESPONSE_TYPES, &object),
@@ -424,14 +455,14 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             id: format!("delete{gv}{scope}{kind}"),
             action: "delete",
             gvk,
-            tag: &tag,
+            tag,
             parameters: delete_item_params,
             request: Some(json!({"content": content(&["*/*"], &delete_options)})),
             responses: responses(&[("200", "OK"), ("202", "Accepted")], RESPONSE_TYPES, &status),
         }
         .into_value(),
     );
-    item.insert("parameters".into(), Value::Array(scope_params(true)));
+    item.insert("parameters".into(), Value::Array(names.path_params(true)));
     paths.insert(format!("{base}/{{name}}"), Value::Object(item));
 
     // A namespaced resource is also listed across all namespaces.
@@ -444,7 +475,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
                 id: format!("list{gv}{kind}ForAllNamespaces"),
                 action: "list",
                 gvk,
-                tag: &tag,
+                tag,
                 parameters: list_params(true),
                 request: None,
                 responses: responses(&[("200", "OK")], &[RESPONSE_TYPES, WATCH_TYPES].concat(), &list),
@@ -456,22 +487,17 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
     }
 
     for sub in r.subresources {
-        add_subresource(paths, components, r, *sub, &base, &tag, &gv, scope, &scope_params(true));
+        add_subresource(paths, components, &names, *sub);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add_subresource(
     paths: &mut Map<String, Value>,
     components: &mut Components,
-    r: &ResourceType,
+    names: &ResourceNames<'_>,
     sub: Subresource,
-    base: &str,
-    tag: &str,
-    gv: &str,
-    scope: &str,
-    path_params: &[Value],
 ) {
+    let ResourceNames { resource: r, base, tag, gv, scope, .. } = names;
     let (group, version, sub_kind) = sub.response_kind().unwrap_or((r.group, r.version, r.kind));
     let gvk = Gvk { group, version, kind: sub_kind };
     let schema = components.kind(gvk);
@@ -539,7 +565,7 @@ fn add_subresource(
         };
         item.insert(method.into(), op.into_value());
     }
-    item.insert("parameters".into(), Value::Array(path_params.to_vec()));
+    item.insert("parameters".into(), Value::Array(names.path_params(true)));
     paths.insert(format!("{base}/{{name}}/{}", sub.name()), Value::Object(item));
 }
 

@@ -163,9 +163,10 @@ impl Components {
             Some(name) => name,
             None => {
                 let name = untyped_name(gvk);
+                let description = format!("{} is served without a published schema; any fields are kept.", gvk.kind);
                 self.built.entry(name.clone()).or_insert_with(|| {
                     json!({
-                        "description": format!("{} is served without a published schema; any fields are kept.", gvk.kind),
+                        "description": description,
                         "type": "object",
                         "x-kubernetes-preserve-unknown-fields": true,
                     })
