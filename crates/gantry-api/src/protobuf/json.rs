@@ -495,3 +495,67 @@ mod sample {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_encoding_with_padding() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"", ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"fooba", "Zm9vYmE="),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xfb, 0xff, 0xbf], "+/+/"),
+        ];
+        for (bytes, encoded) in cases {
+            assert_eq!(base64(bytes), encoded, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn int_or_string_without_a_type_is_an_integer() {
+        let value = IntOrString { r#type: None, int_val: Some(8080), str_val: None };
+        assert_eq!(value.to_json().ok(), Some(Value::from(8080)));
+        let empty = IntOrString::default();
+        assert_eq!(empty.to_json().ok(), Some(Value::from(0)));
+    }
+
+    #[test]
+    fn a_quantity_without_a_string_is_zero() {
+        assert_eq!(Quantity { string: None }.to_json().ok(), Some(Value::from("0")));
+        assert_eq!(Quantity { string: Some("1Gi".to_owned()) }.to_json().ok(), Some(Value::from("1Gi")));
+    }
+
+    #[test]
+    fn time_drops_nanoseconds_and_the_zero_time_is_left_out() {
+        let time = meta::Time { seconds: Some(0), nanos: Some(0) };
+        assert!(time.is_zero());
+        assert_eq!(Some(time).field_json(false).ok(), Some(None));
+        let time = meta::Time { seconds: Some(86_400), nanos: Some(999_999_999) };
+        assert_eq!(time.to_json().ok(), Some(Value::from("1970-01-02T00:00:00Z")));
+    }
+
+    #[test]
+    fn an_empty_raw_extension_is_null() {
+        assert_eq!(RawExtension { raw: None }.to_json().ok(), Some(Value::Null));
+        assert_eq!(
+            RawExtension { raw: Some(br#"{"a":[1]}"#.to_vec()) }.to_json().ok(),
+            Some(serde_json::json!({"a": [1]}))
+        );
+    }
+
+    #[test]
+    fn error_paths_read_from_the_outside_in() {
+        let error = ValueError::new(ValueProblem::TimeOutOfRange { seconds: 1, nanos: 0 })
+            .within("time")
+            .within("[2]")
+            .within("managedFields")
+            .within("metadata");
+        assert_eq!(error.path(), "metadata.managedFields[2].time");
+    }
+}

@@ -3,6 +3,10 @@
 //! every field of its struct and nothing else. Markers (see [`objects!`](super::json)): `keep` for Go pointer fields
 //! and fields without `omitempty`, `inline` for embedded Go structs, and a literal where the JSON name has an acronym.
 //! The test `every_kind_round_trips_through_k8s_openapi` checks names and shapes against `k8s-openapi`.
+//!
+//! `keep` marks the Go pointer fields (from k8s.io/api's types) and the fields k8s.io/api's OpenAPI lists as required
+//! (Go fields without `omitempty`). `LocalObjectReference.name` is listed as required there but has `omitempty` in Go,
+//! so it is not kept.
 
 use k8s_pb::api::apps::v1 as apps_v1;
 use k8s_pb::api::authentication::v1 as authentication_v1;
@@ -98,7 +102,7 @@ objects! {
     },
     core_v1::ServiceStatus { load_balancer, conditions },
     core_v1::ObjectReference { kind, namespace, name, uid, api_version, resource_version, field_path },
-    core_v1::LocalObjectReference { name[keep] },
+    core_v1::LocalObjectReference { name },
     core_v1::ResourceQuotaSpec { hard, scopes, scope_selector },
     core_v1::ResourceQuotaStatus { hard, used },
     core_v1::PodSpec {

@@ -799,3 +799,19 @@ fn json_differences(path: &str, ours: &Value, theirs: &Value, out: &mut Vec<Stri
         _ => {}
     }
 }
+
+#[test]
+fn an_empty_local_object_reference_name_is_left_out_like_go_omitempty() {
+    let pod = core_v1::Pod {
+        metadata: Some(go_meta("p", "default")),
+        spec: Some(core_v1::PodSpec {
+            image_pull_secrets: vec![
+                core_v1::LocalObjectReference { name: s("") },
+                core_v1::LocalObjectReference { name: s("regcred") },
+            ],
+            ..Default::default()
+        }),
+        status: None,
+    };
+    assert_eq!(decode("v1", "Pod", &pod)["spec"], json!({"imagePullSecrets": [{}, {"name": "regcred"}]}));
+}
