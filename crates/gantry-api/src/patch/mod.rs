@@ -340,6 +340,14 @@ mod tests {
     }
 
     #[test]
+    fn a_scale_accepts_a_strategic_merge_patch() {
+        let scale = GroupKind { group: "autoscaling", kind: "Scale" };
+        let original = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "spec": {"replicas": 1}});
+        let patched = apply_patch(PatchType::StrategicMerge, scale, &original, br#"{"spec":{"replicas":4}}"#).unwrap();
+        assert_eq!(patched["spec"]["replicas"], 4);
+    }
+
+    #[test]
     fn custom_resources_accept_json_and_merge_patches() {
         let original = json!({"spec": {"size": 1}});
         let patched = apply_patch(PatchType::Merge, WIDGET, &original, br#"{"spec":{"size":2}}"#).unwrap();

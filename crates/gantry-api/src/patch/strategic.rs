@@ -1312,6 +1312,84 @@ mod tests {
     }
 
     #[test]
+    fn volume_mounts_merge_by_mount_path_and_pull_secrets_by_name() {
+        let original = json!({"spec": {
+            "imagePullSecrets": [{"name": "reg1"}],
+            "containers": [{"name": "a", "volumeMounts": [{"name": "v", "mountPath": "/a", "readOnly": true}]}]
+        }});
+        let patch = json!({"spec": {
+            "imagePullSecrets": [{"name": "reg2"}],
+            "containers": [{"name": "a", "volumeMounts": [{"name": "w", "mountPath": "/a"}, {"name": "x", "mountPath": "/x"}]}]
+        }});
+        let patched = smp(&schema::POD, original, patch).unwrap();
+        assert_eq!(patched["spec"]["imagePullSecrets"], json!([{"name": "reg2"}, {"name": "reg1"}]));
+        assert_eq!(
+            patched["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "w", "mountPath": "/a", "readOnly": true}, {"name": "x", "mountPath": "/x"}])
+        );
+    }
+
+    #[test]
+    fn facts_deep_inside_an_ephemeral_volume_apply() {
+        let original = json!({"spec": {"volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"finalizers": ["a"]}, "spec": {"accessModes": ["ReadWriteOnce"]}
+        }}}]}});
+        let patch = json!({"spec": {"volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"finalizers": ["b"]}, "spec": {"accessModes": ["ReadOnlyMany"]}
+        }}}]}});
+        let patched = smp(&schema::POD, original, patch).unwrap();
+        let template = &patched["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"];
+        assert_eq!(template["metadata"]["finalizers"], json!(["b", "a"]), "finalizers merge");
+        assert_eq!(template["spec"]["accessModes"], json!(["ReadOnlyMany"]), "access modes are replaced");
+    }
+
+    #[test]
+    fn autoscaler_conditions_merge_by_type() {
+        let original = json!({"status": {"conditions": [{"type": "AbleToScale", "status": "True"}]}});
+        let patch = json!({"status": {"conditions": [{"type": "ScalingActive", "status": "False"}]}});
+        let patched = smp(&schema::HORIZONTAL_POD_AUTOSCALER, original, patch).unwrap();
+        assert_eq!(names(&patched["status"]["conditions"], "type"), ["ScalingActive", "AbleToScale"]);
+    }
+
+    #[test]
+    fn long_lists_merge_without_quadratic_cost() {
+        let live: Vec<String> = (0..20_000).map(|i| format!("live-{i}")).collect();
+        let added: Vec<String> = (0..20_000).map(|i| format!("added-{i}")).collect();
+        let deleted: Vec<String> = live.iter().step_by(2).cloned().collect();
+        let patch = json!({"metadata": {"finalizers": added, "$deleteFromPrimitiveList/finalizers": deleted}});
+        let patched = smp(&schema::POD, json!({"metadata": {"finalizers": live}}), patch).unwrap();
+        let finalizers = patched["metadata"]["finalizers"].as_array().unwrap();
+        assert_eq!(finalizers.len(), 30_000);
+        assert_eq!(finalizers[0], "added-0");
+        assert_eq!(finalizers[20_000], "live-1");
+
+        let containers: Vec<Value> = (0..20_000).map(|i| json!({"name": format!("c{i}")})).collect();
+        let updates: Vec<Value> = (0..20_000).rev().map(|i| json!({"name": format!("c{i}"), "image": "x"})).collect();
+        let patched =
+            smp(&schema::POD, json!({"spec": {"containers": containers}}), json!({"spec": {"containers": updates}}))
+                .unwrap();
+        let merged = patched["spec"]["containers"].as_array().unwrap();
+        assert_eq!(merged.len(), 20_000);
+        assert_eq!(merged[0], json!({"name": "c19999", "image": "x"}), "the patch's order wins");
+    }
+
+    #[test]
+    fn deeply_nested_unknown_members_merge() {
+        let mut original = json!({"leaf": 1});
+        let mut patch = json!({"leaf": null, "new": true});
+        for _ in 0..100 {
+            original = json!({"nested": original});
+            patch = json!({"nested": patch});
+        }
+        let patched = smp(&schema::OBJECT, json!({"spec": original}), json!({"spec": patch})).unwrap();
+        let mut inner = &patched["spec"];
+        for _ in 0..100 {
+            inner = &inner["nested"];
+        }
+        assert_eq!(inner, &json!({"new": true}));
+    }
+
+    #[test]
     fn an_empty_patch_changes_nothing() {
         assert_eq!(smp(&schema::DEPLOYMENT, deployment(), json!({})).unwrap(), deployment());
     }
