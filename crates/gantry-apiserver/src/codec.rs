@@ -38,22 +38,28 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
     }
 }
 
-/// Maps a patch failure to the status kube-apiserver answers.
+/// Maps a patch failure to the status kube-apiserver answers; the specific failure of a 422 goes into the
+/// causes, as kube-apiserver reports it.
 pub fn patch_error(err: PatchError, resource: &ResourceType) -> ApiError {
-    match err {
-        PatchError::UnsupportedKind { .. } => ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: \
-             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml \
-             ({} has no strategic merge information)",
-            resource.qualified_resource()
-        )),
-        PatchError::Malformed { .. } => ApiError::bad_request(err.to_string()),
-        PatchError::Failed { .. } => {
-            let mut e = ApiError::invalid(resource, "", err.to_string(), Vec::new());
-            e.message = format!("the server rejected our request due to an error in our request: {err}");
+    let mut e = match err.status_code() {
+        415 => ApiError::unsupported_media_type(err.status_message()),
+        422 => {
+            let mut e = ApiError::invalid(resource, "", err.status_message(), Vec::new());
+            e.name = None;
+            e.kind = None;
+            e.group = None;
+            e.causes.push(crate::status::Cause {
+                reason: "UnexpectedServerResponse".into(),
+                message: err.to_string(),
+                field: String::new(),
+            });
             e
         }
-    }
+        _ => ApiError::bad_request(err.status_message()),
+    };
+    e.code = err.status_code();
+    e.reason = err.reason();
+    e
 }
 
 /// The string form of a `LabelSelector` (what `Scale.status.selector` carries).

@@ -179,7 +179,7 @@ impl ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(resource, name),
             StoreError::AlreadyExists { .. } => ApiError::already_exists(resource, name),
             StoreError::Conflict { .. } => ApiError::conflict(resource, name),
-            StoreError::Compacted { compacted, requested } => {
+            StoreError::Compacted { compacted, requested, .. } => {
                 ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
             }
             StoreError::FutureRevision { .. } => ApiError::timeout(format!(
