@@ -326,6 +326,14 @@ impl<'a> FieldSet<'a> {
     }
 }
 
+impl FieldSelector {
+    /// Whether `obj`, an object of kind `gk`, satisfies every term; a shorthand for matching its [`field_set`].
+    /// The selector should have gone through [`convert_field_selector`] for the same kind.
+    pub fn matches_object(&self, gk: GroupKind, obj: &Value) -> bool {
+        self.matches(&field_set(gk, obj))
+    }
+}
+
 impl Fields for FieldSet<'_> {
     fn field(&self, label: &str) -> Option<Cow<'_, str>> {
         self.get(label)
@@ -383,6 +391,17 @@ mod tests {
         let pending = json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}});
         assert!(sel("spec.nodeName=").matches(&field_set(POD, &pending)));
         assert!(sel("spec.hostNetwork=false").matches(&field_set(POD, &pending)));
+    }
+
+    #[test]
+    fn objects_match_through_their_kinds_field_set() {
+        let p = pod();
+        assert!(sel("metadata.name=web-1,spec.nodeName=n1").matches_object(POD, &p));
+        assert!(!sel("metadata.namespace=kube-system").matches_object(POD, &p));
+        // A kind with no extra fields still matches on metadata.
+        let d = json!({"metadata": {"name": "web", "namespace": "default"}});
+        assert!(sel("metadata.name=web").matches_object(DEPLOYMENT, &d));
+        assert!(!sel("metadata.name=api").matches_object(DEPLOYMENT, &d));
     }
 
     #[test]
