@@ -169,10 +169,8 @@ impl Api {
         } else {
             self.openapi.document(&path["/openapi/v3/".len()..]).ok_or_else(ApiError::no_route)?
         };
-        let mut response = http::Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .header("etag", doc.etag());
+        let mut response =
+            http::Response::builder().status(200).header("content-type", "application/json").header("etag", doc.etag());
         match doc.cache_policy(query.get("hash")) {
             CachePolicy::Immutable => {
                 let expires = jiff::Timestamp::now()
@@ -194,7 +192,8 @@ impl Api {
                 return Ok(Reply::Raw(moved));
             }
         }
-        let response = response.body(Bytes::copy_from_slice(doc.bytes())).map_err(|e| ApiError::internal(e.to_string()))?;
+        let response =
+            response.body(Bytes::copy_from_slice(doc.bytes())).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Reply::Raw(response))
     }
 
@@ -278,9 +277,7 @@ impl Api {
             (Verb::Update, Some(Subresource::Scale)) => {
                 let options = self.write_options(request)?;
                 let wanted = self.decode(request)?;
-                let written = self
-                    .update_scale(resource, namespace, name, &options, |_| Ok(wanted.clone()))
-                    .await?;
+                let written = self.update_scale(resource, namespace, name, &options, |_| Ok(wanted.clone())).await?;
                 Ok(Reply::json(200, &written.body))
             }
             (Verb::Patch, Some(Subresource::Scale)) => {
@@ -304,8 +301,7 @@ impl Api {
             (Verb::Patch, sub @ (None | Some(Subresource::Status))) => {
                 let options = self.write_options(request)?;
                 let patch_type = self.patch_type(request)?;
-                let written =
-                    self.patch(resource, namespace, name, sub, patch_type, &request.body, &options).await?;
+                let written = self.patch(resource, namespace, name, sub, patch_type, &request.body, &options).await?;
                 Ok(self.written_reply(resource, written.code, written.body, Vec::new(), output)?)
             }
             (Verb::Update, Some(_)) | (Verb::Patch, Some(_)) => {
@@ -349,7 +345,7 @@ impl Api {
         options: &WriteOptions,
     ) -> ApiResult<(Value, Vec<String>)> {
         let obj = self.decode(request)?;
-        let obj = self.from_served(resource, obj)?;
+        let obj = self.to_storage(resource, obj)?;
         let (obj, unknown) = self.schemas.prune(resource, obj);
         if unknown.is_empty() {
             return Ok((obj, Vec::new()));
@@ -393,7 +389,7 @@ impl Api {
     }
 
     /// Converts an object sent to `resource`'s version into the stored version.
-    fn from_served(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
+    fn to_storage(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
         if resource.storage_version {
             return Ok(obj);
         }
@@ -434,7 +430,9 @@ impl Api {
         let resource = rr.resource;
         let options = self.delete_options(request)?;
         let filter = crate::reads::Filter::from_request(rr, &request.query)?;
-        self.cache.wait_for(self.store.current_revision().await.unwrap_or(0), std::time::Duration::from_secs(3)).await?;
+        self.cache
+            .wait_for(self.store.current_revision().await.unwrap_or(0), std::time::Duration::from_secs(3))
+            .await?;
         let cache = self.cache.resource(&resource.key_prefix());
         let snapshot = cache.snapshot(&resource.namespace_prefix(rr.namespace.as_deref()), self.cache.applied());
         let mut deleted = Vec::new();

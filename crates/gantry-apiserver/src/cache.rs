@@ -376,7 +376,8 @@ impl WatchCache {
             }
             match page.continue_from {
                 Some(next) => {
-                    options = ListOptions { revision: Some(page.revision), limit: options.limit, continue_from: Some(next) }
+                    options =
+                        ListOptions { revision: Some(page.revision), limit: options.limit, continue_from: Some(next) }
                 }
                 None => break page.revision,
             }
@@ -405,10 +406,9 @@ impl WatchCache {
         let (kind, object) = match event.kind {
             EventKind::Create => (EventType::Added, Entry::from_stored(key, &event.kv.value, revision)),
             EventKind::Update => (EventType::Modified, Entry::from_stored(key, &event.kv.value, revision)),
-            EventKind::Delete => (
-                EventType::Deleted,
-                event.prev.as_ref().and_then(|p| Entry::from_stored(key, &p.value, revision)),
-            ),
+            EventKind::Delete => {
+                (EventType::Deleted, event.prev.as_ref().and_then(|p| Entry::from_stored(key, &p.value, revision)))
+            }
         };
         let Some(object) = object else {
             tracing::warn!(key, revision, "watch cache: skipping an event whose object is not valid JSON");

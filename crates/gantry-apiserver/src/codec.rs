@@ -23,14 +23,14 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
-        "application/vnd.kubernetes.protobuf" => gantry_api::protobuf::decode_request(body)
-            .map(|decoded| decoded.object)
-            .map_err(|e| match e {
+        "application/vnd.kubernetes.protobuf" => {
+            gantry_api::protobuf::decode_request(body).map(|decoded| decoded.object).map_err(|e| match e {
                 gantry_api::protobuf::ProtobufError::UnsupportedKind { .. } => {
                     ApiError::unsupported_media_type(e.to_string())
                 }
                 other => ApiError::bad_request(format!("the protobuf request body could not be decoded: {other}")),
-            }),
+            })
+        }
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, \
              application/yaml, application/vnd.kubernetes.protobuf (got {other})"
@@ -170,7 +170,8 @@ mod tests {
 
     #[test]
     fn selectors_print_as_kubectl_expects() {
-        let sel = json!({"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["a","b"]}]});
+        let sel =
+            json!({"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["a","b"]}]});
         assert_eq!(selector_string(&sel), "app=web,tier in (a,b)");
     }
 }

@@ -116,7 +116,8 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
         .as_str()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
-    if let Some(annotations) = obj.get_mut("metadata").and_then(|m| m.get_mut("annotations")).and_then(Value::as_object_mut)
+    if let Some(annotations) =
+        obj.get_mut("metadata").and_then(|m| m.get_mut("annotations")).and_then(Value::as_object_mut)
     {
         annotations.remove(HPA_METRICS_ANNOTATION);
     }

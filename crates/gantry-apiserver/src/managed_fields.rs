@@ -177,7 +177,8 @@ pub fn record_update(old: &Value, new: &mut Value, manager: &str, api_version: &
             continue;
         }
         // Fields this write changed now belong to its manager; fields that are gone belong to no one.
-        let all_present = leaf_set(new, Part::Main).union(&leaf_set(new, Part::Status)).cloned().collect::<BTreeSet<_>>();
+        let all_present =
+            leaf_set(new, Part::Main).union(&leaf_set(new, Part::Status)).cloned().collect::<BTreeSet<_>>();
         paths.retain(|p| !changed.contains(p) && all_present.iter().any(|q| q.starts_with(p) || p.starts_with(q)));
         if paths.is_empty() {
             continue;

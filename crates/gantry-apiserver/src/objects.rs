@@ -161,7 +161,12 @@ impl Api {
         Ok(())
     }
 
-    fn check_namespace_field(&self, resource: &ResourceType, namespace: Option<&str>, obj: &mut Value) -> ApiResult<()> {
+    fn check_namespace_field(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
         let meta = meta_mut(obj)?;
         if !resource.namespaced {
             meta.remove("namespace");
@@ -409,7 +414,8 @@ impl Api {
                     "the name of the object ({new_name}) does not match the name on the URL ({name})"
                 )));
             }
-            for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"]
+            for field in
+                ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"]
             {
                 match old_meta.get(field) {
                     Some(v) => meta.insert(field.into(), v.clone()),
@@ -480,6 +486,7 @@ impl Api {
     }
 
     /// PATCH of an object (or its status).
+    #[allow(clippy::too_many_arguments)] // one per part of the request; a struct would only rename them
     pub async fn patch(
         &self,
         resource: &'static ResourceType,
@@ -591,8 +598,7 @@ impl Api {
             } else {
                 0
             };
-            let previous_grace =
-                meta(&old).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64);
+            let previous_grace = meta(&old).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64);
             if finalizers.is_empty() && !namespace_finalizers && grace == 0 {
                 if options.dry_run {
                     return Ok(Written { code: 200, body: self.deleted_reply(resource, &old) });
@@ -676,10 +682,8 @@ impl Api {
                 spec["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers.clone() };
             }
             let spec_empty = new["spec"]["finalizers"].as_array().is_none_or(|a| a.is_empty());
-            let meta_empty = meta(&new)
-                .and_then(|m| m.get("finalizers"))
-                .and_then(Value::as_array)
-                .is_none_or(|a| a.is_empty());
+            let meta_empty =
+                meta(&new).and_then(|m| m.get("finalizers")).and_then(Value::as_array).is_none_or(|a| a.is_empty());
             if meta_str(&new, "deletionTimestamp").is_some() && spec_empty && meta_empty {
                 Ok(Outcome::Delete(new))
             } else {
@@ -718,7 +722,11 @@ impl Api {
                 return Err(ApiError::conflict_because(pods, name, "the pod's UID does not match the binding"));
             }
             if meta_str(old, "deletionTimestamp").is_some() {
-                return Err(ApiError::conflict_because(pods, name, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict_because(
+                    pods,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
             if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                 return Err(ApiError::conflict_because(
@@ -743,7 +751,10 @@ impl Api {
             Ok(Outcome::Write(new))
         })
         .await?;
-        Ok(Written { code: 201, body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}) })
+        Ok(Written {
+            code: 201,
+            body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        })
     }
 
     /// The `autoscaling/v1` `Scale` view of an object with `spec.replicas`.

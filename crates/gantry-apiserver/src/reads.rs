@@ -218,9 +218,8 @@ impl Api {
                         }
                         let (token, remaining) = match (more, last_key) {
                             (true, Some(last)) => {
-                                let remaining = filter
-                                    .is_empty()
-                                    .then(|| snapshot.objects.iter().filter(|e| e.key > last).count());
+                                let remaining =
+                                    filter.is_empty().then(|| snapshot.objects.iter().filter(|e| e.key > last).count());
                                 (Some(encode_continue(snapshot.revision, &last)), remaining)
                             }
                             _ => (None, None),
@@ -267,7 +266,12 @@ impl Api {
                         .map_err(|e| ApiError::internal(format!("encoding a list: {e}")))?;
                 }
                 out.put_slice(b"]}");
-                Ok(Reply::Full { code: 200, content_type: "application/json".into(), body: out.freeze(), warnings: vec![] })
+                Ok(Reply::Full {
+                    code: 200,
+                    content_type: "application/json".into(),
+                    body: out.freeze(),
+                    warnings: vec![],
+                })
             }
         }
     }
@@ -416,11 +420,7 @@ impl Api {
                                 (_, true, false) => "DELETED",
                                 (_, false, false) => continue,
                             };
-                            let object = if kind == "DELETED" && event.kind != EventType::Deleted {
-                                &event.object.value
-                            } else {
-                                &event.object.value
-                            };
+                            let object = &event.object.value;
                             if tx.send(encoder.event(kind, object)).await.is_err() {
                                 return;
                             }
@@ -456,7 +456,8 @@ impl Api {
     }
 
     fn invalid_list_options(&self, field: &str, message: &str) -> ApiError {
-        let mut e = ApiError::bad_request(format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {message}"));
+        let mut e =
+            ApiError::bad_request(format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {message}"));
         e.code = 422;
         e.reason = "Invalid";
         e.kind = Some("ListOptions".into());
@@ -496,7 +497,8 @@ impl EventEncoder {
             Output::Table => {
                 let with_header = !self.sent_header;
                 self.sent_header = true;
-                match crate::tables::table(self.resource, std::slice::from_ref(&served), "Metadata", None, with_header) {
+                match crate::tables::table(self.resource, std::slice::from_ref(&served), "Metadata", None, with_header)
+                {
                     Ok(t) => t,
                     Err(e) => return self.error(&e),
                 }

@@ -55,11 +55,10 @@ pub fn tls_config(serving: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::Se
         let ca = ca.map_err(|e| TlsError::Pem { what: "CA certificate", reason: e.to_string() })?;
         roots.add(ca).map_err(|e| TlsError::Pem { what: "CA certificate", reason: e.to_string() })?;
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?

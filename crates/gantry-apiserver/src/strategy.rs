@@ -55,11 +55,8 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 /// A pod's QoS class from its containers' requests and limits, as the kubelet and apiserver compute it.
 pub fn qos_class(pod: &Value) -> &'static str {
     let spec = &pod["spec"];
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|f| spec[*f].as_array())
-        .flatten()
-        .collect();
+    let containers: Vec<&Value> =
+        ["initContainers", "containers"].iter().filter_map(|f| spec[*f].as_array()).flatten().collect();
     let mut any_set = false;
     let mut guaranteed = !containers.is_empty();
     for c in &containers {
