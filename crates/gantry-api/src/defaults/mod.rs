@@ -201,7 +201,8 @@ fn default_service(obj: &mut Value) {
             port["targetPort"] = p;
         }
     }
-    let external = ty == "NodePort" || ty == "LoadBalancer";
+    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let external = ty == "NodePort" || ty == "LoadBalancer" || (ty == "ClusterIP" && has_external_ips);
     if external {
         set_if_blank(spec, "externalTrafficPolicy", "Cluster");
     }

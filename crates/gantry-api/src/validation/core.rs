@@ -168,7 +168,8 @@ pub(crate) fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<
             errs.push(FieldError::not_supported(&path.child("ipFamilies").index(i), fam, &["IPv4", "IPv6"]));
         }
     }
-    let external = ty == "NodePort" || ty == "LoadBalancer";
+    let has_external_ips = field(spec, "externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let external = ty == "NodePort" || ty == "LoadBalancer" || (ty == "ClusterIP" && has_external_ips);
     match str_at(errs, spec, "externalTrafficPolicy", &path) {
         None | Some("") if external => errs.push(FieldError::required(&path.child("externalTrafficPolicy"), "")),
         Some(p) if !p.is_empty() && !external => errs.push(FieldError::invalid(
@@ -287,7 +288,7 @@ pub(crate) fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut V
         }
     }
     if total > MAX_SECRET_SIZE {
-        errs.push(FieldError::too_long(&Path::root(""), MAX_SECRET_SIZE));
+        errs.push(FieldError::too_long(&Path::whole_object(), MAX_SECRET_SIZE));
     }
 }
 

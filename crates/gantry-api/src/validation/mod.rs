@@ -232,7 +232,7 @@ pub fn invalid_message(gk: GroupKind, name: &str, errors: &[FieldError]) -> Stri
 pub fn validate_create(gk: GroupKind, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if !obj.is_object() {
-        errs.push(FieldError::type_invalid(&Path::root(""), obj.clone(), "must be an object"));
+        errs.push(FieldError::type_invalid(&Path::whole_object(), obj.clone(), "must be an object"));
         return errs;
     }
     meta::validate_object_meta(gk, obj, &mut errs);
@@ -245,7 +245,7 @@ pub fn validate_create(gk: GroupKind, obj: &Value) -> Vec<FieldError> {
 pub fn validate_update(gk: GroupKind, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if !new.is_object() {
-        errs.push(FieldError::type_invalid(&Path::root(""), new.clone(), "must be an object"));
+        errs.push(FieldError::type_invalid(&Path::whole_object(), new.clone(), "must be an object"));
         return errs;
     }
     meta::validate_object_meta_update(gk, new, old, &mut errs);
@@ -300,9 +300,14 @@ fn validate_kind(gk: GroupKind, obj: &Value, old: Option<&Value>, errs: &mut Vec
 pub struct Path(String);
 
 impl Path {
-    /// A path starting at the named top-level field (`""` gives kube's root path, shown as `[]`).
+    /// A path starting at the named top-level field; `""` is the empty path whose children are top-level fields.
     pub fn root(name: &str) -> Path {
-        if name.is_empty() { Path("[]".to_string()) } else { Path(name.to_string()) }
+        Path(name.to_string())
+    }
+
+    /// The path kube uses for an error about the object as a whole, shown as `[]`.
+    pub fn whole_object() -> Path {
+        Path("[]".to_string())
     }
 
     /// The path of a named child field.

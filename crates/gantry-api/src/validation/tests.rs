@@ -143,6 +143,14 @@ fn structured_values_print_as_compact_json_with_sorted_keys() {
 }
 
 #[test]
+fn paths_render_like_kubes_field_paths() {
+    let p = Path::root("spec").child("containers").index(0).child("resources").child("limits").key("cpu");
+    assert_eq!(p.to_string(), "spec.containers[0].resources.limits[cpu]");
+    assert_eq!(Path::root("").child("data").to_string(), "data");
+    assert_eq!(Path::whole_object().to_string(), "[]");
+}
+
+#[test]
 fn strings_are_quoted_go_style() {
     assert_eq!(go_quote("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\x01é\"");
 }
