@@ -9,8 +9,8 @@
 //!
 //! Defaulting never fails: fields of the wrong JSON type are left alone for validation to report.
 //!
-//! Left to the server (they need state or a generated value): name generation, uid, Job selector and
-//! `controller-uid`/`job-name` template labels, Service cluster IP and node port allocation, the ServiceAccount
+//! Left to the server (they need state or a generated value): name generation, uid, the Job selector (call
+//! [`generate_job_selector`] once the uid is set), Service cluster IP and node port allocation, the ServiceAccount
 //! admission (`serviceAccountName: default` and the token volume), the value of a named PriorityClass, and
 //! Pod `status` (`phase: Pending`, `qosClass`).
 
@@ -480,6 +480,35 @@ fn default_job(obj: &mut Value) {
         && meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty)
     {
         meta["labels"] = labels;
+    }
+}
+
+/// Gives a Job the selector kube generates at creation, once the server has assigned `metadata.uid`: unless
+/// `spec.manualSelector` is true, the selector matches `batch.kubernetes.io/controller-uid=<uid>` and the pod
+/// template gets the `batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name`, `controller-uid` and
+/// `job-name` labels. Does nothing without a uid, with a manual selector, or when a selector is already set
+/// (validation then reports a selector that was not generated).
+pub fn generate_job_selector(job: &mut Value) {
+    let uid = job.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if uid.is_empty() || job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let Some(spec) = ensure_child(job, "spec") else { return };
+    if !is_unset(spec, "selector") {
+        return;
+    }
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let Some(template) = ensure_child(spec, "template") else { return };
+    let Some(meta) = ensure_child(template, "metadata") else { return };
+    let Some(labels) = ensure_child(meta, "labels").and_then(Value::as_object_mut) else { return };
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels.insert(k.to_string(), json!(v));
     }
 }
 

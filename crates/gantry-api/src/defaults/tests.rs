@@ -334,3 +334,24 @@ fn non_objects_and_unknown_kinds_are_left_alone() {
     let wrong = json!({"spec": "not an object"});
     assert_eq!(defaulted("apps", "Deployment", wrong.clone()), wrong);
 }
+
+#[test]
+fn job_selectors_are_generated_from_the_uid() {
+    let mut job = json!({"metadata": {"name": "once", "uid": "u-1"}, "spec": {"template": {"metadata": {"labels": {"app": "x"}}}}});
+    generate_job_selector(&mut job);
+    assert_eq!(job["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}}));
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "x", "batch.kubernetes.io/controller-uid": "u-1", "batch.kubernetes.io/job-name": "once",
+            "controller-uid": "u-1", "job-name": "once"})
+    );
+    let gk = GroupKind { group: "batch", kind: "Job" };
+    let mut valid = job.clone();
+    valid["metadata"]["namespace"] = json!("default");
+    valid["spec"]["template"]["spec"] = json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "x"}]});
+    apply_defaults(gk, &mut valid);
+    assert!(crate::validation::validate_create(gk, &valid).is_empty());
+    let mut manual = json!({"metadata": {"uid": "u"}, "spec": {"manualSelector": true}});
+    generate_job_selector(&mut manual);
+    assert!(manual["spec"].get("selector").is_none());
+}

@@ -1075,3 +1075,17 @@ fn role_binding_role_ref_is_checked_and_frozen() {
         ]
     );
 }
+
+#[test]
+fn a_job_selector_written_by_the_client_needs_manual_selector() {
+    let job = json!({"metadata": {"name": "once", "namespace": "default", "uid": "u-1"}, "spec": {
+        "selector": {"matchLabels": {"app": "x"}},
+        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [container()]}}}});
+    assert_eq!(
+        create(JOB, job.clone()),
+        vec!["spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"x\"}}: `selector` not auto-generated"]
+    );
+    let mut manual = job;
+    manual["spec"]["manualSelector"] = json!(true);
+    assert!(create(JOB, manual).is_empty());
+}
