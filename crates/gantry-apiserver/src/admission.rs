@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use gantry_api::registry::ResourceType;
 use serde_json::{Map, Value};
 
-use crate::status::Cause;
+use crate::status::{ApiError, Cause};
 
 /// The schemas of every served kind, indexed for walking objects.
 pub struct Schemas {
@@ -128,25 +128,38 @@ fn push_field(path: &mut String, field: &str) {
     path.push_str(field);
 }
 
-fn causes(errors: Vec<gantry_api::validation::FieldError>) -> Vec<Cause> {
-    errors
-        .into_iter()
-        .map(|e| Cause { reason: e.reason().to_string(), message: e.cause_message(), field: e.field.clone() })
-        .collect()
+fn to_error(
+    resource: &ResourceType,
+    obj: &Value,
+    errors: Vec<gantry_api::validation::FieldError>,
+) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let summary = gantry_api::validation::invalid_message(resource.group_kind(), name, &errors);
+    let causes = errors
+        .iter()
+        .map(|e| Cause { reason: e.kind.reason().to_string(), message: e.body(), field: e.field.clone() })
+        .collect();
+    Err(ApiError::invalid(resource, name, summary, causes))
 }
 
-/// Defaults and validates a new object; the causes of a 422 when invalid.
-pub fn admit_create(resource: &ResourceType, obj: &mut Value) -> Vec<Cause> {
+/// Defaults and validates a new object (name, namespace and uid already set); a 422 when invalid.
+pub fn admit_create(resource: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let gk = resource.group_kind();
     gantry_api::defaults::apply_defaults(gk, obj);
-    causes(gantry_api::validation::validate_create(gk, obj))
+    if gk.group == "batch" && gk.kind == "Job" {
+        gantry_api::defaults::generate_job_selector(obj);
+    }
+    to_error(resource, obj, gantry_api::validation::validate_create(gk, obj))
 }
 
-/// Defaults and validates a changed object against its previous state.
-pub fn admit_update(resource: &ResourceType, obj: &mut Value, old: &Value) -> Vec<Cause> {
+/// Defaults and validates a changed object against its previous state; a 422 when invalid.
+pub fn admit_update(resource: &ResourceType, obj: &mut Value, old: &Value) -> Result<(), ApiError> {
     let gk = resource.group_kind();
     gantry_api::defaults::apply_defaults(gk, obj);
-    causes(gantry_api::validation::validate_update(gk, obj, old))
+    to_error(resource, obj, gantry_api::validation::validate_update(gk, obj, old))
 }
 
 #[cfg(test)]

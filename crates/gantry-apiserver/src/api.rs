@@ -456,22 +456,12 @@ impl Api {
 
     /// Defaults and validates a new object.
     pub(crate) fn admit_create(&self, resource: &'static ResourceType, obj: &mut Value) -> ApiResult<()> {
-        let causes = crate::admission::admit_create(resource, obj);
-        if causes.is_empty() {
-            return Ok(());
-        }
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        Err(self.invalid(resource, &name, causes))
+        crate::admission::admit_create(resource, obj)
     }
 
     /// Defaults and validates a changed object against its previous state.
     pub(crate) fn admit_update(&self, resource: &'static ResourceType, obj: &mut Value, old: &Value) -> ApiResult<()> {
-        let causes = crate::admission::admit_update(resource, obj, old);
-        if causes.is_empty() {
-            return Ok(());
-        }
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        Err(self.invalid(resource, &name, causes))
+        crate::admission::admit_update(resource, obj, old)
     }
 
     /// `POST pods/{name}/eviction`: deletes the pod unless a PodDisruptionBudget forbids it.

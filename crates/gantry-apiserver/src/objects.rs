@@ -423,6 +423,12 @@ impl Api {
                 };
             }
             meta.remove("selfLink");
+            // An unconditional update (no resourceVersion sent) applies to the version it was checked against.
+            if meta.get("resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty)
+                && let Some(rv) = old_meta.get("resourceVersion")
+            {
+                meta.insert("resourceVersion".into(), rv.clone());
+            }
             if let Some(v) = old_meta.get("generation") {
                 meta.insert("generation".into(), v.clone());
             }
