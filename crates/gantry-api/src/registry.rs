@@ -17,6 +17,8 @@ pub enum Subresource {
     Binding,
     /// `pods/eviction`: POST a `policy/v1` `Eviction` to delete a pod while honouring disruption budgets.
     Eviction,
+    /// `namespaces/finalize`: PUT a Namespace to replace `spec.finalizers` (the namespace controller's step).
+    Finalize,
 }
 
 impl Subresource {
@@ -27,12 +29,13 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
+            Subresource::Finalize => "finalize",
         }
     }
 
     /// Parses a path segment.
     pub fn from_name(name: &str) -> Option<Subresource> {
-        [Subresource::Status, Subresource::Scale, Subresource::Binding, Subresource::Eviction]
+        [Subresource::Status, Subresource::Scale, Subresource::Binding, Subresource::Eviction, Subresource::Finalize]
             .into_iter()
             .find(|s| s.name() == name)
     }
@@ -42,13 +45,14 @@ impl Subresource {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Finalize => &["update"],
         }
     }
 
     /// The (group, version, kind) a request to this subresource sends and receives; `None` means the parent's.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Subresource::Status => None,
+            Subresource::Status | Subresource::Finalize => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
@@ -153,7 +157,7 @@ impl ResourceType {
     }
 }
 
-use Subresource::{Binding, Eviction, Scale, Status};
+use Subresource::{Binding, Eviction, Finalize, Scale, Status};
 
 macro_rules! resource {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal, [$($short:literal),*],
@@ -189,7 +193,7 @@ pub static BUILT_IN: &[ResourceType] = &[
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], [], true, []),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], [], true, []),
     resource!("", "v1", "Secret", "secrets", "secret", [], [], true, []),
-    resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], [], false, [Status]),
+    resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], [], false, [Status, Finalize]),
     resource!("", "v1", "Node", "nodes", "node", ["no"], [], false, [Status]),
     resource!("", "v1", "Event", "events", "event", ["ev"], [], true, []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], [], true, []),

@@ -243,7 +243,9 @@ impl Api {
     }
 
     async fn resource(self: &Arc<Self>, request: &ApiRequest, rr: ResourceRequest) -> ApiResult<Reply> {
-        let resource = rr.resource;
+        // Writes work on the stored version; replies are converted back to the version asked for.
+        let served = rr.resource;
+        let resource = self.registry.storage_type(served);
         let namespace = rr.namespace.as_deref();
         let name = rr.name.as_deref().unwrap_or_default();
         if resource.namespaced && namespace.is_none() && !matches!(rr.verb, Verb::List | Verb::Watch) {
@@ -259,9 +261,9 @@ impl Api {
                     return Err(ApiError::method_not_allowed("POST is not allowed on a named object"));
                 }
                 let options = self.write_options(request)?;
-                let (obj, warnings) = self.decode_object(request, resource, &options)?;
+                let (obj, warnings) = self.decode_object(request, served, &options)?;
                 let written = self.create(resource, namespace, obj, &options).await?;
-                Ok(self.written_reply(resource, written.code, written.body, warnings, output)?)
+                Ok(self.written_reply(served, written.code, written.body, warnings, output)?)
             }
             (Verb::Create, Some(Subresource::Binding)) => {
                 let options = self.write_options(request)?;
@@ -294,15 +296,21 @@ impl Api {
             }
             (Verb::Update, sub @ (None | Some(Subresource::Status))) => {
                 let options = self.write_options(request)?;
-                let (obj, warnings) = self.decode_object(request, resource, &options)?;
+                let (obj, warnings) = self.decode_object(request, served, &options)?;
                 let written = self.update(resource, namespace, name, sub, obj, &options).await?;
-                Ok(self.written_reply(resource, written.code, written.body, warnings, output)?)
+                Ok(self.written_reply(served, written.code, written.body, warnings, output)?)
             }
             (Verb::Patch, sub @ (None | Some(Subresource::Status))) => {
                 let options = self.write_options(request)?;
                 let patch_type = self.patch_type(request)?;
-                let written = self.patch(resource, namespace, name, sub, patch_type, &request.body, &options).await?;
-                Ok(self.written_reply(resource, written.code, written.body, Vec::new(), output)?)
+                let written = self.patch(served, namespace, name, sub, patch_type, &request.body, &options).await?;
+                Ok(self.written_reply(served, written.code, written.body, Vec::new(), output)?)
+            }
+            (Verb::Update, Some(Subresource::Finalize)) => {
+                let options = self.write_options(request)?;
+                let obj = self.decode(request)?;
+                let written = self.finalize_namespace(name, obj, &options).await?;
+                Ok(Reply::json(written.code, &written.body))
             }
             (Verb::Update, Some(_)) | (Verb::Patch, Some(_)) => {
                 Err(ApiError::method_not_allowed("this subresource cannot be updated"))
@@ -310,7 +318,7 @@ impl Api {
             (Verb::Delete, None) => {
                 let options = self.delete_options(request)?;
                 let written = self.delete(resource, namespace, name, &options).await?;
-                Ok(Reply::json(written.code, &self.to_served_if_object(resource, written.body)?))
+                Ok(Reply::json(written.code, &self.to_served_if_object(served, written.body)?))
             }
             (Verb::DeleteCollection, None) => self.delete_collection(request, &rr).await,
             _ => Err(ApiError::method_not_allowed(format!(
@@ -345,8 +353,8 @@ impl Api {
         options: &WriteOptions,
     ) -> ApiResult<(Value, Vec<String>)> {
         let obj = self.decode(request)?;
-        let obj = self.to_storage(resource, obj)?;
         let (obj, unknown) = self.schemas.prune(resource, obj);
+        let obj = self.to_storage(resource, obj)?;
         if unknown.is_empty() {
             return Ok((obj, Vec::new()));
         }
@@ -389,7 +397,7 @@ impl Api {
     }
 
     /// Converts an object sent to `resource`'s version into the stored version.
-    fn to_storage(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
+    pub(crate) fn to_storage(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
         if resource.storage_version {
             return Ok(obj);
         }
@@ -472,8 +480,7 @@ impl Api {
         name: &str,
         eviction: Value,
     ) -> ApiResult<crate::objects::Written> {
-        let _ = (pods, namespace, name, eviction);
-        Err(ApiError::method_not_allowed("eviction is not served yet"))
+        crate::eviction::evict(self, pods, namespace, name, eviction).await
     }
 }
 

@@ -503,11 +503,16 @@ impl Api {
         patch: &[u8],
         options: &WriteOptions,
     ) -> ApiResult<Written> {
+        // A patch applies to the version the client addressed; the result is stored in the stored version.
+        let served = resource;
+        let resource = self.registry.storage_type(served);
         let mut expected_from_patch = None;
         let result = self
             .update_with(resource, namespace, name, None, options.dry_run, |old| {
-                let mut new = gantry_api::patch::apply_patch(patch_type, resource.group_kind(), old, patch)
-                    .map_err(|e| crate::codec::patch_error(e, resource))?;
+                let old_served = self.to_served(served, old.clone())?;
+                let new = gantry_api::patch::apply_patch(patch_type, served.group_kind(), &old_served, patch)
+                    .map_err(|e| crate::codec::patch_error(e, served))?;
+                let mut new = self.to_storage(served, new)?;
                 self.check_type(resource, &mut new)?;
                 // A patch that names a resourceVersion is a precondition on it.
                 if let Some(rv) = meta_str(&new, "resourceVersion")

@@ -43,7 +43,8 @@ impl Filter {
         let fields = match query.get("fieldSelector") {
             Some(s) => {
                 let sel = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                gantry_api::selector::validate_field_selector(resource.group_kind(), &sel)
+                // Validates, and maps aliases (e.g. events.k8s.io names) to the fields objects expose.
+                let sel = gantry_api::selector::convert_field_selector(resource.group_kind(), &sel)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(sel)
             }
