@@ -1,6 +1,8 @@
 //! The API's semantics, driven in-process against a real SQLite store and the real watch cache: metadata,
 //! concurrency, subresources, deletion, lists and watches. (Real clients over HTTPS are tested in gantry-e2e.)
 
+#![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
+
 use std::sync::Arc;
 use std::time::Duration;
 
