@@ -80,6 +80,41 @@ impl Filter {
     }
 }
 
+/// One item of a list: shared from the cache, or read from the store.
+enum ListItem {
+    Cached(Arc<Entry>),
+    Owned(Value),
+}
+
+impl ListItem {
+    fn into_value(self) -> Value {
+        match self {
+            ListItem::Cached(entry) => entry.value.clone(),
+            ListItem::Owned(value) => value,
+        }
+    }
+}
+
+/// A list body assembled from the items' JSON: cheaper than building one large value and serializing it.
+fn list_bytes(resource: &ResourceType, list_meta: &Value, items: impl Iterator<Item = Bytes>) -> Bytes {
+    let mut out = BytesMut::with_capacity(4096);
+    out.put_slice(b"{\"kind\":");
+    out.put_slice(&to_bytes(&json!(resource.list_kind())));
+    out.put_slice(b",\"apiVersion\":");
+    out.put_slice(&to_bytes(&json!(resource.api_version())));
+    out.put_slice(b",\"metadata\":");
+    out.put_slice(&to_bytes(list_meta));
+    out.put_slice(b",\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&item);
+    }
+    out.put_slice(b"]}");
+    out.freeze()
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: Revision,
@@ -186,7 +221,7 @@ impl Api {
         let resource = request.resource;
         let filter = Filter::from_request(request, query)?;
         let limit = query.number("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-        let (items, revision, continue_token, remaining): (Vec<Value>, Revision, Option<String>, Option<usize>) =
+        let (items, revision, continue_token, remaining): (Vec<ListItem>, Revision, Option<String>, Option<usize>) =
             if let Some(token) = query.get("continue") {
                 let token = decode_continue(token)?;
                 self.list_from_store(&filter, token.rv, Some(token.start), limit).await?
@@ -214,7 +249,7 @@ impl Api {
                                 more = true;
                                 break;
                             }
-                            items.push(entry.value.clone());
+                            items.push(ListItem::Cached(Arc::clone(entry)));
                             last_key = Some(entry.key.clone());
                         }
                         let (token, remaining) = match (more, last_key) {
@@ -236,47 +271,41 @@ impl Api {
         if let Some(remaining) = remaining {
             list_meta["remainingItemCount"] = json!(remaining);
         }
-        let items: Vec<Value> = items.into_iter().map(|o| self.to_served(resource, o)).collect::<ApiResult<_>>()?;
-        match output {
-            Output::Table => {
-                let include = query.get("includeObject").unwrap_or("Metadata");
-                let table = crate::tables::table(resource, &items, include, Some(list_meta), true)?;
-                Ok(Reply::json(200, &table).with_content_type(output))
-            }
-            Output::Metadata => {
-                let items: Vec<Value> = items.iter().map(crate::codec::partial_metadata).collect();
-                let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                                  "metadata": list_meta, "items": items});
-                Ok(Reply::json(200, &body).with_content_type(output))
-            }
-            Output::Json => {
-                // Assemble the list from the items' bytes: cheaper than building one large Value.
-                let mut out = BytesMut::with_capacity(256 + items.len() * 1024);
-                out.put_slice(b"{\"kind\":");
-                out.put_slice(&to_bytes(&json!(resource.list_kind())));
-                out.put_slice(b",\"apiVersion\":");
-                out.put_slice(&to_bytes(&json!(resource.api_version())));
-                out.put_slice(b",\"metadata\":");
-                out.put_slice(&to_bytes(&list_meta));
-                out.put_slice(b",\"items\":[");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.put_u8(b',');
-                    }
-                    serde_json::to_writer((&mut out).writer(), item)
-                        .map_err(|e| ApiError::internal(format!("encoding a list: {e}")))?;
+        // The common case (JSON of the stored version) copies each cached object's bytes; everything else
+        // works on values.
+        if output != Output::Json || !resource.storage_version {
+            let items: Vec<Value> =
+                items.into_iter().map(|item| self.to_served(resource, item.into_value())).collect::<ApiResult<_>>()?;
+            return match output {
+                Output::Table => {
+                    let include = query.get("includeObject").unwrap_or("Metadata");
+                    let table = crate::tables::table(resource, &items, include, Some(list_meta), true)?;
+                    Ok(Reply::json(200, &table).with_content_type(output))
                 }
-                out.put_slice(b"]}");
-                Ok(Reply::Full {
+                Output::Metadata => {
+                    let items: Vec<Value> = items.iter().map(crate::codec::partial_metadata).collect();
+                    let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                      "metadata": list_meta, "items": items});
+                    Ok(Reply::json(200, &body).with_content_type(output))
+                }
+                Output::Json => Ok(Reply::Full {
                     code: 200,
                     content_type: "application/json".into(),
-                    body: out.freeze(),
+                    body: list_bytes(resource, &list_meta, items.iter().map(to_bytes)),
                     warnings: vec![],
-                })
-            }
+                }),
+            };
         }
+        let body = list_bytes(
+            resource,
+            &list_meta,
+            items.iter().map(|item| match item {
+                ListItem::Cached(entry) => entry.json.clone(),
+                ListItem::Owned(value) => to_bytes(value),
+            }),
+        );
+        Ok(Reply::Full { code: 200, content_type: "application/json".into(), body, warnings: vec![] })
     }
-
     /// A page read from the store at an exact revision, filtered, up to `limit` matching items.
     async fn list_from_store(
         &self,
@@ -284,7 +313,7 @@ impl Api {
         revision: Revision,
         start_after: Option<String>,
         limit: Option<usize>,
-    ) -> ApiResult<(Vec<Value>, Revision, Option<String>, Option<usize>)> {
+    ) -> ApiResult<(Vec<ListItem>, Revision, Option<String>, Option<usize>)> {
         let mut items = Vec::new();
         let mut continue_from = start_after.map(|k| {
             let mut next = k.into_bytes();
@@ -311,7 +340,7 @@ impl Api {
                 if !filter.matches(&obj) {
                     continue;
                 }
-                items.push(obj);
+                items.push(ListItem::Owned(obj));
                 if limit.is_some_and(|l| items.len() >= l) {
                     let last = last_key.unwrap_or_default();
                     let more_in_page = kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
@@ -338,6 +367,12 @@ impl Api {
             return Err(self.invalid_list_options(
                 "resourceVersionMatch",
                 "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if send_initial.is_some() && !query.flag("allowWatchBookmarks") {
+            return Err(self.invalid_list_options(
+                "allowWatchBookmarks",
+                "sendInitialEvents requires setting allowWatchBookmarks to true",
             ));
         }
         if send_initial.is_none() && rvm.is_some() {
@@ -391,7 +426,7 @@ impl Api {
             let mut bookmark_timer = tokio::time::interval(BOOKMARK_INTERVAL);
             bookmark_timer.tick().await;
             for entry in initial.iter().filter(|e| filter.matches_entry(e)) {
-                if tx.send(encoder.event("ADDED", &entry.value)).await.is_err() {
+                if tx.send(encoder.entry_event("ADDED", entry)).await.is_err() {
                     return;
                 }
             }
@@ -421,8 +456,7 @@ impl Api {
                                 (_, true, false) => "DELETED",
                                 (_, false, false) => continue,
                             };
-                            let object = &event.object.value;
-                            if tx.send(encoder.event(kind, object)).await.is_err() {
+                            if tx.send(encoder.entry_event(kind, &event.object)).await.is_err() {
                                 return;
                             }
                         }
@@ -485,6 +519,21 @@ impl EventEncoder {
         let mut bytes = serde_json::to_vec(value).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
+    }
+
+    /// An event for a cached object: its bytes are reused when the stored version is what the watcher wants,
+    /// so one change fans out to many watchers without re-serializing it for each.
+    fn entry_event(&mut self, kind: &str, entry: &Entry) -> Bytes {
+        if self.output != Output::Json || !self.resource.storage_version {
+            return self.event(kind, &entry.value);
+        }
+        let mut out = BytesMut::with_capacity(entry.json.len() + 32);
+        out.put_slice(b"{\"type\":\"");
+        out.put_slice(kind.as_bytes());
+        out.put_slice(b"\",\"object\":");
+        out.put_slice(&entry.json);
+        out.put_slice(b"}\n");
+        out.freeze()
     }
 
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
