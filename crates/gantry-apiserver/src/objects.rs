@@ -190,10 +190,16 @@ impl Api {
     async fn check_namespace_open(&self, namespace: &str) -> ApiResult<()> {
         let namespaces = self.registry.by_plural("", "v1", "namespaces").ok_or_else(ApiError::no_route)?;
         let key = namespaces.key(None, namespace);
-        let ns = match self.store.get(key.as_bytes()).await {
-            Ok(kv) => from_stored(&kv)?,
-            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(namespaces, namespace)),
-            Err(e) => return Err(ApiError::from_store(e, namespaces, namespace)),
+        // The cache answers almost always; a namespace it does not know yet (created a moment ago) is looked
+        // up in the store, as kube-apiserver's lifecycle admission falls back to a live read.
+        let cached = self.cache.resource(&namespaces.key_prefix()).get(&key, self.cache.applied()).0;
+        let ns = match cached {
+            Some(entry) => entry.value.clone(),
+            None => match self.store.get(key.as_bytes()).await {
+                Ok(kv) => from_stored(&kv)?,
+                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(namespaces, namespace)),
+                Err(e) => return Err(ApiError::from_store(e, namespaces, namespace)),
+            },
         };
         if meta_str(&ns, "deletionTimestamp").is_some() || ns["status"]["phase"] == "Terminating" {
             let mut err = ApiError::forbidden(format!(
