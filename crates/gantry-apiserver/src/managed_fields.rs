@@ -164,6 +164,13 @@ pub fn record_update(old: &Value, new: &mut Value, manager: &str, api_version: &
     };
     let present = leaf_set(new, part);
     let changed: BTreeSet<Path> = present.iter().filter(|p| value_at(old, p) != value_at(new, p)).cloned().collect();
+    let removed = leaf_set(old, part).iter().any(|p| value_at(new, p).is_none());
+    if changed.is_empty() && !removed {
+        // Nothing changed: the record stays as it was, so that a no-op write stays a no-op (no new
+        // resourceVersion just because the clock moved).
+        set_entries(new, old_entries);
+        return;
+    }
     let mut list = Vec::new();
     let mut mine: BTreeSet<Path> = BTreeSet::new();
     for e in old_entries {
@@ -222,6 +229,15 @@ mod tests {
         assert_eq!(managers(&new), vec!["creator", "editor"]);
         assert_eq!(new["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:data":{"f:j":{}}}));
         assert_eq!(new["metadata"]["managedFields"][1]["fieldsV1"], json!({"f:data":{"f:k":{}}}));
+    }
+
+    #[test]
+    fn a_write_that_changes_nothing_keeps_the_record() {
+        let mut old = json!({"metadata":{"name":"a"},"data":{"k":"v"}});
+        record_create(&mut old, "creator", "v1");
+        let mut new = json!({"metadata":{"name":"a"},"data":{"k":"v"}});
+        record_update(&old, &mut new, "someone-else", "v1", None);
+        assert_eq!(new["metadata"]["managedFields"], old["metadata"]["managedFields"]);
     }
 
     #[test]
