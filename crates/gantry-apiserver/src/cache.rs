@@ -323,27 +323,26 @@ impl WatchCache {
     /// watch fails (e.g. its start revision was compacted).
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
         loop {
-            let revision = match self.load(store.as_ref()).await {
-                Ok(revision) => revision,
+            let started = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                started = self.list_and_watch(store.as_ref()) => started,
+            };
+            let (revision, mut stream) = match started {
+                Ok(started) => started,
                 Err(err) => {
-                    tracing::warn!(error = %err, "watch cache: listing the store failed; retrying");
+                    tracing::warn!(error = %err, "watch cache: listing or watching the store failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     }
                 }
             };
-            let mut stream = match store.watch(b"/registry/", revision).await {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "watch cache: watching the store failed; re-listing");
-                    continue;
-                }
-            };
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     next = stream.next() => match next {
+                        // Changes the list already showed (see `list_and_watch`) are skipped.
+                        Some(Ok(event)) if event.revision() <= revision => {}
                         Some(Ok(event)) => self.apply_store_event(event),
                         Some(Err(err)) => {
                             tracing::warn!(error = %err, "watch cache: store watch ended; re-listing");
@@ -357,6 +356,21 @@ impl WatchCache {
                 }
             }
         }
+    }
+
+    /// Lists everything and opens the store watch that continues from the list, with no gap between them.
+    async fn list_and_watch(&self, store: &dyn Store) -> Result<(Revision, gantry_store::WatchStream), StoreError> {
+        // A watch "after revision R" cannot name R = 0 (0 means "after the current revision"), so on an empty
+        // store the watch is opened first and the list follows; the list shows every change the watch
+        // delivers up to its revision, and those are skipped.
+        if store.current_revision().await? == 0 {
+            let stream = store.watch(b"/registry/", 0).await?;
+            let revision = self.load(store).await?;
+            return Ok((revision, stream));
+        }
+        let revision = self.load(store).await?;
+        let stream = store.watch(b"/registry/", revision).await?;
+        Ok((revision, stream))
     }
 
     async fn load(&self, store: &dyn Store) -> Result<Revision, StoreError> {
