@@ -337,14 +337,49 @@ pub fn signal(pid: u32, signal: &str) {
         .status();
 }
 
-/// A long-running client process (such as `kubectl get -w`) whose standard output is read line by line. Dropping
-/// it kills and reaps the process.
+/// A long-running client process (such as `kubectl get -w`) whose standard output and standard error are read
+/// line by line. Dropping it kills and reaps the process.
 pub struct Background {
     command: String,
     child: Child,
-    lines: mpsc::Receiver<String>,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+/// The lines of one output stream, as they arrive.
+struct Lines {
+    rx: mpsc::Receiver<String>,
     seen: Vec<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Lines {
+    fn read(pipe: Option<impl Read + Send + 'static>) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        if let Some(pipe) = pipe {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Lines { rx, seen: Vec::new() }
+    }
+
+    /// Takes every line that has arrived without waiting.
+    fn take_ready(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Err,
 }
 
 impl Background {
@@ -357,62 +392,67 @@ impl Background {
         let shown = format!("{command:?}");
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-        let (tx, lines) = mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let stderr = Some(drain(child.stderr.take()));
-        Background { command: shown, child, lines, seen: Vec::new(), stderr }
+        let stdout = Lines::read(child.stdout.take());
+        let stderr = Lines::read(child.stderr.take());
+        Background { command: shown, child, stdout, stderr }
     }
 
-    /// Reads lines until one satisfies `wanted`, for at most [`patience`], and returns it. Lines read on the way
-    /// are kept for [`Background::seen`].
+    /// Reads standard output until a line satisfies `wanted`, for at most [`patience`], and returns it.
     ///
     /// # Panics
     /// When no such line comes in time or the process ends first.
     #[track_caller]
-    pub fn wait_for_line(&mut self, mut wanted: impl FnMut(&str) -> bool) -> String {
+    pub fn wait_for_line(&mut self, wanted: impl FnMut(&str) -> bool) -> String {
+        self.wait_on(Stream::Out, wanted)
+    }
+
+    /// Reads standard error until a line satisfies `wanted` (for logs such as kubectl's `-v=6`), for at most
+    /// [`patience`], and returns it.
+    ///
+    /// # Panics
+    /// When no such line comes in time or the process ends first.
+    #[track_caller]
+    pub fn wait_for_stderr_line(&mut self, wanted: impl FnMut(&str) -> bool) -> String {
+        self.wait_on(Stream::Err, wanted)
+    }
+
+    #[track_caller]
+    fn wait_on(&mut self, stream: Stream, mut wanted: impl FnMut(&str) -> bool) -> String {
         let deadline = Instant::now() + patience();
         loop {
+            let lines = match stream {
+                Stream::Out => &mut self.stdout,
+                Stream::Err => &mut self.stderr,
+            };
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            let why = match lines.rx.recv_timeout(left) {
                 Ok(line) => {
-                    self.seen.push(line.clone());
+                    lines.seen.push(line.clone());
                     if wanted(&line) {
                         return line;
                     }
+                    continue;
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "`{}` printed no wanted line within {:?}; it printed:\n{}",
-                        self.command,
-                        patience(),
-                        self.seen.join("\n")
-                    )
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => format!("printed no wanted line within {:?}", patience()),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.wait();
-                    let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-                    panic!(
-                        "`{}` ended before printing a wanted line; it printed:\n{}\n--- stderr\n{stderr}",
-                        self.command,
-                        self.seen.join("\n")
-                    )
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    format!("ended ({status}) before printing a wanted line")
                 }
-            }
+            };
+            self.stdout.take_ready();
+            self.stderr.take_ready();
+            panic!(
+                "`{}` {why}.\n--- stdout\n{}\n--- stderr\n{}",
+                self.command,
+                self.stdout.seen.join("\n"),
+                self.stderr.seen.join("\n")
+            );
         }
     }
 
-    /// Every line read so far.
+    /// Every line of standard output read so far.
     pub fn seen(&self) -> &[String] {
-        &self.seen
+        &self.stdout.seen
     }
 
     /// The process id.
@@ -442,12 +482,10 @@ impl Background {
         }
     }
 
-    /// What the process wrote to standard error, once it has exited (empty if it is still running).
+    /// The standard error lines that have arrived so far, joined (read them after [`Background::wait`] for all).
     pub fn stderr(&mut self) -> String {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-        }
-        String::new()
+        self.stderr.take_ready();
+        self.stderr.seen.join("\n")
     }
 }
 

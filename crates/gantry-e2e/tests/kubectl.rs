@@ -751,7 +751,10 @@ fn wait_for_delete_returns_once_the_object_is_gone() {
     cluster.kubectl_stdin(&["apply", "-f", "-"], held).ok();
     cluster.kubectl(&["delete", "configmap", "held", "--wait=false"]).ok();
     let timeout = format!("--timeout={}s", gantry_e2e::patience().as_secs());
-    let mut wait = cluster.kubectl_background(&["wait", "--for=delete", "configmap/held", &timeout]);
+    let mut wait = cluster.kubectl_background(&["wait", "--for=delete", "configmap/held", &timeout, "-v=6"]);
+    // kubectl wait prints nothing until the condition is met; its log says when its watch has caught up, after
+    // which the deletion below is surely something it waits for rather than finds already done.
+    wait.wait_for_stderr_line(|l| l.contains("Caches populated"));
     let patch = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
     cluster.kubectl(&["patch", "configmap", "held", "--type=json", "-p", patch]).ok();
     assert_eq!(wait.wait_for_line(|l| l.contains("condition met")), "configmap/held condition met");
@@ -783,4 +786,42 @@ fn get_pages_through_a_list_in_chunks() {
     assert_eq!(names(&chunked), expected);
     let table = rows(&cluster.kubectl(&["get", "configmaps", "--chunk-size=3"]).ok());
     assert_eq!(table.len(), 8, "one header and seven rows: {table:?}");
+}
+
+#[test]
+fn version_and_cluster_info_describe_the_server() {
+    let cluster = TestCluster::start();
+    let version = cluster.kubectl(&["version", "-o", "json"]).ok().json();
+    assert_eq!(version["serverVersion"]["major"], "1");
+    assert!(version["serverVersion"]["gitVersion"].as_str().is_some_and(|v| v.starts_with("v1.35.")), "{version}");
+    let info = cluster.kubectl(&["cluster-info"]).ok();
+    assert!(info.stdout.contains(&format!("is running at {}", cluster.url())), "{}", info.stdout);
+}
+
+#[test]
+fn set_image_and_set_env_patch_the_pod_template() {
+    let cluster = TestCluster::start();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], APP).ok();
+    let image = cluster.kubectl(&["set", "image", "deployment/web", "web=nginx:3"]).ok();
+    assert_eq!(image.stdout.trim(), "deployment.apps/web image updated");
+    cluster.kubectl(&["set", "env", "deployment/web", "EXTRA=1"]).ok();
+    let container = get_json(&cluster, &["deployment", "web"])["spec"]["template"]["spec"]["containers"][0].clone();
+    assert_eq!(container["image"], "nginx:3");
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "MODE", "value": "blue"}, {"name": "EXTRA", "value": "1"}])
+    );
+}
+
+#[test]
+#[ignore = "not served yet: authorization.k8s.io (SelfSubjectAccessReview) and authentication.k8s.io \
+            (SelfSubjectReview) are missing, so `kubectl auth can-i` and `kubectl auth whoami` fail"]
+fn auth_can_i_and_whoami_answer_for_the_admin() {
+    let cluster = TestCluster::start();
+    let can = cluster.kubectl(&["auth", "can-i", "create", "pods"]).ok();
+    assert_eq!(can.stdout.trim(), "yes");
+    let whoami = cluster.kubectl(&["auth", "whoami", "-o", "json"]).ok().json();
+    assert_eq!(whoami["status"]["userInfo"]["username"], "admin");
+    let groups = whoami["status"]["userInfo"]["groups"].as_array().cloned().unwrap_or_default();
+    assert!(groups.iter().any(|g| g == "system:masters"), "{whoami}");
 }
