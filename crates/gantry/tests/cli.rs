@@ -1,0 +1,113 @@
+//! The real `gantry` binary: `gantry server` started as a child process, driven with the real kubectl, stopped
+//! with SIGTERM; on the embedded SQLite store and on a real etcd member.
+
+use std::path::Path;
+use std::process::Command;
+
+use gantry_e2e::{Background, Output, eventually, kubectl_command, patience, run};
+use gantry_store::testing::etcd_server::EtcdServer;
+
+/// A `gantry server` child process; killed when dropped.
+struct Server {
+    process: Background,
+    port: u16,
+}
+
+/// Starts `gantry server --data-dir DIR --secure-port 0 --bind-address 127.0.0.1 EXTRA...` and waits until it
+/// says where it listens.
+fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .args(["server", "--secure-port", "0", "--bind-address", "127.0.0.1", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    let mut process = Background::spawn(command);
+    let line = process.wait_for_line(|l| l.starts_with("Gantry API server listening on https://"));
+    let port = line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+    let kubeconfig_line = process.wait_for_line(|l| l.starts_with("Admin kubeconfig: "));
+    assert_eq!(kubeconfig_line, format!("Admin kubeconfig: {}", data_dir.join("kubeconfig").display()));
+    Server { process, port }
+}
+
+fn kubectl(data_dir: &Path, home: &Path, args: &[&str]) -> Output {
+    run(kubectl_command(&data_dir.join("kubeconfig"), home, args), None, patience())
+}
+
+#[test]
+fn server_on_port_zero_serves_kubectl_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let mut server = start_server(&data, &[]);
+    assert_ne!(server.port, 0, "port 0 must be replaced by the port actually bound");
+    let kubeconfig = std::fs::read_to_string(data.join("kubeconfig")).expect("the kubeconfig");
+    assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{}\n", server.port)), "{kubeconfig}");
+
+    let namespaces = kubectl(&data, &home, &["get", "namespaces", "-o", "name"]).ok();
+    let names: Vec<&str> = namespaces.stdout.lines().collect();
+    // `default` is also checked with a GET: a LIST can miss it on a fresh store, a known server bug covered by
+    // gantry-e2e's bootstrap test. Once that is fixed, this can require all four in the LIST.
+    for name in ["namespace/kube-node-lease", "namespace/kube-public", "namespace/kube-system"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(names.len() == 4 || (names.len() == 3 && !names.contains(&"namespace/default")), "{names:?}");
+    kubectl(&data, &home, &["get", "namespace", "default"]).ok();
+    kubectl(&data, &home, &["create", "configmap", "kept", "--from-literal=a=b"]).ok();
+
+    // A watch is open while the server stops: shutdown must end it rather than wait for it.
+    let watch = Background::spawn(kubectl_command(&data.join("kubeconfig"), &home, &["get", "configmaps", "-w"]));
+    server.process.signal("TERM");
+    let status = server.process.wait();
+    assert_eq!(status.code(), Some(0), "SIGTERM must stop the server cleanly; stderr:\n{}", server.process.stderr());
+    drop(watch);
+
+    // Started again on the same data directory: the same CA (the kubeconfig is rewritten with the new port) and
+    // the objects written before.
+    let again = start_server(&data, &[]);
+    let kubeconfig_again = std::fs::read_to_string(data.join("kubeconfig")).expect("the kubeconfig");
+    assert!(kubeconfig_again.contains(&format!("server: https://127.0.0.1:{}\n", again.port)));
+    let ca = |k: &str| k.lines().find(|l| l.contains("certificate-authority-data")).map(str::to_string);
+    assert_eq!(ca(&kubeconfig), ca(&kubeconfig_again), "a restart keeps the cluster CA");
+    let kept = kubectl(&data, &home, &["get", "configmap", "kept", "-o", "jsonpath={.data.a}"]).ok();
+    assert_eq!(kept.stdout, "b");
+}
+
+#[test]
+fn server_rejects_an_unknown_store() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command.args(["server", "--secure-port", "0", "--store", "mysql://x", "--data-dir"]).arg(dir.path());
+    let out = run(command, None, patience()).fails();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("--store must be `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_etcd_stores_objects_in_etcd() {
+    let etcd = EtcdServer::start().await.expect("start etcd (Debian package etcd-server)");
+    let endpoint = etcd.endpoint();
+    let store = format!("etcd://{}", endpoint.trim_start_matches("http://"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let home = dir.path().join("home");
+    // Blocking work (child processes, kubectl) runs off the async worker threads.
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    tokio::task::spawn_blocking(move || {
+        let server = start_server(&first, &["--store", &store]);
+        kubectl(&first, &home, &["create", "configmap", "on-etcd", "--from-literal=where=etcd"]).ok();
+        let read = kubectl(&first, &home, &["get", "configmap", "on-etcd", "-o", "jsonpath={.data.where}"]).ok();
+        assert_eq!(read.stdout, "etcd");
+        drop(server);
+
+        // A second server with a data directory of its own (no SQLite file, a new CA) sees the same object: it
+        // lives in etcd.
+        let _server = start_server(&second, &["--store", &store]);
+        let home2 = second.join("home");
+        eventually(|| {
+            let out = kubectl(&second, &home2, &["get", "configmap", "on-etcd", "-o", "jsonpath={.data.where}"]);
+            if out.success() && out.stdout == "etcd" { Ok(()) } else { Err(format!("{}{}", out.stdout, out.stderr)) }
+        });
+        assert!(!second.join("db").exists(), "no SQLite store is made when etcd is used");
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\netcd log:\n{}", etcd.log_tail(30)));
+}
