@@ -60,8 +60,7 @@ fn a_bearer_token_from_the_token_file_authenticates() {
     let mut command = cluster.client_command(gantry_e2e::kubectl_path());
     command.arg("--kubeconfig").arg(&kubeconfig).args(["get", "namespaces", "-o", "name"]);
     let out = gantry_e2e::run(command, None, gantry_e2e::patience()).ok();
-    // kube-system rather than default: see bootstrap.rs for why default can be missing from a LIST.
-    assert!(out.stdout.lines().any(|l| l == "namespace/kube-system"), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l == "namespace/default"), "{}", out.stdout);
 }
 
 #[test]
