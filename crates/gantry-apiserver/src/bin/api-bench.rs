@@ -11,6 +11,7 @@
 //! The server runs on its own multi-threaded runtime and the clients on another, as two processes would; both
 //! share the machine's cores, so the figures include the clients' own TLS and HTTP/2 work.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -112,6 +113,10 @@ enum Workload {
     List,
     /// Watch fan-out to `--watchers` watchers.
     Watch,
+    /// Where a create's time goes, from the outside: `GET /version` (TLS, HTTP/2, routing) and `dryRun=All`
+    /// creates (decoding, admission, managed fields, encoding, but no store write and no wait for the watch
+    /// cache) from `--clients` clients, beside real creates.
+    Breakdown,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -388,6 +393,8 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// The cores this process used meanwhile, when measured.
+    cpu: Option<String>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -406,6 +413,7 @@ fn figures(elapsed: Duration, mut latencies: Vec<Duration>) -> Figures {
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         max: latencies.last().copied().unwrap_or_default(),
+        cpu: None,
     }
 }
 
@@ -418,6 +426,7 @@ where
 {
     let op = Arc::new(op);
     let started_ops = Arc::new(AtomicU64::new(0));
+    let cpu = cpu_usage();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
@@ -440,7 +449,9 @@ where
     for task in tasks {
         all.extend(task.await??);
     }
-    Ok(figures(started.elapsed(), all))
+    let mut figures = figures(started.elapsed(), all);
+    figures.cpu = Some(cpu_usage().since(&cpu));
+    Ok(figures)
 }
 
 /// Creates `count` objects named `{prefix}{i}` in `namespace`, spread over all `clients`.
@@ -529,6 +540,7 @@ async fn lists(clients: &[ApiClient], args: &Args) -> anyhow::Result<ListFigures
     let path = ObjectKind::Pod.collection(namespace);
     let (mut to_headers, mut whole, mut paged) = (Vec::new(), Vec::new(), Vec::new());
     let (mut body_bytes, mut pages) = (0, 0);
+    let cpu = cpu_usage();
     for _ in 0..args.list_runs {
         let t = Instant::now();
         let response = client.send(Method::GET, &path, None).await?;
@@ -563,9 +575,11 @@ async fn lists(clients: &[ApiClient], args: &Args) -> anyhow::Result<ListFigures
         pages = n;
     }
     let elapsed = |v: &Vec<Duration>| v.iter().sum::<Duration>();
+    let mut full_headers = figures(elapsed(&to_headers), to_headers);
+    full_headers.cpu = Some(cpu_usage().since(&cpu));
     Ok(ListFigures {
         fill,
-        full_headers: figures(elapsed(&to_headers), to_headers),
+        full_headers,
         full: figures(elapsed(&whole), whole),
         body_bytes,
         paged: figures(elapsed(&paged), paged),
@@ -661,6 +675,7 @@ async fn watch_fan_out(
     let (mut from_response, mut from_request, mut last_watcher, mut writes) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut before_response = 0;
+    let cpu = cpu_usage();
     let started = Instant::now();
     for change in 0..args.changes {
         let body = ObjectKind::Pod.body(namespace, &format!("change-{change}"));
@@ -689,13 +704,96 @@ async fn watch_fan_out(
     for task in &tasks {
         task.abort();
     }
+    let mut from_response = figures(elapsed, from_response);
+    from_response.cpu = Some(cpu_usage().since(&cpu));
     Ok(WatchFigures {
-        from_response: figures(elapsed, from_response),
+        from_response,
         from_request: figures(elapsed, from_request),
         last_watcher: figures(elapsed, last_watcher),
         before_response,
         write: figures(elapsed, writes),
     })
+}
+
+/// CPU time this process has used, in total and by thread name: the server's runtime threads are named
+/// `server`, the clients' `client`, the store's own threads `store-writer` and `store-maintenance`.
+struct CpuUsage {
+    at: Instant,
+    total: f64,
+    by_thread: BTreeMap<String, f64>,
+}
+
+/// Linux reports CPU times in clock ticks of 1/100 s on every architecture Gantry runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User + system seconds from a `/proc/.../stat` line (fields 14 and 15, counted after the command name, which
+/// may itself hold spaces and parentheses).
+fn stat_seconds(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / TICKS_PER_SECOND))
+}
+
+fn cpu_usage() -> CpuUsage {
+    let total = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_seconds(&s)).map_or(0.0, |(_, t)| t);
+    let mut by_thread = BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Some((name, seconds)) =
+                std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| stat_seconds(&s))
+            {
+                *by_thread.entry(name).or_insert(0.0) += seconds;
+            }
+        }
+    }
+    CpuUsage { at: Instant::now(), total, by_thread }
+}
+
+impl CpuUsage {
+    /// Cores used since `before`, in total and by thread name (threads that ended meanwhile count only in the
+    /// total).
+    fn since(&self, before: &CpuUsage) -> String {
+        let wall = self.at.duration_since(before.at).as_secs_f64().max(f64::EPSILON);
+        let mut parts: Vec<(String, f64)> = self
+            .by_thread
+            .iter()
+            .map(|(name, t)| (name.clone(), (t - before.by_thread.get(name).copied().unwrap_or(0.0)).max(0.0) / wall))
+            .filter(|(_, cores)| *cores >= 0.01)
+            .collect();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let parts: Vec<String> = parts.iter().map(|(name, cores)| format!("{name} {cores:.2}")).collect();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        format!("{:.2} of {cores} cores ({})", (self.total - before.total) / wall, parts.join(", "))
+    }
+}
+
+/// `GET /version` and `dryRun=All` creates from every client, to split a create's latency into transport,
+/// request handling, and the store write with the wait for the watch cache.
+async fn breakdown(clients: &[ApiClient], kind: ObjectKind, args: &Args) -> anyhow::Result<(Figures, Figures)> {
+    let shared = Arc::new(clients.to_vec());
+    let transport = {
+        let clients = Arc::clone(&shared);
+        timed(clients.len(), args.duration, u64::MAX, move |c, _| {
+            let client = clients[c].clone();
+            async move { client.call(Method::GET, "/version", None, StatusCode::OK).await.map(|_| ()) }
+        })
+        .await?
+    };
+    let namespace = "bench-dry-run";
+    create_namespace(&clients[0], namespace).await?;
+    let collection = format!("{}?dryRun=All", kind.collection(namespace));
+    let dry_run = timed(shared.len(), args.duration, u64::MAX, move |c, i| {
+        let client = shared[c].clone();
+        let body = kind.body(namespace, &format!("c{c}-{i}"));
+        let collection = collection.clone();
+        async move { client.call(Method::POST, &collection, Some(body), StatusCode::CREATED).await.map(|_| ()) }
+    })
+    .await?;
+    Ok((transport, dry_run))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -721,6 +819,13 @@ impl Report {
         }
         let verdict = if met { "PASS" } else { "FAIL" };
         self.rows.push((workload.into(), figure.into(), target.into(), verdict.into()));
+    }
+
+    /// The CPU the process used during a workload, as a row of its own.
+    fn cpu(&mut self, figures: &Figures) {
+        if let Some(cpu) = &figures.cpu {
+            self.row("  CPU used meanwhile", cpu.clone());
+        }
     }
 
     fn print(&self) {
@@ -756,6 +861,7 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
         eprintln!("create-1: {} {what} created", f.ops);
         report.row(format!("create {what}, 1 client"), format!("{:.0}/s", f.ops_per_sec));
         report.row(format!("create {what}, 1 client, p50 / p99"), format!("{} / {}", ms(f.p50), ms(f.p99)));
+        report.cpu(&f);
     }
     if want(Workload::CreateN) {
         let namespace = "bench-create-n";
@@ -775,12 +881,28 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
             "p99 ≤ 25 ms",
             f.p99 <= Duration::from_millis(25),
         );
+        report.cpu(&f);
+    }
+    if want(Workload::Breakdown) {
+        let (transport, dry_run) = breakdown(&clients, kind, args).await.context("breakdown")?;
+        let n = clients.len();
+        report.row(
+            format!("GET /version (TLS + HTTP/2 + routing only), {n} clients, rate, p50 / p99"),
+            format!("{:.0}/s, {} / {}", transport.ops_per_sec, ms(transport.p50), ms(transport.p99)),
+        );
+        report.cpu(&transport);
+        report.row(
+            format!("create {what} with dryRun=All (no store write, no cache wait), {n} clients, rate, p50 / p99"),
+            format!("{:.0}/s, {} / {}", dry_run.ops_per_sec, ms(dry_run.p50), ms(dry_run.p99)),
+        );
+        report.cpu(&dry_run);
     }
     if want(Workload::Get) {
         let f = gets(&clients, kind, args).await.context("GETs")?;
         let n = clients.len();
         report.row(format!("GET one of {} {what}, {n} clients", args.get_objects), format!("{:.0}/s", f.ops_per_sec));
         report.row(format!("GET, {n} clients, p50 / p99"), format!("{} / {}", ms(f.p50), ms(f.p99)));
+        report.cpu(&f);
     }
     if want(Workload::List) {
         let f = lists(&clients, args).await.context("LIST")?;
@@ -802,6 +924,7 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
             format!("LIST {} pods, limit={} ({} pages), p50 / p99", args.pods, args.page_size, f.pages),
             format!("{} / {}", ms(f.paged.p50), ms(f.paged.p99)),
         );
+        report.cpu(&f.full_headers);
     }
     drop(clients);
     if want(Workload::Watch) {
@@ -825,6 +948,7 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
             "  the write itself, p50 / p99; deliveries before its response",
             format!("{} / {}; {} of {}", ms(f.write.p50), ms(f.write.p99), f.before_response, f.from_response.ops),
         );
+        report.cpu(&f.from_response);
     }
     Ok(report)
 }
@@ -864,7 +988,11 @@ fn main() -> anyhow::Result<()> {
     let addr = server.addr;
     eprintln!("api-bench: server on https://{addr}, data in {}, load average {}", data_dir.display(), load_average());
 
-    let result = client_runtime.block_on(run(addr, &data_dir, &args));
+    // Spawned rather than run by `block_on`, so that its time counts under the clients' thread name.
+    let result = client_runtime.block_on({
+        let (data_dir, args) = (data_dir.clone(), args.clone());
+        async move { tokio::spawn(async move { run(addr, &data_dir, &args).await }).await? }
+    });
     eprintln!("api-bench: load average at the end {}", load_average());
     server_runtime.block_on(server.shutdown());
     drop(client_runtime);
@@ -874,4 +1002,50 @@ fn main() -> anyhow::Result<()> {
         eprintln!("api-bench: {} target(s) missed", report.missed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2.5s").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("five").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&sorted, 0.50), Duration::from_millis(51));
+        assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+        let f = figures(Duration::from_secs(2), sorted.into_iter().rev().collect());
+        assert_eq!(f.ops, 100);
+        assert!((f.ops_per_sec - 50.0).abs() < 1e-9);
+        assert_eq!(f.max, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn thread_cpu_times_survive_odd_thread_names() {
+        let stat = "4242 (store (w) x) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 1 0 100 0 0";
+        let (name, seconds) = stat_seconds(stat).unwrap();
+        assert_eq!(name, "store (w) x");
+        assert!((seconds - 4.0).abs() < 1e-9);
+        assert!(stat_seconds("garbage").is_none());
+    }
+
+    #[test]
+    fn bench_objects_are_what_the_server_expects() {
+        let pod: Value = serde_json::from_slice(&ObjectKind::Pod.body("ns", "p-1")).unwrap();
+        assert_eq!(pod["metadata"]["name"], "p-1");
+        assert_eq!(pod["spec"]["containers"].as_array().map(Vec::len), Some(1));
+        let cm = ObjectKind::Configmap.body("ns", "cm-1");
+        assert!((250..400).contains(&cm.len()), "a ConfigMap of {} bytes", cm.len());
+        assert_eq!(ObjectKind::Configmap.collection("ns"), "/api/v1/namespaces/ns/configmaps");
+    }
 }
