@@ -450,7 +450,7 @@ where
         all.extend(task.await??);
     }
     let mut figures = figures(started.elapsed(), all);
-    figures.cpu = Some(cpu_usage().since(&cpu));
+    figures.cpu = Some(cpu_usage().since(&cpu, Some(figures.ops)));
     Ok(figures)
 }
 
@@ -576,7 +576,7 @@ async fn lists(clients: &[ApiClient], args: &Args) -> anyhow::Result<ListFigures
     }
     let elapsed = |v: &Vec<Duration>| v.iter().sum::<Duration>();
     let mut full_headers = figures(elapsed(&to_headers), to_headers);
-    full_headers.cpu = Some(cpu_usage().since(&cpu));
+    full_headers.cpu = Some(cpu_usage().since(&cpu, None));
     Ok(ListFigures {
         fill,
         full_headers,
@@ -705,7 +705,7 @@ async fn watch_fan_out(
         task.abort();
     }
     let mut from_response = figures(elapsed, from_response);
-    from_response.cpu = Some(cpu_usage().since(&cpu));
+    from_response.cpu = Some(cpu_usage().since(&cpu, None));
     Ok(WatchFigures {
         from_response,
         from_request: figures(elapsed, from_request),
@@ -721,6 +721,8 @@ struct CpuUsage {
     at: Instant,
     total: f64,
     by_thread: BTreeMap<String, f64>,
+    /// Busy seconds of the whole machine (every process), to tell how much the other tenants took.
+    machine_busy: f64,
 }
 
 /// Linux reports CPU times in clock ticks of 1/100 s on every architecture Gantry runs on.
@@ -750,13 +752,23 @@ fn cpu_usage() -> CpuUsage {
             }
         }
     }
-    CpuUsage { at: Instant::now(), total, by_thread }
+    CpuUsage { at: Instant::now(), total, by_thread, machine_busy: machine_busy_seconds().unwrap_or(0.0) }
+}
+
+/// Non-idle seconds of all cores from the first line of `/proc/stat` (everything but idle and iowait).
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let busy: f64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(busy / TICKS_PER_SECOND)
 }
 
 impl CpuUsage {
     /// Cores used since `before`, in total and by thread name (threads that ended meanwhile count only in the
-    /// total).
-    fn since(&self, before: &CpuUsage) -> String {
+    /// total), what the rest of the machine used, and the CPU time per operation when `ops` is known.
+    fn since(&self, before: &CpuUsage, ops: Option<usize>) -> String {
         let wall = self.at.duration_since(before.at).as_secs_f64().max(f64::EPSILON);
         let mut parts: Vec<(String, f64)> = self
             .by_thread
@@ -767,12 +779,18 @@ impl CpuUsage {
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
         let parts: Vec<String> = parts.iter().map(|(name, cores)| format!("{name} {cores:.2}")).collect();
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        format!("{:.2} of {cores} cores ({})", (self.total - before.total) / wall, parts.join(", "))
+        let ours = (self.total - before.total) / wall;
+        let others = ((self.machine_busy - before.machine_busy) / wall - ours).max(0.0);
+        let per_op = match ops {
+            Some(ops) if ops > 0 => format!("; {:.0} µs of our CPU per request", ours * wall * 1e6 / ops as f64),
+            _ => String::new(),
+        };
+        format!("{ours:.2} of {cores} cores ({}); other processes {others:.2}{per_op}", parts.join(", "))
     }
 }
 
-/// `GET /version` and `dryRun=All` creates from every client, to split a create's latency into transport,
-/// request handling, and the store write with the wait for the watch cache.
+/// `GET /version` and `dryRun=All` creates from `clients`, to split a create's latency into transport, request
+/// handling, and the store write with the wait for the watch cache.
 async fn breakdown(clients: &[ApiClient], kind: ObjectKind, args: &Args) -> anyhow::Result<(Figures, Figures)> {
     let shared = Arc::new(clients.to_vec());
     let transport = {
@@ -783,18 +801,18 @@ async fn breakdown(clients: &[ApiClient], kind: ObjectKind, args: &Args) -> anyh
         })
         .await?
     };
-    let namespace = "bench-dry-run";
-    create_namespace(&clients[0], namespace).await?;
-    let collection = format!("{}?dryRun=All", kind.collection(namespace));
+    let collection = format!("{}?dryRun=All", kind.collection(DRY_RUN_NAMESPACE));
     let dry_run = timed(shared.len(), args.duration, u64::MAX, move |c, i| {
         let client = shared[c].clone();
-        let body = kind.body(namespace, &format!("c{c}-{i}"));
+        let body = kind.body(DRY_RUN_NAMESPACE, &format!("c{c}-{i}"));
         let collection = collection.clone();
         async move { client.call(Method::POST, &collection, Some(body), StatusCode::CREATED).await.map(|_| ()) }
     })
     .await?;
     Ok((transport, dry_run))
 }
+
+const DRY_RUN_NAMESPACE: &str = "bench-dry-run";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reporting.
@@ -884,18 +902,21 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
         report.cpu(&f);
     }
     if want(Workload::Breakdown) {
-        let (transport, dry_run) = breakdown(&clients, kind, args).await.context("breakdown")?;
-        let n = clients.len();
-        report.row(
-            format!("GET /version (TLS + HTTP/2 + routing only), {n} clients, rate, p50 / p99"),
-            format!("{:.0}/s, {} / {}", transport.ops_per_sec, ms(transport.p50), ms(transport.p99)),
-        );
-        report.cpu(&transport);
-        report.row(
-            format!("create {what} with dryRun=All (no store write, no cache wait), {n} clients, rate, p50 / p99"),
-            format!("{:.0}/s, {} / {}", dry_run.ops_per_sec, ms(dry_run.p50), ms(dry_run.p99)),
-        );
-        report.cpu(&dry_run);
+        create_namespace(&clients[0], DRY_RUN_NAMESPACE).await?;
+        for n in [1, clients.len()] {
+            let (transport, dry_run) = breakdown(&clients[..n], kind, args).await.context("breakdown")?;
+            let clients = if n == 1 { "1 client".to_string() } else { format!("{n} clients") };
+            report.row(
+                format!("GET /version (TLS + HTTP/2 + routing only), {clients}: rate, p50 / p99"),
+                format!("{:.0}/s, {} / {}", transport.ops_per_sec, ms(transport.p50), ms(transport.p99)),
+            );
+            report.cpu(&transport);
+            report.row(
+                format!("create {what} with dryRun=All (no store write, no cache wait), {clients}: rate, p50 / p99"),
+                format!("{:.0}/s, {} / {}", dry_run.ops_per_sec, ms(dry_run.p50), ms(dry_run.p99)),
+            );
+            report.cpu(&dry_run);
+        }
     }
     if want(Workload::Get) {
         let f = gets(&clients, kind, args).await.context("GETs")?;
