@@ -814,6 +814,20 @@ async fn breakdown(clients: &[ApiClient], kind: ObjectKind, args: &Args) -> anyh
 
 const DRY_RUN_NAMESPACE: &str = "bench-dry-run";
 
+/// The store alone, without the API server: creates of `value` from `writers` tasks on a second, fresh SQLite
+/// file with the same durability, the store's share of a create's latency.
+async fn store_alone(path: &Path, value: Bytes, writers: usize, duration: Duration) -> anyhow::Result<Figures> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(path))?);
+    timed(writers, duration, u64::MAX, move |w, i| {
+        let (store, value) = (Arc::clone(&store), value.clone());
+        async move {
+            store.create(format!("/probe/{w}/{i:08}").as_bytes(), value).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Reporting.
 
@@ -903,7 +917,12 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
     }
     if want(Workload::Breakdown) {
         create_namespace(&clients[0], DRY_RUN_NAMESPACE).await?;
-        for n in [1, clients.len()] {
+        // One real object, to give the store probe a value of the size the server stores.
+        let collection = kind.collection(DRY_RUN_NAMESPACE);
+        let body = kind.body(DRY_RUN_NAMESPACE, "probe");
+        clients[0].call(Method::POST, &collection, Some(body), StatusCode::CREATED).await?;
+        let stored = clients[0].call(Method::GET, &format!("{collection}/probe"), None, StatusCode::OK).await?;
+        for (i, n) in [1, clients.len()].into_iter().enumerate() {
             let (transport, dry_run) = breakdown(&clients[..n], kind, args).await.context("breakdown")?;
             let clients = if n == 1 { "1 client".to_string() } else { format!("{n} clients") };
             report.row(
@@ -916,6 +935,14 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
                 format!("{:.0}/s, {} / {}", dry_run.ops_per_sec, ms(dry_run.p50), ms(dry_run.p99)),
             );
             report.cpu(&dry_run);
+            let probe = data_dir.join(format!("probe-{i}.db"));
+            let store = store_alone(&probe, stored.clone(), n, args.duration).await.context("the store alone")?;
+            let writers = if n == 1 { "1 writer".to_string() } else { format!("{n} writers") };
+            report.row(
+                format!("SQLite store alone, create of {} bytes, {writers}: rate, p50 / p99", stored.len()),
+                format!("{:.0}/s, {} / {}", store.ops_per_sec, ms(store.p50), ms(store.p99)),
+            );
+            report.cpu(&store);
         }
     }
     if want(Workload::Get) {
