@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -89,7 +89,14 @@ struct Args {
     /// Worker threads of the clients' runtime.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Print each timed workload's latency over time (count, p99 and max per 250 ms) to stderr, to tell
+    /// periodic stalls (checkpoints, compaction) from steady queueing.
+    #[arg(long)]
+    timeline: bool,
 }
+
+/// Set from `--timeline`; read by every timed workload.
+static TIMELINE: AtomicBool = AtomicBool::new(false);
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum ObjectKind {
@@ -438,7 +445,7 @@ where
                 while started.elapsed() < duration && started_ops.fetch_add(1, Ordering::Relaxed) < max_ops {
                     let t = Instant::now();
                     op(c, i).await?;
-                    latencies.push(t.elapsed());
+                    latencies.push((t.duration_since(started), t.elapsed()));
                     i += 1;
                 }
                 Ok::<_, anyhow::Error>(latencies)
@@ -449,9 +456,32 @@ where
     for task in tasks {
         all.extend(task.await??);
     }
-    let mut figures = figures(started.elapsed(), all);
+    if TIMELINE.load(Ordering::Relaxed) {
+        print_timeline(&all);
+    }
+    let mut figures = figures(started.elapsed(), all.into_iter().map(|(_, latency)| latency).collect());
     figures.cpu = Some(cpu_usage().since(&cpu, Some(figures.ops)));
     Ok(figures)
+}
+
+/// Prints, per 250 ms of a workload (by when calls started), how many calls started and their p99 and max.
+fn print_timeline(calls: &[(Duration, Duration)]) {
+    const BUCKET: Duration = Duration::from_millis(250);
+    let mut buckets: BTreeMap<u128, Vec<Duration>> = BTreeMap::new();
+    for (start, latency) in calls {
+        buckets.entry(start.as_millis() / BUCKET.as_millis()).or_default().push(*latency);
+    }
+    for (bucket, mut latencies) in buckets {
+        latencies.sort_unstable();
+        let (p99, max) = (percentile(&latencies, 0.99), latencies.last().copied().unwrap_or_default());
+        eprintln!(
+            "  {:>6} ms: {:>5} calls, p99 {}, max {}",
+            bucket * BUCKET.as_millis(),
+            latencies.len(),
+            ms(p99),
+            ms(max)
+        );
+    }
 }
 
 /// Creates `count` objects named `{prefix}{i}` in `namespace`, spread over all `clients`.
@@ -1003,6 +1033,7 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    TIMELINE.store(args.timeline, Ordering::Relaxed);
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     if data_dir.join("store.db").exists() {
