@@ -376,12 +376,28 @@ impl Api {
         warnings: Vec<String>,
         output: Output,
     ) -> ApiResult<Reply> {
+        if output == Output::Json
+            && resource.storage_version
+            && let Some(json) = self.cached_json(resource, &body)
+        {
+            return Ok(Reply::Full { code, content_type: "application/json".into(), body: json, warnings });
+        }
         let body = self.to_served(resource, body)?;
         let body = match output {
             Output::Metadata => codec::partial_metadata(&body),
             _ => body,
         };
         Ok(Reply::Full { code, content_type: "application/json".into(), body: codec::to_bytes(&body), warnings })
+    }
+
+    /// The cache's serialized copy of a just-written object, when the cache holds exactly that version: writes
+    /// wait for the cache anyway, and this saves encoding the reply.
+    fn cached_json(&self, resource: &'static ResourceType, body: &Value) -> Option<Bytes> {
+        let meta = body.get("metadata")?;
+        let revision: i64 = meta.get("resourceVersion")?.as_str()?.parse().ok()?;
+        let key = resource.key(meta.get("namespace").and_then(Value::as_str), meta.get("name")?.as_str()?);
+        let (entry, _) = self.cache.resource(&resource.key_prefix()).get(&key, self.cache.applied());
+        entry.filter(|e| e.revision == revision).map(|e| e.json.clone())
     }
 
     fn to_served_if_object(&self, resource: &'static ResourceType, body: Value) -> ApiResult<Value> {

@@ -48,7 +48,10 @@ impl Entry {
         let mut value: Value = serde_json::from_slice(raw).ok()?;
         let meta = value.get_mut("metadata")?.as_object_mut()?;
         meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
-        let json = Bytes::from(serde_json::to_vec(&value).ok()?);
+        let json = match splice_resource_version(raw, revision) {
+            Some(json) => json,
+            None => Bytes::from(serde_json::to_vec(&value).ok()?),
+        };
         let (namespace, name) = split_key(key)?;
         Some(Entry { key: key.to_string(), namespace, name, value, json, revision })
     }
@@ -57,6 +60,30 @@ impl Entry {
     pub fn labels(&self) -> Option<&serde_json::Map<String, Value>> {
         self.value.get("metadata")?.get("labels")?.as_object()
     }
+}
+
+/// The stored bytes with `"resourceVersion":"N"` added at the start of the top-level `metadata`: the same JSON
+/// as serializing the parsed object with the field set, without paying for a second serialization of every
+/// object the cache takes in. `None` when the bytes do not have the expected shape.
+pub(crate) fn splice_resource_version(raw: &[u8], revision: Revision) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow)]
+        metadata: &'a serde_json::value::RawValue,
+    }
+    let top: Top<'_> = serde_json::from_slice(raw).ok()?;
+    let meta = top.metadata.get().as_bytes();
+    let start = (meta.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    if meta.first() != Some(&b'{') || start + meta.len() > raw.len() {
+        return None;
+    }
+    let empty = meta[1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let field = format!("\"resourceVersion\":\"{revision}\"{}", if empty { "" } else { "," });
+    let mut out = Vec::with_capacity(raw.len() + field.len());
+    out.extend_from_slice(&raw[..=start]);
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(&raw[start + 1..]);
+    Some(Bytes::from(out))
 }
 
 /// The kind of a watch event.
@@ -442,6 +469,19 @@ impl WatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resource_version_is_spliced_into_metadata() {
+        let raw = br#"{"apiVersion":"v1","data":{"metadata":"x"},"kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let out = splice_resource_version(raw, 42).unwrap();
+        let parsed: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed["metadata"]["resourceVersion"], "42");
+        assert_eq!(parsed["metadata"]["name"], "a");
+        assert_eq!(parsed["data"]["metadata"], "x");
+        let empty = splice_resource_version(br#"{"metadata": { }}"#, 7).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&empty).unwrap()["metadata"]["resourceVersion"], "7");
+        assert!(splice_resource_version(br#"{"metadata":[]}"#, 1).is_none());
+    }
 
     #[test]
     fn keys_split_into_namespace_and_name() {

@@ -93,13 +93,19 @@ pub fn parse_resource_version(rv: &str) -> ApiResult<Revision> {
 }
 
 /// The object as stored: without resourceVersion (it is the store's revision).
-fn to_stored(obj: &Value) -> ApiResult<Bytes> {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("selfLink");
+fn to_stored(obj: &mut Value) -> ApiResult<Bytes> {
+    // The resourceVersion is taken out for the encoding and put back, rather than encoding a copy: objects
+    // can be large and this runs on every write.
+    let meta = obj.get_mut("metadata").and_then(Value::as_object_mut);
+    let taken = meta.and_then(|m| {
+        m.remove("selfLink");
+        m.remove("resourceVersion")
+    });
+    let encoded = serde_json::to_vec(&*obj);
+    if let (Some(rv), Some(meta)) = (taken, obj.get_mut("metadata").and_then(Value::as_object_mut)) {
+        meta.insert("resourceVersion".into(), rv);
     }
-    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ApiError::internal(format!("encoding the object: {e}")))
+    encoded.map(Bytes::from).map_err(|e| ApiError::internal(format!("encoding the object: {e}")))
 }
 
 /// The object as read from the store, with its resourceVersion.
@@ -281,7 +287,7 @@ impl Api {
                 return Ok(Written { code: 201, body: obj });
             }
             let key = resource.key(namespace, &name);
-            match self.store.create(key.as_bytes(), to_stored(&obj)?).await {
+            match self.store.create(key.as_bytes(), to_stored(&mut obj)?).await {
                 Ok(revision) => {
                     meta_mut(&mut obj)?.insert("resourceVersion".into(), json!(revision.to_string()));
                     self.settle(revision).await;
@@ -341,7 +347,7 @@ impl Api {
             let outcome = transform(&old)?;
             let result = match outcome {
                 Outcome::Write(mut new) => {
-                    let bytes = to_stored(&new)?;
+                    let bytes = to_stored(&mut new)?;
                     if bytes == current.value || dry_run {
                         let body = if bytes == current.value { old } else { new };
                         return Ok(Written { code: 200, body });
@@ -654,7 +660,7 @@ impl Api {
             if is_namespace && let Some(map) = new.as_object_mut() {
                 map.insert("status".into(), json!({"phase": "Terminating"}));
             }
-            let bytes = to_stored(&new)?;
+            let bytes = to_stored(&mut new)?;
             if bytes == current.value || options.dry_run {
                 return Ok(Written { code: 200, body: new });
             }

@@ -80,17 +80,21 @@ impl Filter {
     }
 }
 
-/// One item of a list: shared from the cache, or read from the store.
+/// One item of a list: shared from the cache, read from the store, or the stored bytes themselves (a page
+/// without selectors needs no parsing).
 enum ListItem {
     Cached(Arc<Entry>),
     Owned(Value),
+    Raw(Bytes),
 }
 
 impl ListItem {
-    fn into_value(self) -> Value {
+    fn into_value(self) -> ApiResult<Value> {
         match self {
-            ListItem::Cached(entry) => entry.value.clone(),
-            ListItem::Owned(value) => value,
+            ListItem::Cached(entry) => Ok(entry.value.clone()),
+            ListItem::Owned(value) => Ok(value),
+            ListItem::Raw(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::internal(format!("a stored object is not valid JSON: {e}"))),
         }
     }
 }
@@ -275,7 +279,7 @@ impl Api {
         // works on values.
         if output != Output::Json || !resource.storage_version {
             let items: Vec<Value> =
-                items.into_iter().map(|item| self.to_served(resource, item.into_value())).collect::<ApiResult<_>>()?;
+                items.into_iter().map(|item| self.to_served(resource, item.into_value()?)).collect::<ApiResult<_>>()?;
             return match output {
                 Output::Table => {
                     let include = query.get("includeObject").unwrap_or("Metadata");
@@ -302,6 +306,7 @@ impl Api {
             items.iter().map(|item| match item {
                 ListItem::Cached(entry) => entry.json.clone(),
                 ListItem::Owned(value) => to_bytes(value),
+                ListItem::Raw(bytes) => bytes.clone(),
             }),
         );
         Ok(Reply::Full { code: 200, content_type: "application/json".into(), body, warnings: vec![] })
@@ -335,12 +340,22 @@ impl Api {
             })?;
             let mut last_key = None;
             for kv in &page.items {
-                let obj = from_stored(kv)?;
                 last_key = Some(String::from_utf8_lossy(&kv.key).into_owned());
-                if !filter.matches(&obj) {
-                    continue;
+                let raw = if filter.is_empty() {
+                    crate::cache::splice_resource_version(&kv.value, kv.mod_revision)
+                } else {
+                    None
+                };
+                match raw {
+                    Some(bytes) => items.push(ListItem::Raw(bytes)),
+                    None => {
+                        let obj = from_stored(kv)?;
+                        if !filter.matches(&obj) {
+                            continue;
+                        }
+                        items.push(ListItem::Owned(obj));
+                    }
                 }
-                items.push(ListItem::Owned(obj));
                 if limit.is_some_and(|l| items.len() >= l) {
                     let last = last_key.unwrap_or_default();
                     let more_in_page = kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
