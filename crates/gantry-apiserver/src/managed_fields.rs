@@ -137,12 +137,47 @@ fn entry(manager: &str, api_version: &str, paths: &BTreeSet<Path>, subresource: 
     e
 }
 
+/// The FieldsV1 tree of every leaf under `value`, built directly (creates are the hot path; no path sets).
+fn mirror(value: &Value, depth: usize) -> Option<Value> {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let skip = match depth {
+                    0 => matches!(k.as_str(), "apiVersion" | "kind" | "status"),
+                    _ => false,
+                };
+                if skip {
+                    continue;
+                }
+                let child = if depth == 0 && k == "metadata" {
+                    let mut meta = v.clone();
+                    if let Some(m) = meta.as_object_mut() {
+                        m.retain(|field, _| !SYSTEM_METADATA.contains(&field.as_str()));
+                    }
+                    if meta.as_object().is_some_and(|m| m.is_empty()) { None } else { mirror(&meta, depth + 1) }
+                } else {
+                    mirror(v, depth + 1)
+                };
+                if let Some(child) = child {
+                    out.insert(format!("f:{k}"), child);
+                }
+            }
+            (!out.is_empty() || depth > 0).then_some(Value::Object(out))
+        }
+        Value::Object(_) if depth > 0 => Some(json!({})),
+        Value::Object(_) => None,
+        _ => Some(json!({})),
+    }
+}
+
 /// Records the creating manager as the owner of every field it set.
 pub fn record_create(obj: &mut Value, manager: &str, api_version: &str) {
     let mut list = Vec::new();
-    let main = leaf_set(obj, Part::Main);
-    if !main.is_empty() {
-        list.push(entry(manager, api_version, &main, None));
+    if let Some(fields) = mirror(obj, 0).filter(|f| f.as_object().is_some_and(|m| !m.is_empty())) {
+        let mut e = entry(manager, api_version, &BTreeSet::new(), None);
+        e["fieldsV1"] = fields;
+        list.push(e);
     }
     set_entries(obj, list);
 }
@@ -217,6 +252,21 @@ mod tests {
         record_create(&mut obj, "kubectl-create", "v1");
         let fields = &obj["metadata"]["managedFields"][0]["fieldsV1"];
         assert_eq!(fields, &json!({"f:data":{"f:k":{}},"f:metadata":{"f:labels":{"f:x":{}}}}));
+    }
+
+    #[test]
+    fn a_create_records_the_same_fields_as_an_update_would() {
+        let mut obj = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","uid":"u",
+            "labels":{"x":"1"}},"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"c"}]},
+            "metadata":{}}},"status":{"replicas":0}});
+        let mut expected = BTreeSet::new();
+        leaves(&obj, &mut Vec::new(), &mut expected);
+        expected.retain(|p| Part::Main.contains(p));
+        record_create(&mut obj, "m", "apps/v1");
+        assert_eq!(obj["metadata"]["managedFields"][0]["fieldsV1"], to_fields_v1(&expected));
+        let mut bare = json!({"metadata":{"name":"b"}});
+        record_create(&mut bare, "m", "v1");
+        assert!(bare["metadata"].get("managedFields").is_none());
     }
 
     #[test]
