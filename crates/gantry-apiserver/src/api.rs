@@ -263,7 +263,7 @@ impl Api {
                 let options = self.write_options(request)?;
                 let (obj, warnings) = self.decode_object(request, served, &options)?;
                 let written = self.create(resource, namespace, obj, &options).await?;
-                Ok(self.written_reply(served, written.code, written.body, warnings, output)?)
+                Ok(self.written_reply(served, written, warnings, output, &options)?)
             }
             (Verb::Create, Some(Subresource::Binding)) => {
                 let options = self.write_options(request)?;
@@ -298,13 +298,13 @@ impl Api {
                 let options = self.write_options(request)?;
                 let (obj, warnings) = self.decode_object(request, served, &options)?;
                 let written = self.update(resource, namespace, name, sub, obj, &options).await?;
-                Ok(self.written_reply(served, written.code, written.body, warnings, output)?)
+                Ok(self.written_reply(served, written, warnings, output, &options)?)
             }
             (Verb::Patch, sub @ (None | Some(Subresource::Status))) => {
                 let options = self.write_options(request)?;
                 let patch_type = self.patch_type(request)?;
                 let written = self.patch(served, namespace, name, sub, patch_type, &request.body, &options).await?;
-                Ok(self.written_reply(served, written.code, written.body, Vec::new(), output)?)
+                Ok(self.written_reply(served, written, Vec::new(), output, &options)?)
             }
             (Verb::Update, Some(Subresource::Finalize)) => {
                 let options = self.write_options(request)?;
@@ -371,12 +371,15 @@ impl Api {
     fn written_reply(
         &self,
         resource: &'static ResourceType,
-        code: u16,
-        body: Value,
+        written: crate::objects::Written,
         warnings: Vec<String>,
         output: Output,
+        options: &WriteOptions,
     ) -> ApiResult<Reply> {
+        let crate::objects::Written { code, body } = written;
+        // A dry run's result was never stored: the cache holds the object as it is, not as it would be.
         if output == Output::Json
+            && !options.dry_run
             && resource.storage_version
             && let Some(json) = self.cached_json(resource, &body)
         {

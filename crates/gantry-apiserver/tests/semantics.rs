@@ -394,6 +394,10 @@ async fn dry_run_writes_nothing() {
     assert_eq!(dry.body["metadata"]["name"], "ghost");
     assert_eq!(c.get(&format!("{CMS}/ghost")).await.code, 404);
     c.call(Method::POST, CMS, Some(configmap("real"))).await;
+    let dry_patch =
+        c.patch(&format!("{CMS}/real?dryRun=All"), "application/merge-patch+json", json!({"data": {"k": "dry"}})).await;
+    assert_eq!(dry_patch.body["data"]["k"], "dry", "a dry run answers with the result it would store");
+    assert_eq!(c.get(&format!("{CMS}/real")).await.body["data"]["k"], "v");
     let dry_delete = c.call(Method::DELETE, &format!("{CMS}/real?dryRun=All"), None).await;
     assert_eq!(dry_delete.code, 200);
     assert_eq!(c.get(&format!("{CMS}/real")).await.code, 200);
