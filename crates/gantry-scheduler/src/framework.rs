@@ -1,0 +1,454 @@
+//! The scheduling framework: one trait per extension point, the per-cycle state, status codes, and a profile
+//! that runs a cycle (PreFilter → Filter → PostFilter → PreScore → Score + normalize → Reserve). Binding
+//! happens outside the cycle, through the API.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// The highest score a plugin gives a node (kube-scheduler's `MaxNodeScore`).
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// The outcome class of a plugin call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// The plugin is satisfied.
+    Success,
+    /// The pod does not fit now; preemption may help.
+    Unschedulable,
+    /// The pod does not fit, and preempting pods on this node would not change that.
+    UnschedulableAndUnresolvable,
+    /// The plugin has nothing to do for this pod; later calls of the same plugin in this cycle are skipped.
+    Skip,
+    /// Something went wrong (not a verdict on the pod).
+    Error,
+}
+
+/// A plugin's verdict, with the reasons that explain it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The class.
+    pub code: Code,
+    /// Human-readable reasons, as they appear in the unschedulable message (e.g. `Insufficient cpu`).
+    pub reasons: Vec<String>,
+    /// The plugin that decided (filled in by the framework).
+    pub plugin: &'static str,
+}
+
+impl Status {
+    /// Success.
+    pub fn success() -> Status {
+        Status { code: Code::Success, reasons: Vec::new(), plugin: "" }
+    }
+
+    /// Skip.
+    pub fn skip() -> Status {
+        Status { code: Code::Skip, reasons: Vec::new(), plugin: "" }
+    }
+
+    /// A verdict with reasons.
+    pub fn new(code: Code, reasons: impl IntoIterator<Item = impl Into<String>>) -> Status {
+        Status { code, reasons: reasons.into_iter().map(Into::into).collect(), plugin: "" }
+    }
+
+    /// Unschedulable, for one reason.
+    pub fn unschedulable(reason: impl Into<String>) -> Status {
+        Status::new(Code::Unschedulable, [reason.into()])
+    }
+
+    /// Unschedulable and unresolvable, for one reason.
+    pub fn unresolvable(reason: impl Into<String>) -> Status {
+        Status::new(Code::UnschedulableAndUnresolvable, [reason.into()])
+    }
+
+    /// An error.
+    pub fn error(reason: impl Into<String>) -> Status {
+        Status::new(Code::Error, [reason.into()])
+    }
+
+    /// Whether the code is Success.
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+
+    fn by(mut self, plugin: &'static str) -> Status {
+        self.plugin = plugin;
+        self
+    }
+}
+
+/// Data plugins keep for the rest of one scheduling cycle (computed in PreFilter or PreScore, read in Filter
+/// or Score), keyed by the plugin's name.
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    skip_filter: Vec<&'static str>,
+    skip_score: Vec<&'static str>,
+}
+
+impl CycleState {
+    /// Stores a plugin's data.
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    /// Reads a plugin's data.
+    pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key).and_then(|b| b.downcast_ref())
+    }
+}
+
+/// Every plugin has a name.
+pub trait Plugin: Send + Sync {
+    /// The plugin's name, as in profiles and verdicts.
+    fn name(&self) -> &'static str;
+}
+
+/// Runs once per cycle before filtering; may precompute, or reject the pod outright.
+pub trait PreFilter: Plugin {
+    /// Checks or prepares; Skip means this plugin's Filter is not needed for this pod.
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status;
+}
+
+/// Decides whether the pod can run on one node.
+pub trait Filter: Plugin {
+    /// The verdict for one node.
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+}
+
+/// What filtering said about each node, by node name.
+pub type NodeVerdicts = HashMap<String, Status>;
+
+/// Runs when no node passed the filters (preemption).
+pub trait PostFilter: Plugin {
+    /// May nominate a node (after arranging for room to be made); `None` when nothing helps.
+    fn post_filter(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+        verdicts: &NodeVerdicts,
+    ) -> (Option<Nomination>, Status);
+}
+
+/// A node chosen by preemption, and the pods to evict to make room there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nomination {
+    /// The node.
+    pub node: String,
+    /// The pods (`namespace/name`) to evict.
+    pub victims: Vec<String>,
+}
+
+/// Runs once per cycle before scoring, with the feasible nodes.
+pub trait PreScore: Plugin {
+    /// Prepares scoring; Skip means this plugin's Score is not needed for this pod.
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status;
+}
+
+/// Ranks a feasible node.
+pub trait Score: Plugin {
+    /// A score for one node (any range; `normalize` maps it to 0..=MAX_NODE_SCORE).
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status>;
+
+    /// Maps raw scores to 0..=MAX_NODE_SCORE; the default leaves them as they are.
+    fn normalize(&self, _state: &CycleState, _pod: &PodInfo, _scores: &mut [NodeScore]) -> Status {
+        Status::success()
+    }
+}
+
+/// One node's score from one plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeScore {
+    /// The node.
+    pub node: String,
+    /// The score.
+    pub score: i64,
+}
+
+/// Holds or releases what a decision needs until binding succeeds or fails.
+pub trait Reserve: Plugin {
+    /// Called when the pod is assumed on `node`.
+    fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status;
+    /// Called when the decision is dropped (binding failed).
+    fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str);
+}
+
+/// A plugin instance with the extension points it implements.
+#[derive(Clone, Default)]
+pub struct PluginSet {
+    /// PreFilter plugins, in order.
+    pub pre_filter: Vec<Arc<dyn PreFilter>>,
+    /// Filter plugins, in order.
+    pub filter: Vec<Arc<dyn Filter>>,
+    /// PostFilter plugins, in order.
+    pub post_filter: Vec<Arc<dyn PostFilter>>,
+    /// PreScore plugins, in order.
+    pub pre_score: Vec<Arc<dyn PreScore>>,
+    /// Score plugins with their weights.
+    pub score: Vec<(Arc<dyn Score>, i64)>,
+    /// Reserve plugins, in order.
+    pub reserve: Vec<Arc<dyn Reserve>>,
+}
+
+/// A scheduling profile: the plugins that place pods naming `scheduler_name`.
+#[derive(Clone)]
+pub struct Profile {
+    /// `spec.schedulerName` this profile serves.
+    pub scheduler_name: String,
+    /// Its plugins.
+    pub plugins: PluginSet,
+}
+
+/// The per-node verdicts and scores of one attempt: what `gantry why` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Explanation {
+    /// Filter verdicts of nodes that were rejected, by node.
+    pub rejected: Vec<(String, Status)>,
+    /// Total weighted scores of feasible nodes, highest first, with each plugin's part.
+    pub scores: Vec<(String, i64, Vec<(&'static str, i64)>)>,
+}
+
+/// The outcome of a scheduling cycle.
+#[derive(Debug)]
+pub enum Decision {
+    /// Place the pod on this node.
+    Place {
+        /// The node.
+        node: String,
+        /// Why.
+        explanation: Explanation,
+    },
+    /// Nothing fits.
+    Unschedulable {
+        /// The unschedulable message, in kube-scheduler's words.
+        message: String,
+        /// Preemption's choice, if any.
+        nomination: Option<Nomination>,
+        /// Why.
+        explanation: Explanation,
+    },
+    /// A plugin failed.
+    Failed(Status),
+}
+
+impl Profile {
+    /// Runs one scheduling cycle for `pod` on `snapshot`. `tie_break` picks among equally scored nodes (pass a
+    /// random number so that equal nodes share the load).
+    pub fn schedule(&self, pod: &PodInfo, snapshot: &Snapshot, tie_break: u64) -> (Decision, CycleState) {
+        let mut state = CycleState::default();
+        let plugins = &self.plugins;
+        for p in &plugins.pre_filter {
+            let status = p.pre_filter(&mut state, pod, snapshot).by(p.name());
+            match status.code {
+                Code::Success => {}
+                Code::Skip => state.skip_filter.push(p.name()),
+                Code::Error => return (Decision::Failed(status), state),
+                _ => {
+                    let mut explanation = Explanation::default();
+                    for node in &snapshot.nodes {
+                        explanation.rejected.push((node.name.clone(), status.clone()));
+                    }
+                    let message = unschedulable_message(snapshot.nodes.len(), &explanation.rejected);
+                    return (Decision::Unschedulable { message, nomination: None, explanation }, state);
+                }
+            }
+        }
+        let filters: Vec<&Arc<dyn Filter>> =
+            plugins.filter.iter().filter(|f| !state.skip_filter.contains(&f.name())).collect();
+        let mut feasible = Vec::new();
+        let mut verdicts = NodeVerdicts::new();
+        let mut rejected = Vec::new();
+        'nodes: for node in &snapshot.nodes {
+            for f in &filters {
+                let status = f.filter(&state, pod, node).by(f.name());
+                match status.code {
+                    Code::Success | Code::Skip => {}
+                    Code::Error => return (Decision::Failed(status), state),
+                    _ => {
+                        verdicts.insert(node.name.clone(), status.clone());
+                        rejected.push((node.name.clone(), status));
+                        continue 'nodes;
+                    }
+                }
+            }
+            feasible.push(Arc::clone(node));
+        }
+        if feasible.is_empty() {
+            let mut nomination = None;
+            for p in &plugins.post_filter {
+                let (nominated, status) = p.post_filter(&state, pod, snapshot, &verdicts);
+                if status.code == Code::Error {
+                    return (Decision::Failed(status.by(p.name())), state);
+                }
+                if nominated.is_some() {
+                    nomination = nominated;
+                    break;
+                }
+            }
+            let message = unschedulable_message(snapshot.nodes.len(), &rejected);
+            let explanation = Explanation { rejected, scores: Vec::new() };
+            return (Decision::Unschedulable { message, nomination, explanation }, state);
+        }
+        let mut scores: Vec<(String, i64, Vec<(&'static str, i64)>)> =
+            feasible.iter().map(|n| (n.name.clone(), 0, Vec::new())).collect();
+        if feasible.len() > 1 {
+            for p in &plugins.pre_score {
+                let status = p.pre_score(&mut state, pod, &feasible).by(p.name());
+                match status.code {
+                    Code::Success => {}
+                    Code::Skip => state.skip_score.push(p.name()),
+                    _ => return (Decision::Failed(status), state),
+                }
+            }
+            for (plugin, weight) in &plugins.score {
+                if state.skip_score.contains(&plugin.name()) {
+                    continue;
+                }
+                let mut plugin_scores = Vec::with_capacity(feasible.len());
+                for node in &feasible {
+                    match plugin.score(&state, pod, node) {
+                        Ok(score) => plugin_scores.push(NodeScore { node: node.name.clone(), score }),
+                        Err(status) => return (Decision::Failed(status.by(plugin.name())), state),
+                    }
+                }
+                let status = plugin.normalize(&state, pod, &mut plugin_scores);
+                if !status.is_success() {
+                    return (Decision::Failed(status.by(plugin.name())), state);
+                }
+                for (total, s) in scores.iter_mut().zip(&plugin_scores) {
+                    let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
+                    total.1 += weighted;
+                    total.2.push((plugin.name(), weighted));
+                }
+            }
+        }
+        let best = scores.iter().map(|s| s.1).max().unwrap_or(0);
+        let top: Vec<&(String, i64, Vec<(&'static str, i64)>)> = scores.iter().filter(|s| s.1 == best).collect();
+        let chosen = top[(tie_break % top.len() as u64) as usize].0.clone();
+        scores.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let explanation = Explanation { rejected, scores };
+        for (i, p) in plugins.reserve.iter().enumerate() {
+            let status = p.reserve(&mut state, pod, &chosen).by(p.name());
+            if !status.is_success() {
+                for undo in plugins.reserve[..i].iter().rev() {
+                    undo.unreserve(&mut state, pod, &chosen);
+                }
+                return (Decision::Failed(status), state);
+            }
+        }
+        (Decision::Place { node: chosen, explanation }, state)
+    }
+}
+
+/// kube-scheduler's message for a pod no node accepts: `0/5 nodes are available: 3 Insufficient cpu, 2
+/// node(s) had untolerated taint {…}.` Reasons are counted across nodes; the "count reason" strings are
+/// sorted as strings, as kube-scheduler sorts them.
+pub fn unschedulable_message(total_nodes: usize, rejected: &[(String, Status)]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, status) in rejected {
+        for reason in &status.reasons {
+            *counts.entry(reason.as_str()).or_insert(0) += 1;
+        }
+    }
+    if counts.is_empty() {
+        return format!("0/{total_nodes} nodes are available.");
+    }
+    let mut parts: Vec<String> = counts.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    parts.sort();
+    format!("0/{total_nodes} nodes are available: {}.", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+
+    struct OnlyNamed(&'static str);
+    impl Plugin for OnlyNamed {
+        fn name(&self) -> &'static str {
+            "OnlyNamed"
+        }
+    }
+    impl Filter for OnlyNamed {
+        fn filter(&self, _: &CycleState, _: &PodInfo, node: &NodeInfo) -> Status {
+            if node.name.starts_with(self.0) {
+                Status::success()
+            } else {
+                Status::unschedulable("node(s) had the wrong name")
+            }
+        }
+    }
+
+    struct PreferLong;
+    impl Plugin for PreferLong {
+        fn name(&self) -> &'static str {
+            "PreferLong"
+        }
+    }
+    impl Score for PreferLong {
+        fn score(&self, _: &CycleState, _: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+            Ok(node.name.len() as i64)
+        }
+    }
+
+    fn snapshot(names: &[&str]) -> Snapshot {
+        let nodes = names
+            .iter()
+            .map(|n| {
+                let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": n}})).unwrap();
+                Arc::new(NodeInfo::new(Arc::new(node)))
+            })
+            .collect();
+        Snapshot::new(nodes)
+    }
+
+    fn pod() -> PodInfo {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "d"},
+                                                                  "spec": {"containers": []}}))
+        .unwrap();
+        PodInfo::new(Arc::new(pod))
+    }
+
+    fn profile() -> Profile {
+        let plugins = PluginSet {
+            filter: vec![Arc::new(OnlyNamed("a"))],
+            score: vec![(Arc::new(PreferLong), 2)],
+            ..Default::default()
+        };
+        Profile { scheduler_name: "default-scheduler".into(), plugins }
+    }
+
+    #[test]
+    fn the_best_scored_feasible_node_is_chosen_and_explained() {
+        let (decision, _) = profile().schedule(&pod(), &snapshot(&["a1", "b22", "a333"]), 0);
+        let Decision::Place { node, explanation } = decision else { panic!("not placed") };
+        assert_eq!(node, "a333");
+        assert_eq!(explanation.rejected[0].0, "b22");
+        assert_eq!(explanation.rejected[0].1.plugin, "OnlyNamed");
+        assert_eq!(explanation.scores[0], ("a333".to_string(), 8, vec![("PreferLong", 8)]));
+    }
+
+    #[test]
+    fn an_unschedulable_pod_gets_the_counted_message() {
+        let (decision, _) = profile().schedule(&pod(), &snapshot(&["b1", "c2", "d3"]), 0);
+        let Decision::Unschedulable { message, .. } = decision else { panic!("placed") };
+        assert_eq!(message, "0/3 nodes are available: 3 node(s) had the wrong name.");
+    }
+
+    #[test]
+    fn messages_count_reasons_alphabetically() {
+        let rejected = vec![
+            ("n1".to_string(), Status::unschedulable("Insufficient cpu")),
+            ("n2".to_string(), Status::new(Code::Unschedulable, ["Insufficient cpu", "Insufficient memory"])),
+            ("n3".to_string(), Status::unresolvable("node(s) had untolerated taint {a: b}")),
+        ];
+        assert_eq!(
+            unschedulable_message(5, &rejected),
+            "0/5 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {a: b}, 2 Insufficient cpu."
+        );
+    }
+}
