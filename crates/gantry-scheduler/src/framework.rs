@@ -202,13 +202,24 @@ pub struct Profile {
     pub plugins: PluginSet,
 }
 
+/// A feasible node's total weighted score, with each plugin's part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoredNode {
+    /// The node.
+    pub node: String,
+    /// The sum of the weighted plugin scores.
+    pub total: i64,
+    /// Each plugin's weighted score.
+    pub parts: Vec<(&'static str, i64)>,
+}
+
 /// The per-node verdicts and scores of one attempt: what `gantry why` shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Explanation {
     /// Filter verdicts of nodes that were rejected, by node.
     pub rejected: Vec<(String, Status)>,
-    /// Total weighted scores of feasible nodes, highest first, with each plugin's part.
-    pub scores: Vec<(String, i64, Vec<(&'static str, i64)>)>,
+    /// Feasible nodes' scores, highest first.
+    pub scores: Vec<ScoredNode>,
 }
 
 /// The outcome of a scheduling cycle.
@@ -292,8 +303,8 @@ impl Profile {
             let explanation = Explanation { rejected, scores: Vec::new() };
             return (Decision::Unschedulable { message, nomination, explanation }, state);
         }
-        let mut scores: Vec<(String, i64, Vec<(&'static str, i64)>)> =
-            feasible.iter().map(|n| (n.name.clone(), 0, Vec::new())).collect();
+        let mut scores: Vec<ScoredNode> =
+            feasible.iter().map(|n| ScoredNode { node: n.name.clone(), total: 0, parts: Vec::new() }).collect();
         if feasible.len() > 1 {
             for p in &plugins.pre_score {
                 let status = p.pre_score(&mut state, pod, &feasible).by(p.name());
@@ -320,15 +331,15 @@ impl Profile {
                 }
                 for (total, s) in scores.iter_mut().zip(&plugin_scores) {
                     let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
-                    total.1 += weighted;
-                    total.2.push((plugin.name(), weighted));
+                    total.total += weighted;
+                    total.parts.push((plugin.name(), weighted));
                 }
             }
         }
-        let best = scores.iter().map(|s| s.1).max().unwrap_or(0);
-        let top: Vec<&(String, i64, Vec<(&'static str, i64)>)> = scores.iter().filter(|s| s.1 == best).collect();
-        let chosen = top[(tie_break % top.len() as u64) as usize].0.clone();
-        scores.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
+        let top: Vec<&ScoredNode> = scores.iter().filter(|s| s.total == best).collect();
+        let chosen = top[(tie_break % top.len() as u64) as usize].node.clone();
+        scores.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
         let explanation = Explanation { rejected, scores };
         for (i, p) in plugins.reserve.iter().enumerate() {
             let status = p.reserve(&mut state, pod, &chosen).by(p.name());
@@ -429,7 +440,8 @@ mod tests {
         assert_eq!(node, "a333");
         assert_eq!(explanation.rejected[0].0, "b22");
         assert_eq!(explanation.rejected[0].1.plugin, "OnlyNamed");
-        assert_eq!(explanation.scores[0], ("a333".to_string(), 8, vec![("PreferLong", 8)]));
+        let expected = ScoredNode { node: "a333".into(), total: 8, parts: vec![("PreferLong", 8)] };
+        assert_eq!(explanation.scores[0], expected);
     }
 
     #[test]
