@@ -8,7 +8,9 @@
 //! The framework and plugins are synchronous and free of IO, so that a scheduling cycle is a pure function of
 //! a snapshot and a pod: fast, and testable without a cluster.
 
+pub mod cache;
 pub mod framework;
 pub mod plugins;
+pub mod queue;
 pub mod resources;
 pub mod snapshot;
