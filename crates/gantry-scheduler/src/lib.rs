@@ -13,4 +13,5 @@ pub mod framework;
 pub mod plugins;
 pub mod queue;
 pub mod resources;
+pub mod runtime;
 pub mod snapshot;

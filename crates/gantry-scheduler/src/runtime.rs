@@ -1,0 +1,356 @@
+//! The scheduler as an API client: watches nodes and pods, queues pending pods, runs scheduling cycles,
+//! binds through `pods/binding`, and reports failures (condition `PodScheduled=False`, `FailedScheduling`
+//! Events). Only the holder of the scheduler's Lease schedules.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gantry_lease::{ElectionConfig, LeaderElector};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::SchedulerCache;
+use crate::framework::{Decision, Explanation, Profile};
+use crate::queue::{QueuedPod, SchedulingQueue};
+use crate::snapshot::PodInfo;
+
+/// How the scheduler runs.
+#[derive(Clone)]
+pub struct SchedulerConfig {
+    /// The profiles, by the `spec.schedulerName` they serve.
+    pub profiles: Vec<Profile>,
+    /// This instance's identity (in the Lease and in Events).
+    pub identity: String,
+    /// Leader election timing; `None` schedules without electing (a single scheduler).
+    pub election: Option<ElectionConfig>,
+    /// Bindings in flight at once.
+    pub max_parallel_bindings: usize,
+}
+
+/// What the scheduler knows, shared by the watchers and the scheduling loop.
+#[derive(Default)]
+struct State {
+    cache: SchedulerCache,
+    queue: SchedulingQueue,
+    /// The last attempt's explanation per pod (`namespace/name`), for `gantry why`.
+    explanations: HashMap<String, Explanation>,
+    nodes_synced: bool,
+    pods_synced: bool,
+}
+
+/// A handle to a running scheduler's state, for queries (`gantry why`).
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    state: Arc<Mutex<State>>,
+}
+
+impl SchedulerHandle {
+    /// The explanation of the last scheduling attempt of `namespace/name`.
+    pub fn explanation(&self, key: &str) -> Option<Explanation> {
+        lock(&self.state).explanations.get(key).cloned()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn needs_scheduling(pod: &Pod, config: &SchedulerConfig) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    let name = spec.scheduler_name.as_deref().unwrap_or("default-scheduler");
+    spec.node_name.as_deref().is_none_or(str::is_empty)
+        && pod.metadata.deletion_timestamp.is_none()
+        && !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+        && config.profiles.iter().any(|p| p.scheduler_name == name)
+}
+
+/// Starts the scheduler; it runs until `shutdown`. The returned handle answers queries about its decisions.
+pub fn start(
+    client: Client,
+    config: SchedulerConfig,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> SchedulerHandle {
+    let state = Arc::new(Mutex::new(State::default()));
+    let wake = Arc::new(Notify::new());
+    tasks.spawn(watch_nodes(client.clone(), Arc::clone(&state), Arc::clone(&wake), shutdown.clone()));
+    tasks.spawn(watch_pods(client.clone(), config.clone(), Arc::clone(&state), Arc::clone(&wake), shutdown.clone()));
+    let leading = match config.election {
+        Some(election) => {
+            let elector =
+                LeaderElector::new(client.clone(), "kube-system", "gantry-scheduler", &config.identity, election);
+            let leading = elector.leading();
+            tasks.spawn(elector.run(shutdown.clone()));
+            Some(leading)
+        }
+        None => None,
+    };
+    tasks.spawn(schedule_loop(client, config, Arc::clone(&state), wake, leading, shutdown));
+    SchedulerHandle { state }
+}
+
+async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let nodes: Api<Node> = Api::all(client);
+    let mut stream = watcher(nodes, watcher::Config::default()).boxed();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = stream.next() => match next {
+                Some(Ok(event)) => event,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "scheduler: watching nodes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                None => return,
+            },
+        };
+        let mut s = lock(&state);
+        let now = Instant::now();
+        match event {
+            watcher::Event::Apply(node) | watcher::Event::InitApply(node) => s.cache.upsert_node(node),
+            watcher::Event::Delete(node) => s.cache.remove_node(node.metadata.name.as_deref().unwrap_or("")),
+            watcher::Event::Init => {}
+            watcher::Event::InitDone => s.nodes_synced = true,
+        }
+        // Any node change may make a waiting pod fit.
+        s.queue.cluster_changed(now);
+        drop(s);
+        wake.notify_one();
+    }
+}
+
+async fn watch_pods(
+    client: Client,
+    config: SchedulerConfig,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let pods: Api<Pod> = Api::all(client);
+    let mut stream = watcher(pods, watcher::Config::default()).boxed();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = stream.next() => match next {
+                Some(Ok(event)) => event,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "scheduler: watching pods failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                None => return,
+            },
+        };
+        let mut s = lock(&state);
+        let now = Instant::now();
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if needs_scheduling(&pod, &config) {
+                    s.queue.add(Arc::new(PodInfo::new(Arc::new(pod))), now);
+                } else {
+                    let freed = pod.metadata.deletion_timestamp.is_some()
+                        || matches!(
+                            pod.status.as_ref().and_then(|st| st.phase.as_deref()),
+                            Some("Succeeded" | "Failed")
+                        );
+                    s.queue.remove(&uid);
+                    s.cache.upsert_pod(pod);
+                    if freed {
+                        s.queue.cluster_changed(now);
+                    }
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                s.queue.remove(&uid);
+                s.cache.remove_pod(&uid);
+                s.queue.cluster_changed(now);
+            }
+            watcher::Event::Init => {}
+            watcher::Event::InitDone => s.pods_synced = true,
+        }
+        drop(s);
+        wake.notify_one();
+    }
+}
+
+/// What a finished binding or report tells the loop.
+enum Outcome {
+    Bound { uid: String },
+    BindFailed { queued: QueuedPod },
+    Reported,
+}
+
+fn settle(state: &Mutex<State>, done: Result<Outcome, tokio::task::JoinError>) {
+    let mut s = lock(state);
+    match done {
+        Ok(Outcome::Bound { uid }) => {
+            s.cache.binding_finished(&uid, Instant::now());
+            s.queue.done(&uid);
+        }
+        Ok(Outcome::BindFailed { queued }) => {
+            s.cache.forget(&queued.pod.uid);
+            s.queue.retry_later(queued, Instant::now());
+        }
+        Ok(Outcome::Reported) => {}
+        Err(err) => tracing::warn!(error = %err, "scheduler: a binding task failed"),
+    }
+}
+
+async fn schedule_loop(
+    client: Client,
+    config: SchedulerConfig,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    mut leading: Option<tokio::sync::watch::Receiver<bool>>,
+    shutdown: CancellationToken,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "default-scheduler".into(), instance: Some(config.identity.clone()) },
+    );
+    let bindings = Arc::new(Semaphore::new(config.max_parallel_bindings.max(1)));
+    let mut in_flight: JoinSet<Outcome> = JoinSet::new();
+    let mut tie_break: u64 = 0;
+    loop {
+        while let Some(done) = in_flight.try_join_next() {
+            settle(&state, done);
+        }
+        let is_leader = leading.as_ref().is_none_or(|rx| *rx.borrow());
+        let next = {
+            let mut s = lock(&state);
+            for uid in s.cache.expire(Instant::now()) {
+                tracing::warn!(uid, "scheduler: an assumed pod was never confirmed bound; it no longer counts");
+            }
+            if is_leader && s.nodes_synced && s.pods_synced { s.queue.pop(Instant::now()) } else { None }
+        };
+        let Some(queued) = next else {
+            let sleep_until = lock(&state).queue.next_ready();
+            let nap = sleep_until.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+            let lead_change = async {
+                match leading.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(nap.max(Duration::from_millis(1))) => {}
+                _ = lead_change => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => settle(&state, done),
+            }
+            continue;
+        };
+        let pod = Arc::clone(&queued.pod);
+        let scheduler_name = pod.pod.spec.as_ref().and_then(|s| s.scheduler_name.clone());
+        let scheduler_name = scheduler_name.as_deref().unwrap_or("default-scheduler");
+        let Some(profile) = config.profiles.iter().find(|p| p.scheduler_name == scheduler_name) else {
+            lock(&state).queue.done(&pod.uid);
+            continue;
+        };
+        let snapshot = lock(&state).cache.snapshot();
+        tie_break = tie_break.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let (decision, _cycle) = profile.schedule(&pod, &snapshot, tie_break >> 33);
+        match decision {
+            Decision::Place { node, explanation } => {
+                {
+                    let mut s = lock(&state);
+                    // The pod stays in flight in the queue until its binding is settled.
+                    s.cache.assume(Arc::clone(&pod), &node);
+                    s.explanations.insert(pod.key.clone(), explanation);
+                }
+                let permit = Arc::clone(&bindings).acquire_owned().await;
+                let (client, recorder) = (client.clone(), recorder.clone());
+                in_flight.spawn(async move {
+                    let _permit = permit;
+                    match bind(&client, &pod, &node).await {
+                        Ok(()) => {
+                            let note = format!("Successfully assigned {} to {node}", pod.key);
+                            report(&recorder, &pod, EventType::Normal, "Scheduled", note, "Binding").await;
+                            Outcome::Bound { uid: pod.uid.clone() }
+                        }
+                        Err(err) => {
+                            tracing::warn!(pod = %pod.key, node, error = %err, "scheduler: binding failed");
+                            Outcome::BindFailed { queued }
+                        }
+                    }
+                });
+            }
+            Decision::Unschedulable { message, explanation, .. } => {
+                {
+                    let mut s = lock(&state);
+                    s.explanations.insert(pod.key.clone(), explanation);
+                    s.queue.unschedulable(queued, Instant::now());
+                }
+                let (client, recorder) = (client.clone(), recorder.clone());
+                in_flight.spawn(async move {
+                    mark_unschedulable(&client, &pod, &message).await;
+                    report(&recorder, &pod, EventType::Warning, "FailedScheduling", message, "Scheduling").await;
+                    Outcome::Reported
+                });
+            }
+            Decision::Failed(status) => {
+                tracing::warn!(pod = %pod.key, plugin = status.plugin, reasons = ?status.reasons, "scheduler: a plugin failed");
+                lock(&state).queue.retry_later(queued, Instant::now());
+            }
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        settle(&state, done);
+    }
+}
+
+async fn bind(client: &Client, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.namespace());
+    let name = pod.pod.metadata.name.clone().unwrap_or_default();
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": pod.namespace(), "uid": pod.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    pods.create_subresource::<serde_json::Value, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
+        .await
+        .map(|_| ())
+}
+
+async fn mark_unschedulable(client: &Client, pod: &PodInfo, message: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.namespace());
+    let name = pod.pod.metadata.name.clone().unwrap_or_default();
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+        "lastProbeTime": null, "lastTransitionTime": now,
+    }]}});
+    if let Err(err) = pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        tracing::debug!(pod = %pod.key, error = %err, "scheduler: could not record the unschedulable condition");
+    }
+}
+
+async fn report(recorder: &Recorder, pod: &PodInfo, type_: EventType, reason: &str, note: String, action: &str) {
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.pod.metadata.name.clone(),
+        namespace: pod.pod.metadata.namespace.clone(),
+        uid: pod.pod.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(err) = recorder.publish(&event, &reference).await {
+        tracing::debug!(pod = %pod.key, error = %err, "scheduler: could not record an event");
+    }
+}
