@@ -52,8 +52,8 @@ mod tests {
         if let Some(n) = node_name {
             spec["nodeName"] = json!(n);
         }
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec}))
-            .unwrap();
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec})).unwrap();
         PodInfo::new(Arc::new(pod))
     }
 

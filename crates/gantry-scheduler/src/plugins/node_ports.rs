@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn the_same_port_and_protocol_on_any_address_conflicts() {
-        let status = run(json!([{"containerPort": 80, "hostPort": 8080}]), json!([{"containerPort": 1, "hostPort": 8080}]));
+        let status =
+            run(json!([{"containerPort": 80, "hostPort": 8080}]), json!([{"containerPort": 1, "hostPort": 8080}]));
         assert_eq!(status, Status::unschedulable(ERR_REASON));
     }
 
