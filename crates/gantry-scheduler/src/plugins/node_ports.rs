@@ -32,12 +32,14 @@ impl Plugin for NodePorts {
     }
 }
 
-/// The host ports of the pod's (regular) containers, as kube-scheduler counts them; ports without a host
-/// port bind nothing on the node.
+/// The host ports of the pod's sidecars (init containers with `restartPolicy: Always`, which run as long as
+/// the pod) and regular containers, as kube-scheduler counts them; other init containers have exited before
+/// the pod runs, and ports without a host port bind nothing on the node.
 pub fn wanted_ports(pod: &PodInfo) -> Vec<HostPort> {
     let Some(spec) = &pod.pod.spec else { return Vec::new() };
-    spec.containers
-        .iter()
+    let sidecars = spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    sidecars
+        .chain(&spec.containers)
         .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|p| {
             let host_port = p.host_port.filter(|h| *h > 0)?;
@@ -189,6 +191,19 @@ mod tests {
         assert!(conflicts(&[port("", "", 80)], &port("127.0.0.1", "TCP", 80)));
         assert!(!conflicts(&[port("", "", 80)], &port("127.0.0.1", "SCTP", 80)));
         assert!(!conflicts(&[port("", "TCP", 80)], &port("", "TCP", 0)));
+    }
+
+    #[test]
+    fn sidecar_ports_are_wanted_and_plain_init_container_ports_are_not() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"},
+            "spec": {"containers": [{"name": "c", "image": "app", "ports": [{"containerPort": 80, "hostPort": 80}]}],
+                     "initContainers": [
+                         {"name": "setup", "image": "app", "ports": [{"containerPort": 1, "hostPort": 1}]},
+                         {"name": "proxy", "image": "app", "restartPolicy": "Always",
+                          "ports": [{"containerPort": 2, "hostPort": 2, "protocol": "UDP"}]}]}}))
+        .unwrap();
+        let wanted = wanted_ports(&PodInfo::new(Arc::new(pod)));
+        assert_eq!(wanted, vec![port("", "UDP", 2), port("", "", 80)]);
     }
 
     #[test]
