@@ -187,7 +187,8 @@ fn field_requirement(req: &NodeSelectorRequirement, path: &str) -> Result<FieldR
         Some([value]) => Ok(FieldRequirement { key: req.key.clone(), value: value.clone(), equal }),
         values => Err(NodeSelectorError::Invalid(FieldError {
             path: format!("{path}.values"),
-            value: BadValue::List(values.filter(|v| !v.is_empty()).map(<[String]>::to_vec)),
+            // A missing list shows as `null`, an empty one as `[]`, as Go renders nil and empty slices.
+            value: BadValue::List(values.map(<[String]>::to_vec)),
             detail: "must have one element".to_string(),
         })),
     }
@@ -781,7 +782,19 @@ mod tests {
             "parsing addedAffinity.requiredDuringSchedulingIgnoredDuringExecution: [nodeSelectorTerms[0].\
              matchExpressions[0].operator: Unsupported value: \"Near\": supported values: \"In\", \"NotIn\", \
              \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\", nodeSelectorTerms[1].matchFields[0].values: Invalid \
-             value: null: must have one element]"
+             value: []: must have one element]"
+        );
+    }
+
+    #[test]
+    fn a_field_requirement_without_values_shows_null() {
+        let spec: NodeSelectorSpec = serde_json::from_value(json!({"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In"}]}]}))
+        .unwrap();
+        let err = NodeSelector::parse(&spec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "nodeSelectorTerms[0].matchFields[0].values: Invalid value: null: must have one element"
         );
     }
 

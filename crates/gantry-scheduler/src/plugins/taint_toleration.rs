@@ -6,6 +6,11 @@
 //! same value (a missing value counts as empty). `Lt` / `Gt` compare the values as integers only when the
 //! `TaintTolerationComparisonOperators` feature is on; otherwise they tolerate nothing.
 //!
+//! A rejected node's reason names the first untolerated taint, `node(s) had untolerated taint {key: value}`,
+//! as kube-scheduler did up to 1.34.1. Kubernetes 1.35 (and 1.34.2) print `node(s) had untolerated taint(s)`
+//! instead, so that taints are not disclosed in pod statuses; [`TaintToleration::with_generic_reason`]
+//! selects that form.
+//!
 //! The helpers ([`toleration_tolerates_taint`], [`find_untolerated_taint`]) are public for the other parts
 //! that match taints the same way (NodeUnschedulable, topology spread's `nodeTaintsPolicy`).
 
@@ -26,6 +31,9 @@ pub const EFFECT_NO_SCHEDULE: &str = "NoSchedule";
 pub const EFFECT_NO_EXECUTE: &str = "NoExecute";
 /// Taint effect: the scheduler avoids the node for pods that do not tolerate it.
 pub const EFFECT_PREFER_NO_SCHEDULE: &str = "PreferNoSchedule";
+
+/// The reason for a node with an untolerated taint when taints are not disclosed (Kubernetes 1.35's form).
+pub const ERR_REASON_UNTOLERATED_GENERIC: &str = "node(s) had untolerated taint(s)";
 
 const PRE_SCORE_KEY: &str = "PreScoreTaintToleration";
 
@@ -95,13 +103,19 @@ fn node_taints(node: &NodeInfo) -> &[Taint] {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TaintToleration {
     comparison_operators: bool,
+    generic_reason: bool,
 }
 
 impl TaintToleration {
     /// Builds the plugin; `comparison_operators` is the `TaintTolerationComparisonOperators` feature (alpha
     /// and off by default in Kubernetes 1.35), which makes `Lt` / `Gt` tolerations compare integers.
     pub fn new(comparison_operators: bool) -> TaintToleration {
-        TaintToleration { comparison_operators }
+        TaintToleration { comparison_operators, generic_reason: false }
+    }
+
+    /// With `true`, rejected nodes get [`ERR_REASON_UNTOLERATED_GENERIC`] instead of a reason naming the taint.
+    pub fn with_generic_reason(self, generic_reason: bool) -> TaintToleration {
+        TaintToleration { generic_reason, ..self }
     }
 
     fn count_intolerable_prefer_no_schedule(&self, taints: &[Taint], tolerations: &[Toleration]) -> i64 {
@@ -138,6 +152,7 @@ impl Filter for TaintToleration {
         match find_untolerated_taint(taints, pod_tolerations(pod), is_do_not_schedule_taint, self.comparison_operators)
         {
             None => Status::success(),
+            Some(_) if self.generic_reason => Status::unresolvable(ERR_REASON_UNTOLERATED_GENERIC),
             Some(taint) => Status::unresolvable(untolerated_taint_reason(taint)),
         }
     }
@@ -279,6 +294,15 @@ mod tests {
         let n = node("n", json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]));
         let status = TaintToleration::default().filter(&CycleState::default(), &pod(json!(null)), &n);
         assert_eq!(status.reasons, vec!["node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"]);
+    }
+
+    #[test]
+    fn the_generic_reason_hides_the_taint() {
+        let n = node("n", json!([{"key": "secret", "value": "v", "effect": "NoSchedule"}]));
+        let plugin = TaintToleration::new(false).with_generic_reason(true);
+        let status = plugin.filter(&CycleState::default(), &pod(json!([])), &n);
+        assert_eq!(status.code, Code::UnschedulableAndUnresolvable);
+        assert_eq!(status.reasons, vec![ERR_REASON_UNTOLERATED_GENERIC]);
     }
 
     #[test]
