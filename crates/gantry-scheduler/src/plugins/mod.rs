@@ -9,3 +9,31 @@ pub mod node_resources;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+
+use std::sync::Arc;
+
+use crate::framework::{PluginSet, Profile};
+
+/// The name of the default profile (`spec.schedulerName` of pods that name none).
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// The default profile: kube-scheduler's default plugins, in its order, with its score weights.
+pub fn default_profile() -> Profile {
+    let node_unschedulable = Arc::new(node_unschedulable::NodeUnschedulable::new());
+    let node_name = Arc::new(node_name::NodeName::new());
+    let taints = Arc::new(taint_toleration::TaintToleration::default());
+    let node_affinity = Arc::new(node_affinity::NodeAffinity::default());
+    let node_ports = Arc::new(node_ports::NodePorts::new());
+    let fit = Arc::new(node_resources::NodeResourcesFit::default());
+    let balanced = Arc::new(node_resources::NodeResourcesBalancedAllocation::default());
+    let images = Arc::new(image_locality::ImageLocality::new());
+    let plugins = PluginSet {
+        pre_filter: vec![node_affinity.clone(), node_ports.clone(), fit.clone(), images.clone()],
+        filter: vec![node_unschedulable, node_name, taints.clone(), node_affinity.clone(), node_ports, fit.clone()],
+        post_filter: vec![],
+        pre_score: vec![taints.clone(), node_affinity.clone(), balanced.clone()],
+        score: vec![(taints, 3), (node_affinity, 2), (fit, 1), (balanced, 1), (images, 1)],
+        reserve: vec![],
+    };
+    Profile { scheduler_name: DEFAULT_SCHEDULER_NAME.into(), plugins }
+}

@@ -1,0 +1,228 @@
+//! The scheduler against a real Gantry API server (in-process, real SQLite file), with Node objects created
+//! through the API (no node agent needed).
+
+#![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_scheduler::plugins::default_profile;
+use gantry_scheduler::runtime::{SchedulerConfig, start};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    _server: gantry_apiserver::RunningServer,
+    dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(
+            dir.path().join("state.db"),
+        ))
+        .unwrap();
+        let config = gantry_apiserver::ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            bind_address: "127.0.0.1".parse().unwrap(),
+            secure_port: 0,
+            tls_sans: vec![],
+            token_file: None,
+        };
+        let shutdown = CancellationToken::new();
+        let server = gantry_apiserver::start(config, Arc::new(store), shutdown.clone()).await.unwrap();
+        Cluster { _server: server, dir, shutdown, tasks: JoinSet::new() }
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(self.dir.path().join("kubeconfig")).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    async fn scheduler(&mut self, identity: &str, election: Option<gantry_lease::ElectionConfig>) {
+        let config = SchedulerConfig {
+            profiles: vec![default_profile()],
+            identity: identity.into(),
+            election,
+            max_parallel_bindings: 16,
+        };
+        let client = self.client().await;
+        start(client, config, self.shutdown.clone(), &mut self.tasks);
+    }
+
+    async fn node(&self, name: &str, cpu: &str, extra: serde_json::Value) {
+        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+            "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                       "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}});
+        merge(&mut node, extra);
+        let nodes: Api<Node> = Api::all(self.client().await);
+        nodes.create(&PostParams::default(), &serde_json::from_value(node).unwrap()).await.unwrap();
+    }
+
+    async fn pod(&self, name: &str, cpu: &str, extra: serde_json::Value) {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]}});
+        merge(&mut pod, extra);
+        let pods: Api<Pod> = Api::namespaced(self.client().await, "default");
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+    }
+
+    async fn eventually_pod(&self, name: &str, check: impl Fn(&Pod) -> bool) -> Pod {
+        let pods: Api<Pod> = Api::namespaced(self.client().await, "default");
+        let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+        loop {
+            let pod = pods.get(name).await.unwrap();
+            if check(&pod) {
+                return pod;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "pod {name} never got there: {:?}", pod.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    match (base, extra) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+fn unschedulable_message(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?
+        .message
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_go_to_nodes_with_room_and_wait_when_there_is_none() {
+    let mut cluster = Cluster::start().await;
+    cluster.node("small", "1", json!({})).await;
+    cluster.node("big", "8", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    cluster.pod("fits-big", "4", json!({})).await;
+    let placed = cluster.eventually_pod("fits-big", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&placed).as_deref(), Some("big"));
+
+    cluster.pod("too-big", "16", json!({})).await;
+    let waiting = cluster.eventually_pod("too-big", |p| unschedulable_message(p).is_some()).await;
+    assert_eq!(unschedulable_message(&waiting).unwrap(), "0/2 nodes are available: 2 Insufficient cpu.");
+    assert!(node_of(&waiting).is_none());
+
+    // A node that fits arrives: the waiting pod is scheduled without being touched.
+    cluster.node("huge", "32", json!({})).await;
+    let placed = cluster.eventually_pod("too-big", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&placed).as_deref(), Some("huge"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_and_taints_steer_pods() {
+    let mut cluster = Cluster::start().await;
+    cluster.node("gpu", "4", json!({"metadata": {"labels": {"accelerator": "gpu"}}})).await;
+    cluster
+        .node(
+            "tainted",
+            "4",
+            json!({"spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}}),
+        )
+        .await;
+    cluster.node("plain", "4", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    cluster.pod("wants-gpu", "1", json!({"spec": {"nodeSelector": {"accelerator": "gpu"}}})).await;
+    cluster
+        .pod(
+            "db",
+            "1",
+            json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "tainted"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}}),
+        )
+        .await;
+    cluster.pod("no-toleration", "1", json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "tainted"}}})).await;
+    let gpu = cluster.eventually_pod("wants-gpu", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&gpu).as_deref(), Some("gpu"));
+    let db = cluster.eventually_pod("db", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&db).as_deref(), Some("tainted"));
+    let refused = cluster.eventually_pod("no-toleration", |p| unschedulable_message(p).is_some()).await;
+    let message = unschedulable_message(&refused).unwrap();
+    assert!(message.starts_with("0/3 nodes are available: "), "{message}");
+    assert!(message.contains("1 node(s) had untolerated taint {dedicated: db}"), "{message}");
+    assert!(message.contains("2 node(s) didn't match Pod's node affinity/selector"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_naming_another_scheduler_are_left_alone() {
+    let mut cluster = Cluster::start().await;
+    cluster.node("n1", "4", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    cluster.pod("custom", "1", json!({"spec": {"schedulerName": "someone-else"}})).await;
+    cluster.pod("ours", "1", json!({})).await;
+    cluster.eventually_pod("ours", |p| node_of(p).is_some()).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, "default");
+    let custom = pods.get("custom").await.unwrap();
+    assert!(node_of(&custom).is_none());
+    assert!(unschedulable_message(&custom).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_schedulers_only_the_leader_binds() {
+    let mut cluster = Cluster::start().await;
+    cluster.node("n1", "8", json!({})).await;
+    let election = gantry_lease::ElectionConfig {
+        lease_duration: Duration::from_millis(1500),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(100),
+    };
+    cluster.scheduler("first", Some(election)).await;
+    cluster.scheduler("second", Some(election)).await;
+    for i in 0..5 {
+        cluster.pod(&format!("p{i}"), "100m", json!({})).await;
+    }
+    for i in 0..5 {
+        cluster.eventually_pod(&format!("p{i}"), |p| node_of(p).is_some()).await;
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(cluster.client().await, "kube-system");
+    let holder = leases.get("gantry-scheduler").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client().await, "default");
+    let scheduled: Vec<_> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+        .collect();
+    assert_eq!(scheduled.len(), 5, "one Scheduled event per pod");
+    for event in scheduled {
+        assert_eq!(event.reporting_instance.as_deref(), Some(holder.as_str()), "only the leader schedules");
+    }
+}
