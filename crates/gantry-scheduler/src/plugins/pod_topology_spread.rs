@@ -1,1 +1,391 @@
-//! (to be written)
+//! PodTopologySpread: spreads pods matching a constraint's selector evenly across the domains of its
+//! topology key, with kube-scheduler's semantics.
+//!
+//! - `whenUnsatisfiable: DoNotSchedule` constraints are enforced by Filter: placing the pod in a node's domain
+//!   must keep `count in domain + (1 if the pod matches its own selector) - global minimum ≤ maxSkew`, the
+//!   minimum taken over the eligible domains (0 when fewer than `minDomains` domains exist).
+//! - `whenUnsatisfiable: ScheduleAnyway` constraints are scored: fewer matching pods in a node's domain is
+//!   better, weighted by `log(domains + 2)`, then normalized so that the emptiest node gets 100.
+//!
+//! Eligible nodes carry every constraint's topology key and, per constraint, pass the inclusion policies
+//! (`nodeAffinityPolicy`, default Honor: the pod's `nodeSelector` and required node affinity;
+//! `nodeTaintsPolicy`, default Ignore: untolerated NoSchedule/NoExecute taints). Only pods in the incoming
+//! pod's namespace that are not being deleted are counted; `matchLabelKeys` add the incoming pod's values
+//! for those keys to the selector.
+//!
+//! Counts per domain are computed once per cycle (PreFilter / PreScore) so Filter and Score cost a few map
+//! lookups per node. Cluster-level default constraints (kube-scheduler's system defaulting for pods without
+//! constraints) are not applied: a pod without constraints is not spread by this plugin.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
+
+use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// The plugin's name.
+pub const NAME: &str = "PodTopologySpread";
+
+/// Reason for a node whose domain would exceed the allowed skew.
+pub const REASON_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
+/// Reason for a node lacking a constraint's topology key.
+pub const REASON_NODE_LABEL_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+const STATE_FILTER: &str = "PodTopologySpread/filter";
+const STATE_SCORE: &str = "PodTopologySpread/score";
+const STATE_NODES: &str = "PodTopologySpread/nodes";
+
+/// The PodTopologySpread plugin (PreFilter, Filter, PreScore, Score).
+#[derive(Clone, Debug, Default)]
+pub struct PodTopologySpread;
+
+impl PodTopologySpread {
+    /// The plugin.
+    pub fn new() -> PodTopologySpread {
+        PodTopologySpread
+    }
+}
+
+impl Plugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// Whether `labels` satisfy a `metav1.LabelSelector` (kube's `LabelSelectorAsSelector`: an empty selector
+/// matches everything). Operators other than In, NotIn, Exists and DoesNotExist match nothing, as the API
+/// server never admits them.
+pub(crate) fn label_selector_matches(sel: &metav1::LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    for (k, v) in sel.match_labels.iter().flatten() {
+        if labels.get(k) != Some(v) {
+            return false;
+        }
+    }
+    for expr in sel.match_expressions.iter().flatten() {
+        let value = labels.get(&expr.key);
+        let values = expr.values.as_deref().unwrap_or_default();
+        let ok = match expr.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a node passes the pod's `nodeSelector` and required node affinity (what NodeAffinity filters on).
+pub(crate) fn required_node_affinity_matches(pod: &Pod, node: &Node) -> bool {
+    let Some(spec) = &pod.spec else { return true };
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY);
+    if spec.node_selector.iter().flatten().any(|(k, v)| labels.get(k) != Some(v)) {
+        return false;
+    }
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+    let Some(required) = required else { return true };
+    let name = node.metadata.name.as_deref().unwrap_or("");
+    required.node_selector_terms.iter().any(|term| {
+        let exprs = term.match_expressions.as_deref().unwrap_or_default();
+        let fields = term.match_fields.as_deref().unwrap_or_default();
+        // An empty term selects no node.
+        if exprs.is_empty() && fields.is_empty() {
+            return false;
+        }
+        exprs.iter().all(|e| node_requirement_matches(&e.operator, e.values.as_deref(), labels.get(&e.key)))
+            && fields.iter().all(|f| {
+                f.key == "metadata.name"
+                    && node_requirement_matches(&f.operator, f.values.as_deref(), Some(&name.into()))
+            })
+    })
+}
+
+fn node_requirement_matches(operator: &str, values: Option<&[String]>, value: Option<&String>) -> bool {
+    let values = values.unwrap_or_default();
+    let as_int = |s: &str| s.parse::<i64>().ok();
+    match operator {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), [bound]) = (value.and_then(|v| as_int(v)), values) else { return false };
+            let Some(bound) = as_int(bound) else { return false };
+            if operator == "Gt" { v > bound } else { v < bound }
+        }
+        _ => false,
+    }
+}
+
+/// Whether the node has a NoSchedule or NoExecute taint the pod does not tolerate.
+fn has_untolerated_taint(pod: &Pod, node: &Node) -> bool {
+    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").any(|taint| {
+        !tolerations.iter().any(|tol| {
+            let effect_ok = tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+            let key_ok = tol.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key);
+            let value_ok = match tol.operator.as_deref().unwrap_or("Equal") {
+                "Exists" => true,
+                "Equal" | "" => tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+                _ => false,
+            };
+            effect_ok && key_ok && value_ok
+        })
+    })
+}
+
+/// A constraint as the plugin evaluates it.
+#[derive(Debug, Clone)]
+struct Constraint {
+    max_skew: i64,
+    topology_key: String,
+    /// `None` when the constraint has no selector: it matches no pod.
+    selector: Option<metav1::LabelSelector>,
+    /// `matchLabelKeys` resolved against the incoming pod: each key must have this value.
+    extra: Vec<(String, String)>,
+    min_domains: i64,
+    honor_node_affinity: bool,
+    honor_taints: bool,
+}
+
+impl Constraint {
+    fn from_spec(c: &TopologySpreadConstraint, pod: &PodInfo) -> Constraint {
+        let labels = pod.labels();
+        let extra =
+            c.match_label_keys.iter().flatten().filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        Constraint {
+            max_skew: i64::from(c.max_skew),
+            topology_key: c.topology_key.clone(),
+            selector: c.label_selector.clone(),
+            extra,
+            min_domains: i64::from(c.min_domains.unwrap_or(1)),
+            honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+        }
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let Some(sel) = &self.selector else { return false };
+        label_selector_matches(sel, labels) && self.extra.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// Pods on the node in `namespace`, not being deleted, matching the selector.
+    fn count(&self, node: &NodeInfo, namespace: &str) -> i64 {
+        if self.selector.is_none() {
+            return 0;
+        }
+        node.pods
+            .iter()
+            .filter(|p| {
+                p.pod.metadata.deletion_timestamp.is_none() && p.namespace() == namespace && self.matches(p.labels())
+            })
+            .count() as i64
+    }
+
+    fn includes(&self, pod: &Pod, node: &Node, affinity_ok: bool) -> bool {
+        (!self.honor_node_affinity || affinity_ok) && (!self.honor_taints || !has_untolerated_taint(pod, node))
+    }
+}
+
+fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
+    let specs = pod.pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or_default();
+    specs.iter().filter(|c| c.when_unsatisfiable == when).map(|c| Constraint::from_spec(c, pod)).collect()
+}
+
+fn has_all_keys(labels: &BTreeMap<String, String>, constraints: &[Constraint]) -> bool {
+    constraints.iter().all(|c| labels.contains_key(&c.topology_key))
+}
+
+/// What Filter needs: per constraint, matching pods per domain and the global minimum.
+#[derive(Debug)]
+struct FilterState {
+    constraints: Vec<Constraint>,
+    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint, whether the incoming pod matches its own selector.
+    self_match: Vec<i64>,
+    /// Per constraint, the minimum used in the skew (already 0 when domains are fewer than minDomains).
+    min: Vec<i64>,
+}
+
+/// Every node of the snapshot, kept for PreScore (which only sees the feasible ones).
+struct AllNodes(Vec<Arc<NodeInfo>>);
+
+impl PreFilter for PodTopologySpread {
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
+        state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        let constraints = constraints(pod, "DoNotSchedule");
+        if constraints.is_empty() {
+            return Status::skip();
+        }
+        let mut counts = vec![HashMap::new(); constraints.len()];
+        for node in &snapshot.nodes {
+            let labels = node.labels();
+            if !has_all_keys(labels, &constraints) {
+                continue;
+            }
+            let affinity_ok = required_node_affinity_matches(&pod.pod, &node.node);
+            for (i, c) in constraints.iter().enumerate() {
+                if !c.includes(&pod.pod, &node.node, affinity_ok) {
+                    continue;
+                }
+                let value = labels.get(&c.topology_key).cloned().unwrap_or_default();
+                *counts[i].entry(value).or_insert(0) += c.count(node, pod.namespace());
+            }
+        }
+        let min = constraints
+            .iter()
+            .zip(&counts)
+            .map(|(c, domains)| {
+                if (domains.len() as i64) < c.min_domains {
+                    0
+                } else {
+                    // No eligible domain at all leaves nothing to be skewed against.
+                    domains.values().copied().min().unwrap_or(i64::from(i32::MAX))
+                }
+            })
+            .collect();
+        let self_match = constraints.iter().map(|c| i64::from(c.matches(pod.labels()))).collect();
+        state.write(STATE_FILTER, FilterState { constraints, counts, self_match, min });
+        Status::success()
+    }
+}
+
+impl Filter for PodTopologySpread {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<FilterState>(STATE_FILTER) else { return Status::success() };
+        let labels = node.labels();
+        for (i, c) in s.constraints.iter().enumerate() {
+            let Some(value) = labels.get(&c.topology_key) else {
+                return Status::unresolvable(REASON_NODE_LABEL_NOT_MATCH);
+            };
+            let count = s.counts[i].get(value).copied().unwrap_or(0);
+            if count + s.self_match[i] - s.min[i] > c.max_skew {
+                return Status::unschedulable(REASON_CONSTRAINTS_NOT_MATCH);
+            }
+        }
+        Status::success()
+    }
+}
+
+/// What Score needs: per (constraint, domain) matching pods, per constraint the normalizing weight, and the
+/// feasible nodes left out for lacking a topology key.
+#[derive(Debug)]
+struct ScoreState {
+    constraints: Vec<Constraint>,
+    counts: Vec<HashMap<String, i64>>,
+    weights: Vec<f64>,
+    ignored: HashSet<String>,
+    namespace: String,
+}
+
+impl PreScore for PodTopologySpread {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status {
+        let constraints = constraints(pod, "ScheduleAnyway");
+        if nodes.is_empty() || constraints.is_empty() {
+            return Status::skip();
+        }
+        let mut ignored = HashSet::new();
+        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
+        let mut considered = 0usize;
+        for node in nodes {
+            let labels = node.labels();
+            if !has_all_keys(labels, &constraints) {
+                ignored.insert(node.name.clone());
+                continue;
+            }
+            considered += 1;
+            for (i, c) in constraints.iter().enumerate() {
+                // Hostname domains hold one node each: counted in Score directly.
+                if c.topology_key != HOSTNAME_LABEL {
+                    let value = labels.get(&c.topology_key).cloned().unwrap_or_default();
+                    counts[i].entry(value).or_insert(0);
+                }
+            }
+        }
+        let weights = constraints
+            .iter()
+            .zip(&counts)
+            .map(|(c, domains)| {
+                let size = if c.topology_key == HOSTNAME_LABEL { considered } else { domains.len() };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
+        let mut totals = counts;
+        for node in all {
+            let labels = node.labels();
+            if !has_all_keys(labels, &constraints) {
+                continue;
+            }
+            let affinity_ok = required_node_affinity_matches(&pod.pod, &node.node);
+            for (i, c) in constraints.iter().enumerate() {
+                if !c.includes(&pod.pod, &node.node, affinity_ok) {
+                    continue;
+                }
+                let Some(value) = labels.get(&c.topology_key) else { continue };
+                // Domains without a feasible node do not matter for scoring.
+                if let Some(total) = totals[i].get_mut(value) {
+                    *total += c.count(node, pod.namespace());
+                }
+            }
+        }
+        let namespace = pod.namespace().to_string();
+        state.write(STATE_SCORE, ScoreState { constraints, counts: totals, weights, ignored, namespace });
+        Status::success()
+    }
+}
+
+impl Score for PodTopologySpread {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        let Some(s) = state.read::<ScoreState>(STATE_SCORE) else { return Ok(0) };
+        if s.ignored.contains(&node.name) {
+            return Ok(0);
+        }
+        let labels = node.labels();
+        let mut score = 0.0;
+        for (i, c) in s.constraints.iter().enumerate() {
+            let Some(value) = labels.get(&c.topology_key) else { continue };
+            let count = if c.topology_key == HOSTNAME_LABEL {
+                c.count(node, &s.namespace)
+            } else {
+                s.counts[i].get(value).copied().unwrap_or(0)
+            };
+            score += count as f64 * s.weights[i] + (c.max_skew - 1) as f64;
+        }
+        Ok(score.round() as i64)
+    }
+
+    fn normalize(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
+        let Some(s) = state.read::<ScoreState>(STATE_SCORE) else { return Status::success() };
+        let mut min = i64::MAX;
+        let mut max = 0;
+        for score in scores.iter().filter(|n| !s.ignored.contains(&n.node)) {
+            min = min.min(score.score);
+            max = max.max(score.score);
+        }
+        for score in scores.iter_mut() {
+            score.score = if s.ignored.contains(&score.node) {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - score.score) / max
+            };
+        }
+        Status::success()
+    }
+}
