@@ -1,1 +1,353 @@
-//! (to be written)
+//! InterPodAffinity: places pods near (affinity) or away from (anti-affinity) other pods, by topology domain,
+//! with kube-scheduler's semantics.
+//!
+//! Filter enforces, in this order:
+//! 1. the pod's required `podAffinity`: in the node's domain of every term's topology key there is a pod
+//!    matching all terms (UnschedulableAndUnresolvable otherwise). When no pod anywhere matches and the pod
+//!    matches its own terms, it is the first of its group and may go to any node carrying the keys;
+//! 2. the pod's required `podAntiAffinity`: no matching pod in the node's domain of any term;
+//! 3. existing pods' required anti-affinity (symmetry): no pod whose term matches the incoming pod lives in the
+//!    node's domain of that term.
+//!
+//! Score adds, per topology domain, the weights of the pod's preferred terms matched by pods there (minus for
+//! anti-affinity), of existing pods' preferred terms matching the incoming pod, and `hard_pod_affinity_weight`
+//! for existing pods' required affinity terms matching it; scores are then scaled to 0..=100 between the
+//! lowest and highest.
+//!
+//! A term selects pods in its `namespaces`, plus those of namespaces whose labels match `namespaceSelector`
+//! (an empty selector selects every namespace), or else the pod's own namespace. Namespace labels come from
+//! [`InterPodAffinity::namespace_labels`], which the scheduler keeps up to date from its namespace informer; a
+//! namespace missing there has no labels. `matchLabelKeys` / `mismatchLabelKeys` add the term owner's values
+//! for those keys to the selector (the API server may already have merged them: adding them again changes
+//! nothing).
+//!
+//! Domain counts are computed once per cycle (PreFilter / PreScore), so Filter and Score cost a few map
+//! lookups per node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
+
+use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
+use crate::plugins::pod_topology_spread::label_selector_matches;
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// The plugin's name.
+pub const NAME: &str = "InterPodAffinity";
+
+/// Reason for a node outside every domain holding pods the incoming pod requires.
+pub const REASON_AFFINITY_NOT_MATCH: &str = "node(s) didn't match pod affinity rules";
+/// Reason for a node in a domain holding pods the incoming pod must avoid.
+pub const REASON_ANTI_AFFINITY_NOT_MATCH: &str = "node(s) didn't match pod anti-affinity rules";
+/// Reason for a node in a domain whose pods' required anti-affinity excludes the incoming pod.
+pub const REASON_EXISTING_ANTI_AFFINITY_NOT_MATCH: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+
+/// kube-scheduler's default weight of an existing pod's required affinity term in scoring.
+pub const DEFAULT_HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+
+const STATE_FILTER: &str = "InterPodAffinity/filter";
+const STATE_SCORE: &str = "InterPodAffinity/score";
+const STATE_NODES: &str = "InterPodAffinity/nodes";
+
+/// Labels of each namespace, by namespace name.
+pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
+
+/// The InterPodAffinity plugin (PreFilter, Filter, PreScore, Score).
+#[derive(Clone, Debug)]
+pub struct InterPodAffinity {
+    /// Labels of every namespace, for terms with a `namespaceSelector`. Set it at construction or replace it
+    /// when namespaces change; a namespace absent here is treated as having no labels.
+    pub namespace_labels: Arc<NamespaceLabels>,
+    /// Score weight of an existing pod's required affinity term that the incoming pod matches (0 disables;
+    /// kube-scheduler's `hardPodAffinityWeight`, default 1).
+    pub hard_pod_affinity_weight: i64,
+}
+
+impl Default for InterPodAffinity {
+    fn default() -> InterPodAffinity {
+        InterPodAffinity::new(Arc::new(NamespaceLabels::new()))
+    }
+}
+
+impl InterPodAffinity {
+    /// The plugin with the given namespace labels and the default hard pod affinity weight.
+    pub fn new(namespace_labels: Arc<NamespaceLabels>) -> InterPodAffinity {
+        InterPodAffinity { namespace_labels, hard_pod_affinity_weight: DEFAULT_HARD_POD_AFFINITY_WEIGHT }
+    }
+
+    fn ns_labels(&self, namespace: &str) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.namespace_labels.get(namespace).unwrap_or(&EMPTY)
+    }
+
+    /// Whether `target` matches `term` owned by `owner`.
+    fn term_matches(&self, term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo) -> bool {
+        let target_ns = target.namespace();
+        let namespaces = term.namespaces.as_deref().unwrap_or_default();
+        let ns_ok = if namespaces.is_empty() && term.namespace_selector.is_none() {
+            target_ns == owner.namespace()
+        } else {
+            namespaces.iter().any(|n| n == target_ns)
+                || term
+                    .namespace_selector
+                    .as_ref()
+                    .is_some_and(|s| label_selector_matches(s, self.ns_labels(target_ns)))
+        };
+        if !ns_ok {
+            return false;
+        }
+        let Some(selector) = &term.label_selector else { return false };
+        let labels = target.labels();
+        let owner_labels = owner.labels();
+        label_selector_matches(selector, labels)
+            && term
+                .match_label_keys
+                .iter()
+                .flatten()
+                .all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) == Some(v)))
+            && term
+                .mismatch_label_keys
+                .iter()
+                .flatten()
+                .all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) != Some(v)))
+    }
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+fn required_affinity(pod: &Pod) -> &[PodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+fn required_anti_affinity(pod: &Pod) -> &[PodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+fn preferred_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+fn preferred_anti_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+}
+
+/// Values per topology key, per domain value.
+type TopologyCounts = HashMap<String, HashMap<String, i64>>;
+
+fn add(counts: &mut TopologyCounts, key: &str, value: &str, delta: i64) {
+    *counts.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += delta;
+}
+
+fn get(counts: &TopologyCounts, key: &str, value: &str) -> i64 {
+    counts.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+}
+
+/// What Filter needs, counted once per cycle.
+#[derive(Debug, Default)]
+struct FilterState {
+    /// Pods matching all of the incoming pod's required affinity terms, per domain of each term's key.
+    affinity: TopologyCounts,
+    /// Pods matching each of the incoming pod's required anti-affinity terms, per domain.
+    anti_affinity: TopologyCounts,
+    /// Existing pods whose required anti-affinity terms match the incoming pod, per domain.
+    existing_anti_affinity: TopologyCounts,
+    affinity_keys: Vec<String>,
+    anti_affinity_keys: Vec<String>,
+    /// The incoming pod matches all its own required affinity terms.
+    matches_itself: bool,
+}
+
+/// Every node of the snapshot, kept for PreScore (which only sees the feasible ones).
+struct AllNodes(Vec<Arc<NodeInfo>>);
+
+impl PreFilter for InterPodAffinity {
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
+        state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        let affinity = required_affinity(&pod.pod);
+        let anti = required_anti_affinity(&pod.pod);
+        let mut s = FilterState {
+            affinity_keys: affinity.iter().map(|t| t.topology_key.clone()).collect(),
+            anti_affinity_keys: anti.iter().map(|t| t.topology_key.clone()).collect(),
+            matches_itself: !affinity.is_empty() && affinity.iter().all(|t| self.term_matches(t, pod, pod)),
+            ..FilterState::default()
+        };
+        for node in &snapshot.nodes {
+            let labels = node.labels();
+            for existing in &node.pods {
+                for term in required_anti_affinity(&existing.pod) {
+                    if let Some(value) = labels.get(&term.topology_key)
+                        && self.term_matches(term, existing, pod)
+                    {
+                        add(&mut s.existing_anti_affinity, &term.topology_key, value, 1);
+                    }
+                }
+                if !affinity.is_empty() && affinity.iter().all(|t| self.term_matches(t, pod, existing)) {
+                    for term in affinity {
+                        if let Some(value) = labels.get(&term.topology_key) {
+                            add(&mut s.affinity, &term.topology_key, value, 1);
+                        }
+                    }
+                }
+                for term in anti {
+                    if let Some(value) = labels.get(&term.topology_key)
+                        && self.term_matches(term, pod, existing)
+                    {
+                        add(&mut s.anti_affinity, &term.topology_key, value, 1);
+                    }
+                }
+            }
+        }
+        if s.existing_anti_affinity.is_empty() && affinity.is_empty() && anti.is_empty() {
+            return Status::skip();
+        }
+        state.write(STATE_FILTER, s);
+        Status::success()
+    }
+}
+
+impl Filter for InterPodAffinity {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<FilterState>(STATE_FILTER) else { return Status::success() };
+        let labels = node.labels();
+        let mut pods_exist = true;
+        for key in &s.affinity_keys {
+            // Every topology key must be on the node, even for the first pod of a group.
+            let Some(value) = labels.get(key) else { return Status::unresolvable(REASON_AFFINITY_NOT_MATCH) };
+            if get(&s.affinity, key, value) <= 0 {
+                pods_exist = false;
+            }
+        }
+        if !pods_exist && !(s.affinity.is_empty() && s.matches_itself) {
+            return Status::unresolvable(REASON_AFFINITY_NOT_MATCH);
+        }
+        for key in &s.anti_affinity_keys {
+            if let Some(value) = labels.get(key)
+                && get(&s.anti_affinity, key, value) > 0
+            {
+                return Status::unschedulable(REASON_ANTI_AFFINITY_NOT_MATCH);
+            }
+        }
+        for (key, domains) in &s.existing_anti_affinity {
+            if let Some(value) = labels.get(key)
+                && domains.get(value).is_some_and(|n| *n > 0)
+            {
+                return Status::unschedulable(REASON_EXISTING_ANTI_AFFINITY_NOT_MATCH);
+            }
+        }
+        Status::success()
+    }
+}
+
+/// What Score needs: the summed weights per topology domain.
+#[derive(Debug, Default)]
+struct ScoreState {
+    topology_score: TopologyCounts,
+}
+
+impl PreScore for InterPodAffinity {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status {
+        if nodes.is_empty() {
+            return Status::skip();
+        }
+        let preferred = preferred_affinity(&pod.pod);
+        let preferred_anti = preferred_anti_affinity(&pod.pod);
+        let has_constraints = !preferred.is_empty() || !preferred_anti.is_empty();
+        let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
+        let mut scores = TopologyCounts::new();
+        for node in all {
+            let labels = node.labels();
+            if labels.is_empty() {
+                continue;
+            }
+            for existing in &node.pods {
+                // Without preferred terms of its own, only pods with (anti-)affinity can move the score.
+                if !has_constraints && !has_pod_affinity(&existing.pod) {
+                    continue;
+                }
+                let mut process = |term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo, weight: i64| {
+                    if let Some(value) = labels.get(&term.topology_key)
+                        && self.term_matches(term, owner, target)
+                    {
+                        add(&mut scores, &term.topology_key, value, weight);
+                    }
+                };
+                for t in preferred {
+                    process(&t.pod_affinity_term, pod, existing, i64::from(t.weight));
+                }
+                for t in preferred_anti {
+                    process(&t.pod_affinity_term, pod, existing, -i64::from(t.weight));
+                }
+                if self.hard_pod_affinity_weight > 0 {
+                    for t in required_affinity(&existing.pod) {
+                        process(t, existing, pod, self.hard_pod_affinity_weight);
+                    }
+                }
+                for t in preferred_affinity(&existing.pod) {
+                    process(&t.pod_affinity_term, existing, pod, i64::from(t.weight));
+                }
+                for t in preferred_anti_affinity(&existing.pod) {
+                    process(&t.pod_affinity_term, existing, pod, -i64::from(t.weight));
+                }
+            }
+        }
+        if scores.is_empty() {
+            return Status::skip();
+        }
+        state.write(STATE_SCORE, ScoreState { topology_score: scores });
+        Status::success()
+    }
+}
+
+impl Score for InterPodAffinity {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        let Some(s) = state.read::<ScoreState>(STATE_SCORE) else { return Ok(0) };
+        let labels = node.labels();
+        Ok(s.topology_score.iter().filter_map(|(key, domains)| labels.get(key).and_then(|v| domains.get(v))).sum())
+    }
+
+    fn normalize(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
+        if state.read::<ScoreState>(STATE_SCORE).is_none_or(|s| s.topology_score.is_empty()) {
+            return Status::success();
+        }
+        let min = scores.iter().map(|s| s.score).min().unwrap_or(0);
+        let max = scores.iter().map(|s| s.score).max().unwrap_or(0);
+        let diff = max - min;
+        for score in scores.iter_mut() {
+            score.score =
+                if diff > 0 { (MAX_NODE_SCORE as f64 * ((score.score - min) as f64 / diff as f64)) as i64 } else { 0 };
+        }
+        Status::success()
+    }
+}
