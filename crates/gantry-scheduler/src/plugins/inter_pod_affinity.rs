@@ -249,7 +249,9 @@ impl Filter for InterPodAffinity {
                 pods_exist = false;
             }
         }
-        if !pods_exist && !(s.affinity.is_empty() && s.matches_itself) {
+        // The first pod of a group with affinity to itself may go anywhere the keys exist.
+        let first_of_group = s.affinity.is_empty() && s.matches_itself;
+        if !pods_exist && !first_of_group {
             return Status::unresolvable(REASON_AFFINITY_NOT_MATCH);
         }
         for key in &s.anti_affinity_keys {
