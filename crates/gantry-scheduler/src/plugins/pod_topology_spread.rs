@@ -389,3 +389,298 @@ impl Score for PodTopologySpread {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::framework::{Code, Decision, PluginSet, Profile};
+    use serde_json::{Value, json};
+
+    fn node(name: &str, labels: Value) -> NodeInfo {
+        node_with(name, labels, json!({}))
+    }
+
+    fn node_with(name: &str, labels: Value, spec: Value) -> NodeInfo {
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap();
+        NodeInfo::new(Arc::new(node))
+    }
+
+    fn pod(name: &str, ns: &str, labels: Value, spec: Value) -> PodInfo {
+        let mut full = json!({"containers": []});
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns, "uid": name, "labels": labels},
+            "spec": full,
+        }))
+        .unwrap();
+        PodInfo::new(Arc::new(pod))
+    }
+
+    fn web(name: &str) -> PodInfo {
+        pod(name, "default", json!({"app": "web"}), json!({}))
+    }
+
+    fn spread(when: &str, key: &str, extra: Value) -> Value {
+        let mut c = json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": when,
+                           "labelSelector": {"matchLabels": {"app": "web"}}});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        json!({"topologySpreadConstraints": [c]})
+    }
+
+    fn incoming(spec: Value) -> PodInfo {
+        pod("new", "default", json!({"app": "web"}), spec)
+    }
+
+    /// Nodes (name, zone or None, pods placed) as a snapshot.
+    fn cluster(nodes: Vec<(NodeInfo, Vec<PodInfo>)>) -> Snapshot {
+        Snapshot::new(
+            nodes
+                .into_iter()
+                .map(|(mut n, pods)| {
+                    for p in pods {
+                        n.add_pod(Arc::new(p));
+                    }
+                    Arc::new(n)
+                })
+                .collect(),
+        )
+    }
+
+    fn zoned(name: &str, zone: &str) -> NodeInfo {
+        node(name, json!({"zone": zone, HOSTNAME_LABEL: name}))
+    }
+
+    fn filter_all(pod: &PodInfo, snapshot: &Snapshot) -> Vec<(String, Status)> {
+        let plugin = PodTopologySpread::new();
+        let mut state = CycleState::default();
+        let pre = plugin.pre_filter(&mut state, pod, snapshot);
+        assert!(pre.is_success(), "{pre:?}");
+        snapshot.nodes.iter().map(|n| (n.name.clone(), plugin.filter(&state, pod, n))).collect()
+    }
+
+    fn codes(verdicts: &[(String, Status)]) -> Vec<(&str, Code)> {
+        verdicts.iter().map(|(n, s)| (n.as_str(), s.code)).collect()
+    }
+
+    #[test]
+    fn a_domain_already_ahead_by_max_skew_is_rejected() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![])]);
+        let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({}))), &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Unschedulable), ("b1", Code::Success)]);
+        assert_eq!(verdicts[0].1.reasons, vec![REASON_CONSTRAINTS_NOT_MATCH]);
+    }
+
+    #[test]
+    fn equal_domains_accept_the_pod_anywhere() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![web("w2")])]);
+        let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({}))), &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn a_larger_max_skew_allows_more_imbalance() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![])]);
+        let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({"maxSkew": 2}))), &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn a_node_without_the_topology_key_is_unresolvable_with_the_missing_label_reason() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![]), (node("bare", json!({})), vec![])]);
+        let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({}))), &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Success), ("bare", Code::UnschedulableAndUnresolvable)]);
+        assert_eq!(verdicts[1].1.reasons, vec![REASON_NODE_LABEL_NOT_MATCH]);
+    }
+
+    #[test]
+    fn fewer_domains_than_min_domains_make_the_global_minimum_zero() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![web("w2")])]);
+        let pod = incoming(spread("DoNotSchedule", "zone", json!({"minDomains": 3})));
+        let verdicts = filter_all(&pod, &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Unschedulable), ("b1", Code::Unschedulable)]);
+        let pod = incoming(spread("DoNotSchedule", "zone", json!({"minDomains": 2})));
+        assert_eq!(codes(&filter_all(&pod, &snapshot)), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn only_pods_of_the_same_namespace_not_being_deleted_are_counted() {
+        let other_ns = pod("x", "other", json!({"app": "web"}), json!({}));
+        let mut deleting: Pod = (*web("d").pod).clone();
+        deleting.metadata.deletion_timestamp = Some(metav1::Time(jiff_now()));
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![other_ns, PodInfo::new(Arc::new(deleting))]),
+            (zoned("b1", "b"), vec![]),
+        ]);
+        let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({}))), &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_pod_not_matching_its_own_selector_does_not_add_itself_to_the_skew() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![])]);
+        let pod = pod("db", "default", json!({"app": "db"}), spread("DoNotSchedule", "zone", json!({})));
+        assert_eq!(codes(&filter_all(&pod, &snapshot)), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn a_constraint_without_selector_counts_no_pods() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1"), web("w2")]), (zoned("b1", "b"), vec![])]);
+        let spec = json!({"topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]});
+        assert_eq!(codes(&filter_all(&incoming(spec), &snapshot)), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn node_affinity_policy_honor_leaves_out_domains_the_pod_cannot_reach() {
+        let nodes = || {
+            cluster(vec![
+                (node("a1", json!({"zone": "a", "pool": "x"})), vec![web("w1")]),
+                (node("b1", json!({"zone": "b", "pool": "x"})), vec![web("w2")]),
+                (node("c1", json!({"zone": "c", "pool": "y"})), vec![]),
+            ])
+        };
+        let mut spec = spread("DoNotSchedule", "zone", json!({}));
+        spec["nodeSelector"] = json!({"pool": "x"});
+        let verdicts = filter_all(&incoming(spec.clone()), &nodes());
+        assert_eq!(verdicts[0].1.code, Code::Success, "zone c is not eligible, so the minimum is 1");
+        spec["topologySpreadConstraints"][0]["nodeAffinityPolicy"] = json!("Ignore");
+        let verdicts = filter_all(&incoming(spec), &nodes());
+        assert_eq!(verdicts[0].1.code, Code::Unschedulable, "zone c counts with 0 pods");
+    }
+
+    #[test]
+    fn node_taints_policy_honor_leaves_out_tainted_domains_and_ignore_keeps_them() {
+        let taint = json!({"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]});
+        let nodes = || {
+            cluster(vec![
+                (zoned("a1", "a"), vec![web("w1")]),
+                (node_with("b1", json!({"zone": "b"}), taint.clone()), vec![]),
+            ])
+        };
+        let spec = spread("DoNotSchedule", "zone", json!({}));
+        assert_eq!(filter_all(&incoming(spec), &nodes())[0].1.code, Code::Unschedulable);
+        let spec = spread("DoNotSchedule", "zone", json!({"nodeTaintsPolicy": "Honor"}));
+        assert_eq!(filter_all(&incoming(spec.clone()), &nodes())[0].1.code, Code::Success);
+        let mut tolerating = spec;
+        tolerating["tolerations"] = json!([{"key": "gpu", "operator": "Exists"}]);
+        assert_eq!(filter_all(&incoming(tolerating), &nodes())[0].1.code, Code::Unschedulable);
+    }
+
+    #[test]
+    fn match_label_keys_narrow_the_selector_to_the_pods_own_values() {
+        let v = |name: &str, version: &str| pod(name, "default", json!({"app": "web", "v": version}), json!({}));
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![v("o1", "1"), v("o2", "1")]), (zoned("b1", "b"), vec![])]);
+        let mut pod = v("new", "2");
+        let spec = spread("DoNotSchedule", "zone", json!({"matchLabelKeys": ["v"]}));
+        pod = {
+            let mut p = (*pod.pod).clone();
+            p.spec = serde_json::from_value(json!({"containers": [], "topologySpreadConstraints":
+                spec["topologySpreadConstraints"]}))
+            .unwrap();
+            PodInfo::new(Arc::new(p))
+        };
+        assert_eq!(codes(&filter_all(&pod, &snapshot)), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn pre_filter_skips_pods_without_hard_constraints() {
+        let plugin = PodTopologySpread::new();
+        let mut state = CycleState::default();
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![])]);
+        let status = plugin.pre_filter(&mut state, &incoming(spread("ScheduleAnyway", "zone", json!({}))), &snapshot);
+        assert_eq!(status.code, Code::Skip);
+        assert_eq!(plugin.filter(&state, &web("x"), &snapshot.nodes[0]).code, Code::Success);
+    }
+
+    fn scores(pod: &PodInfo, snapshot: &Snapshot) -> Vec<i64> {
+        let plugin = PodTopologySpread::new();
+        let mut state = CycleState::default();
+        plugin.pre_filter(&mut state, pod, snapshot);
+        assert!(plugin.pre_score(&mut state, pod, &snapshot.nodes).is_success());
+        let mut scores: Vec<NodeScore> = snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeScore { node: n.name.clone(), score: plugin.score(&state, pod, n).unwrap() })
+            .collect();
+        assert!(plugin.normalize(&state, pod, &mut scores).is_success());
+        scores.iter().map(|s| s.score).collect()
+    }
+
+    #[test]
+    fn schedule_anyway_scores_the_emptier_domain_highest() {
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![web("w1"), web("w2")]),
+            (zoned("b1", "b"), vec![]),
+            (zoned("c1", "c"), vec![web("w3")]),
+        ]);
+        // Weight ln(3 + 2) ≈ 1.609: raw scores 3, 0, 2; normalized 100 * (3 + 0 - s) / 3.
+        assert_eq!(scores(&incoming(spread("ScheduleAnyway", "zone", json!({}))), &snapshot), vec![0, 100, 33]);
+    }
+
+    #[test]
+    fn scoring_counts_pods_on_infeasible_nodes_of_a_feasible_domain() {
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![]),
+            (zoned("a2", "a"), vec![web("w1"), web("w2")]),
+            (zoned("b1", "b"), vec![]),
+        ]);
+        let pod = incoming(spread("ScheduleAnyway", "zone", json!({})));
+        let plugin = PodTopologySpread::new();
+        let mut state = CycleState::default();
+        plugin.pre_filter(&mut state, &pod, &snapshot);
+        let feasible = vec![Arc::clone(&snapshot.nodes[0]), Arc::clone(&snapshot.nodes[2])];
+        assert!(plugin.pre_score(&mut state, &pod, &feasible).is_success());
+        let a1 = plugin.score(&state, &pod, &snapshot.nodes[0]).unwrap();
+        let b1 = plugin.score(&state, &pod, &snapshot.nodes[2]).unwrap();
+        assert!(a1 > b1, "{a1} vs {b1}");
+    }
+
+    #[test]
+    fn nodes_missing_a_soft_constraint_key_score_zero() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (node("bare", json!({})), vec![])]);
+        assert_eq!(scores(&incoming(spread("ScheduleAnyway", "zone", json!({}))), &snapshot), vec![100, 0]);
+    }
+
+    #[test]
+    fn hostname_spreading_counts_each_nodes_own_pods() {
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![web("w1"), web("w2")]),
+            (zoned("a2", "a"), vec![web("w3")]),
+            (zoned("a3", "a"), vec![]),
+        ]);
+        // Weight ln(3 + 2): raw 3, 2, 0 → 100 * (3 - s) / 3.
+        let got = scores(&incoming(spread("ScheduleAnyway", HOSTNAME_LABEL, json!({}))), &snapshot);
+        assert_eq!(got, vec![0, 33, 100]);
+    }
+
+    #[test]
+    fn a_profile_reports_spread_rejections_in_kube_schedulers_words() {
+        let plugin = Arc::new(PodTopologySpread::new());
+        let plugins = PluginSet { pre_filter: vec![plugin.clone()], filter: vec![plugin], ..Default::default() };
+        let profile = Profile { scheduler_name: "default-scheduler".into(), plugins };
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![web("w1")]),
+            (zoned("a2", "a"), vec![]),
+            (zoned("b1", "b"), vec![web("w2")]),
+            (node("bare", json!({})), vec![]),
+        ]);
+        let pod = incoming(spread("DoNotSchedule", "zone", json!({"minDomains": 3})));
+        let (decision, _) = profile.schedule(&pod, &snapshot, 0);
+        let Decision::Unschedulable { message, .. } = decision else { panic!("placed: {decision:?}") };
+        assert_eq!(
+            message,
+            "0/4 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required \
+             label), 3 node(s) didn't match pod topology spread constraints."
+        );
+    }
+}
