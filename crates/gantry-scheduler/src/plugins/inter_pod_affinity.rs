@@ -353,3 +353,303 @@ impl Score for InterPodAffinity {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::framework::{Code, Decision, PluginSet, Profile};
+    use k8s_openapi::api::core::v1::Node;
+    use serde_json::{Value, json};
+
+    const HOST: &str = "kubernetes.io/hostname";
+
+    fn node(name: &str, zone: Option<&str>) -> NodeInfo {
+        let mut labels = json!({HOST: name});
+        if let Some(z) = zone {
+            labels["zone"] = json!(z);
+        }
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        NodeInfo::new(Arc::new(node))
+    }
+
+    fn pod(name: &str, ns: &str, labels: Value, affinity: Value) -> PodInfo {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns, "uid": name, "labels": labels},
+            "spec": {"containers": [], "affinity": affinity},
+        }))
+        .unwrap();
+        PodInfo::new(Arc::new(pod))
+    }
+
+    fn app(name: &str, app: &str) -> PodInfo {
+        pod(name, "default", json!({"app": app}), Value::Null)
+    }
+
+    fn term(key: &str, app: &str) -> Value {
+        json!({"topologyKey": key, "labelSelector": {"matchLabels": {"app": app}}})
+    }
+
+    fn required(kind: &str, terms: Value) -> Value {
+        json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": terms}})
+    }
+
+    fn preferred(kind: &str, weight: i32, t: Value) -> Value {
+        json!({kind: {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": weight, "podAffinityTerm": t}]}})
+    }
+
+    fn cluster(nodes: Vec<(NodeInfo, Vec<PodInfo>)>) -> Snapshot {
+        Snapshot::new(
+            nodes
+                .into_iter()
+                .map(|(mut n, pods)| {
+                    for p in pods {
+                        n.add_pod(Arc::new(p));
+                    }
+                    Arc::new(n)
+                })
+                .collect(),
+        )
+    }
+
+    fn filter_with(plugin: &InterPodAffinity, pod: &PodInfo, snapshot: &Snapshot) -> Vec<Status> {
+        let mut state = CycleState::default();
+        let pre = plugin.pre_filter(&mut state, pod, snapshot);
+        assert!(pre.is_success(), "{pre:?}");
+        snapshot.nodes.iter().map(|n| plugin.filter(&state, pod, n)).collect()
+    }
+
+    fn filter_codes(pod: &PodInfo, snapshot: &Snapshot) -> Vec<Code> {
+        filter_with(&InterPodAffinity::default(), pod, snapshot).iter().map(|s| s.code).collect()
+    }
+
+    #[test]
+    fn required_affinity_admits_only_domains_holding_a_matching_pod() {
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![app("db", "db")]),
+            (node("a2", Some("a")), vec![]),
+            (node("b1", Some("b")), vec![app("other", "cache")]),
+        ]);
+        let pod = pod("web", "default", json!({"app": "web"}), required("podAffinity", json!([term("zone", "db")])));
+        let verdicts = filter_with(&InterPodAffinity::default(), &pod, &snapshot);
+        assert_eq!(
+            verdicts.iter().map(|s| s.code).collect::<Vec<_>>(),
+            vec![Code::Success, Code::Success, Code::UnschedulableAndUnresolvable]
+        );
+        assert_eq!(verdicts[2].reasons, vec![REASON_AFFINITY_NOT_MATCH]);
+    }
+
+    #[test]
+    fn the_first_pod_of_a_self_affine_group_may_go_anywhere_the_key_exists() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![]), (node("bare", None), vec![])]);
+        let pod = pod("web", "default", json!({"app": "web"}), required("podAffinity", json!([term("zone", "web")])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success, Code::UnschedulableAndUnresolvable]);
+    }
+
+    #[test]
+    fn a_pod_whose_affinity_does_not_match_itself_waits_for_its_peers() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![])]);
+        let pod = pod("web", "default", json!({"app": "web"}), required("podAffinity", json!([term("zone", "db")])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::UnschedulableAndUnresolvable]);
+    }
+
+    #[test]
+    fn all_affinity_terms_must_match_the_same_pod() {
+        let terms = json!([term("zone", "db"), {"topologyKey": "zone",
+                            "labelSelector": {"matchLabels": {"tier": "gold"}}}]);
+        let gold_db = pod("g", "default", json!({"app": "db", "tier": "gold"}), Value::Null);
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![app("db", "db"), pod("t", "default", json!({"tier": "gold"}), Value::Null)]),
+            (node("b1", Some("b")), vec![gold_db]),
+        ]);
+        let pod = pod("web", "default", json!({"app": "web"}), required("podAffinity", terms));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::UnschedulableAndUnresolvable, Code::Success]);
+    }
+
+    #[test]
+    fn required_anti_affinity_keeps_the_pod_out_of_domains_with_matching_pods() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![app("w1", "web")]), (node("a2", Some("a")), vec![])]);
+        let pod = pod("w2", "default", json!({"app": "web"}), required("podAntiAffinity", json!([term(HOST, "web")])));
+        let verdicts = filter_with(&InterPodAffinity::default(), &pod, &snapshot);
+        assert_eq!(verdicts[0].code, Code::Unschedulable);
+        assert_eq!(verdicts[0].reasons, vec![REASON_ANTI_AFFINITY_NOT_MATCH]);
+        assert_eq!(verdicts[1].code, Code::Success);
+    }
+
+    #[test]
+    fn anti_affinity_on_a_key_the_node_lacks_does_not_reject_it() {
+        let snapshot = cluster(vec![(node("bare", None), vec![app("w1", "web")])]);
+        let pod =
+            pod("w2", "default", json!({"app": "web"}), required("podAntiAffinity", json!([term("zone", "web")])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success]);
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_rejects_the_incoming_pod_symmetrically() {
+        let guard =
+            pod("guard", "default", json!({"app": "guard"}), required("podAntiAffinity", json!([term("zone", "web")])));
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![guard]),
+            (node("a2", Some("a")), vec![]),
+            (node("b1", Some("b")), vec![]),
+        ]);
+        let verdicts = filter_with(&InterPodAffinity::default(), &app("w", "web"), &snapshot);
+        assert_eq!(
+            verdicts.iter().map(|s| s.code).collect::<Vec<_>>(),
+            vec![Code::Unschedulable, Code::Unschedulable, Code::Success]
+        );
+        assert_eq!(verdicts[1].reasons, vec![REASON_EXISTING_ANTI_AFFINITY_NOT_MATCH]);
+    }
+
+    #[test]
+    fn terms_default_to_the_owners_namespace() {
+        let snapshot =
+            cluster(vec![(node("a1", Some("a")), vec![pod("w1", "other", json!({"app": "web"}), Value::Null)])]);
+        let pod = pod("w2", "default", json!({"app": "web"}), required("podAntiAffinity", json!([term(HOST, "web")])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success]);
+    }
+
+    #[test]
+    fn listed_namespaces_and_namespace_selectors_widen_a_term() {
+        let snapshot =
+            cluster(vec![(node("a1", Some("a")), vec![pod("w1", "other", json!({"app": "web"}), Value::Null)])]);
+        let with = |extra: Value| {
+            let mut t = term(HOST, "web");
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            pod("w2", "default", json!({"app": "web"}), required("podAntiAffinity", json!([t])))
+        };
+        let listed = with(json!({"namespaces": ["other"]}));
+        assert_eq!(filter_codes(&listed, &snapshot), vec![Code::Unschedulable]);
+        let everywhere = with(json!({"namespaceSelector": {}}));
+        assert_eq!(filter_codes(&everywhere, &snapshot), vec![Code::Unschedulable]);
+        let by_label = with(json!({"namespaceSelector": {"matchLabels": {"team": "x"}}}));
+        assert_eq!(filter_codes(&by_label, &snapshot), vec![Code::Success], "no labels known for `other`");
+        let labels = NamespaceLabels::from([("other".to_string(), BTreeMap::from([("team".into(), "x".into())]))]);
+        let plugin = InterPodAffinity::new(Arc::new(labels));
+        assert_eq!(filter_with(&plugin, &by_label, &snapshot)[0].code, Code::Unschedulable);
+    }
+
+    #[test]
+    fn match_label_keys_limit_a_term_to_pods_sharing_the_owners_values() {
+        let v = |name: &str, version: &str, affinity: Value| {
+            pod(name, "default", json!({"app": "web", "v": version}), affinity)
+        };
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![v("old", "1", Value::Null)])]);
+        let mut t = term(HOST, "web");
+        t["matchLabelKeys"] = json!(["v"]);
+        let pod = v("new", "2", required("podAntiAffinity", json!([t.clone()])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success]);
+        let pod = v("new", "1", required("podAntiAffinity", json!([t])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Unschedulable]);
+        let mut t = term(HOST, "web");
+        t["mismatchLabelKeys"] = json!(["v"]);
+        let pod = v("new", "1", required("podAntiAffinity", json!([t])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success]);
+    }
+
+    #[test]
+    fn a_term_without_label_selector_matches_no_pod() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![app("w1", "web")])]);
+        let pod =
+            pod("w2", "default", json!({"app": "web"}), required("podAntiAffinity", json!([{"topologyKey": HOST}])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success]);
+    }
+
+    #[test]
+    fn pre_filter_skips_when_no_required_term_is_involved() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![app("w1", "web")])]);
+        let mut state = CycleState::default();
+        let status = InterPodAffinity::default().pre_filter(&mut state, &app("w2", "web"), &snapshot);
+        assert_eq!(status.code, Code::Skip);
+    }
+
+    fn scores(plugin: &InterPodAffinity, pod: &PodInfo, snapshot: &Snapshot) -> Option<Vec<i64>> {
+        let mut state = CycleState::default();
+        plugin.pre_filter(&mut state, pod, snapshot);
+        let status = plugin.pre_score(&mut state, pod, &snapshot.nodes);
+        if status.code == Code::Skip {
+            return None;
+        }
+        let mut scores: Vec<NodeScore> = snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeScore { node: n.name.clone(), score: plugin.score(&state, pod, n).unwrap() })
+            .collect();
+        assert!(plugin.normalize(&state, pod, &mut scores).is_success());
+        Some(scores.iter().map(|s| s.score).collect())
+    }
+
+    fn three_zones() -> Snapshot {
+        cluster(vec![
+            (node("a1", Some("a")), vec![app("db1", "db"), app("db2", "db")]),
+            (node("b1", Some("b")), vec![app("db3", "db")]),
+            (node("c1", Some("c")), vec![]),
+        ])
+    }
+
+    #[test]
+    fn preferred_affinity_favours_domains_with_more_matching_pods() {
+        let pod = pod("w", "default", json!({"app": "web"}), preferred("podAffinity", 10, term("zone", "db")));
+        assert_eq!(scores(&InterPodAffinity::default(), &pod, &three_zones()), Some(vec![100, 50, 0]));
+    }
+
+    #[test]
+    fn preferred_anti_affinity_favours_domains_with_fewer_matching_pods() {
+        let pod = pod("w", "default", json!({"app": "web"}), preferred("podAntiAffinity", 10, term("zone", "db")));
+        assert_eq!(scores(&InterPodAffinity::default(), &pod, &three_zones()), Some(vec![0, 50, 100]));
+    }
+
+    #[test]
+    fn existing_pods_preferred_and_required_terms_attract_the_incoming_pod() {
+        let fan = pod("fan", "default", json!({"app": "fan"}), preferred("podAffinity", 5, term("zone", "web")));
+        let hard =
+            pod("hard", "default", json!({"app": "hard"}), required("podAffinity", json!([term("zone", "web")])));
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![fan]),
+            (node("b1", Some("b")), vec![hard]),
+            (node("c1", Some("c")), vec![]),
+        ]);
+        // Raw scores 5, 1, 0.
+        assert_eq!(scores(&InterPodAffinity::default(), &app("w", "web"), &snapshot), Some(vec![100, 20, 0]));
+        let plugin = InterPodAffinity { hard_pod_affinity_weight: 0, ..InterPodAffinity::default() };
+        assert_eq!(scores(&plugin, &app("w", "web"), &snapshot), Some(vec![100, 0, 0]));
+    }
+
+    #[test]
+    fn existing_pods_preferred_anti_affinity_repels_the_incoming_pod() {
+        let shy = pod("shy", "default", json!({"app": "shy"}), preferred("podAntiAffinity", 7, term("zone", "web")));
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![shy]), (node("b1", Some("b")), vec![])]);
+        assert_eq!(scores(&InterPodAffinity::default(), &app("w", "web"), &snapshot), Some(vec![0, 100]));
+    }
+
+    #[test]
+    fn scoring_is_skipped_when_no_term_applies() {
+        assert_eq!(scores(&InterPodAffinity::default(), &app("w", "web"), &three_zones()), None);
+    }
+
+    #[test]
+    fn a_profile_reports_affinity_rejections_in_kube_schedulers_words() {
+        let plugin = Arc::new(InterPodAffinity::default());
+        let plugins = PluginSet { pre_filter: vec![plugin.clone()], filter: vec![plugin], ..Default::default() };
+        let profile = Profile { scheduler_name: "default-scheduler".into(), plugins };
+        let guard = pod("g", "default", json!({"app": "g"}), required("podAntiAffinity", json!([term("zone", "web")])));
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![app("db", "db"), app("w0", "web")]),
+            (node("b1", Some("b")), vec![app("db2", "db"), guard]),
+            (node("c1", Some("c")), vec![]),
+        ]);
+        let affinity = json!({
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "db")]},
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]},
+        });
+        let (decision, _) = profile.schedule(&pod("w1", "default", json!({"app": "web"}), affinity), &snapshot, 0);
+        let Decision::Unschedulable { message, .. } = decision else { panic!("placed: {decision:?}") };
+        assert_eq!(
+            message,
+            "0/3 nodes are available: 1 node(s) didn't match pod affinity rules, 1 node(s) didn't match pod \
+             anti-affinity rules, 1 node(s) didn't satisfy existing pods anti-affinity rules."
+        );
+    }
+}
