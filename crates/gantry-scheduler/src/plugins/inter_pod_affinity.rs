@@ -30,7 +30,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
 use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
-use crate::plugins::pod_topology_spread::label_selector_matches;
+use crate::plugins::pod_topology_spread::{DomainCounts, FastState, label_selector_matches};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// The plugin's name.
@@ -164,10 +164,21 @@ fn has_pod_affinity(pod: &Pod) -> bool {
 }
 
 /// Values per topology key, per domain value.
-type TopologyCounts = HashMap<String, HashMap<String, i64>>;
+type TopologyCounts = HashMap<String, DomainCounts, FastState>;
 
 fn add(counts: &mut TopologyCounts, key: &str, value: &str, delta: i64) {
-    *counts.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += delta;
+    // Most calls hit an existing domain: look up by reference before allocating keys.
+    if let Some(domains) = counts.get_mut(key) {
+        if let Some(n) = domains.get_mut(value) {
+            *n += delta;
+        } else {
+            domains.insert(value.to_string(), delta);
+        }
+    } else {
+        let mut domains = DomainCounts::default();
+        domains.insert(value.to_string(), delta);
+        counts.insert(key.to_string(), domains);
+    }
 }
 
 fn get(counts: &TopologyCounts, key: &str, value: &str) -> i64 {
@@ -287,7 +298,7 @@ impl PreScore for InterPodAffinity {
         let preferred_anti = preferred_anti_affinity(&pod.pod);
         let has_constraints = !preferred.is_empty() || !preferred_anti.is_empty();
         let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
-        let mut scores = TopologyCounts::new();
+        let mut scores = TopologyCounts::default();
         for node in all {
             let labels = node.labels();
             if labels.is_empty() {
@@ -651,5 +662,26 @@ mod tests {
             "0/3 nodes are available: 1 node(s) didn't match pod affinity rules, 1 node(s) didn't match pod \
              anti-affinity rules, 1 node(s) didn't satisfy existing pods anti-affinity rules."
         );
+    }
+
+    #[test]
+    fn a_large_cluster_of_anti_affine_replicas_leaves_only_the_free_nodes() {
+        let anti = required("podAntiAffinity", json!([term(HOST, "web")]));
+        let nodes = (0..5000)
+            .map(|i| {
+                let name = format!("n{i}");
+                let zone = format!("z{}", i % 3);
+                let pods = if i < 4990 {
+                    vec![pod(&format!("w{i}"), "default", json!({"app": "web"}), anti.clone())]
+                } else {
+                    vec![]
+                };
+                (node(&name, Some(&zone)), pods)
+            })
+            .collect();
+        let snapshot = cluster(nodes);
+        let incoming = pod("new", "default", json!({"app": "web"}), anti);
+        let free = filter_codes(&incoming, &snapshot).iter().filter(|c| **c == Code::Success).count();
+        assert_eq!(free, 10);
     }
 }
