@@ -25,7 +25,7 @@
 //! lookups per node.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
@@ -53,12 +53,16 @@ const STATE_NODES: &str = "InterPodAffinity/nodes";
 /// Labels of each namespace, by namespace name.
 pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 
+/// Namespace labels shared between the scheduler (which updates them from its namespace informer) and the
+/// plugin (which reads them once per cycle).
+pub type SharedNamespaceLabels = Arc<RwLock<NamespaceLabels>>;
+
 /// The InterPodAffinity plugin (PreFilter, Filter, PreScore, Score).
 #[derive(Clone, Debug)]
 pub struct InterPodAffinity {
-    /// Labels of every namespace, for terms with a `namespaceSelector`. Set it at construction or replace it
-    /// when namespaces change; a namespace absent here is treated as having no labels.
-    pub namespace_labels: Arc<NamespaceLabels>,
+    /// Labels of every namespace, for terms with a `namespaceSelector`. Keep a clone of the handle and
+    /// replace or edit the map when namespaces change; a namespace absent here is treated as having no labels.
+    pub namespace_labels: SharedNamespaceLabels,
     /// Score weight of an existing pod's required affinity term that the incoming pod matches (0 disables;
     /// kube-scheduler's `hardPodAffinityWeight`, default 1).
     pub hard_pod_affinity_weight: i64,
@@ -66,52 +70,49 @@ pub struct InterPodAffinity {
 
 impl Default for InterPodAffinity {
     fn default() -> InterPodAffinity {
-        InterPodAffinity::new(Arc::new(NamespaceLabels::new()))
+        InterPodAffinity::new(SharedNamespaceLabels::default())
     }
 }
 
 impl InterPodAffinity {
-    /// The plugin with the given namespace labels and the default hard pod affinity weight.
-    pub fn new(namespace_labels: Arc<NamespaceLabels>) -> InterPodAffinity {
+    /// The plugin reading namespace labels from `namespace_labels`, with the default hard pod affinity weight.
+    pub fn new(namespace_labels: SharedNamespaceLabels) -> InterPodAffinity {
         InterPodAffinity { namespace_labels, hard_pod_affinity_weight: DEFAULT_HARD_POD_AFFINITY_WEIGHT }
     }
 
-    fn ns_labels(&self, namespace: &str) -> &BTreeMap<String, String> {
-        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-        self.namespace_labels.get(namespace).unwrap_or(&EMPTY)
+    fn read_namespaces(&self) -> RwLockReadGuard<'_, NamespaceLabels> {
+        // A writer that panicked leaves a map that is still a valid (if stale) set of labels.
+        self.namespace_labels.read().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Whether `target` matches `term` owned by `owner`.
-    fn term_matches(&self, term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo) -> bool {
-        let target_ns = target.namespace();
-        let namespaces = term.namespaces.as_deref().unwrap_or_default();
-        let ns_ok = if namespaces.is_empty() && term.namespace_selector.is_none() {
-            target_ns == owner.namespace()
-        } else {
-            namespaces.iter().any(|n| n == target_ns)
-                || term
-                    .namespace_selector
-                    .as_ref()
-                    .is_some_and(|s| label_selector_matches(s, self.ns_labels(target_ns)))
-        };
-        if !ns_ok {
-            return false;
-        }
-        let Some(selector) = &term.label_selector else { return false };
-        let labels = target.labels();
-        let owner_labels = owner.labels();
-        label_selector_matches(selector, labels)
-            && term
-                .match_label_keys
-                .iter()
-                .flatten()
-                .all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) == Some(v)))
-            && term
-                .mismatch_label_keys
-                .iter()
-                .flatten()
-                .all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) != Some(v)))
+/// Whether `target` matches `term` owned by `owner`.
+fn term_matches(namespaces: &NamespaceLabels, term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo) -> bool {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    let target_ns = target.namespace();
+    let listed = term.namespaces.as_deref().unwrap_or_default();
+    let ns_ok = if listed.is_empty() && term.namespace_selector.is_none() {
+        target_ns == owner.namespace()
+    } else {
+        listed.iter().any(|n| n == target_ns)
+            || term
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|s| label_selector_matches(s, namespaces.get(target_ns).unwrap_or(&EMPTY)))
+    };
+    if !ns_ok {
+        return false;
     }
+    let Some(selector) = &term.label_selector else { return false };
+    let labels = target.labels();
+    let owner_labels = owner.labels();
+    label_selector_matches(selector, labels)
+        && term.match_label_keys.iter().flatten().all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) == Some(v)))
+        && term
+            .mismatch_label_keys
+            .iter()
+            .flatten()
+            .all(|k| owner_labels.get(k).is_none_or(|v| labels.get(k) != Some(v)))
 }
 
 impl Plugin for InterPodAffinity {
@@ -206,12 +207,14 @@ struct AllNodes(Vec<Arc<NodeInfo>>);
 impl PreFilter for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
         state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        let guard = self.read_namespaces();
+        let ns = &*guard;
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
         let mut s = FilterState {
             affinity_keys: affinity.iter().map(|t| t.topology_key.clone()).collect(),
             anti_affinity_keys: anti.iter().map(|t| t.topology_key.clone()).collect(),
-            matches_itself: !affinity.is_empty() && affinity.iter().all(|t| self.term_matches(t, pod, pod)),
+            matches_itself: !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, pod)),
             ..FilterState::default()
         };
         for node in &snapshot.nodes {
@@ -219,12 +222,12 @@ impl PreFilter for InterPodAffinity {
             for existing in &node.pods {
                 for term in required_anti_affinity(&existing.pod) {
                     if let Some(value) = labels.get(&term.topology_key)
-                        && self.term_matches(term, existing, pod)
+                        && term_matches(ns, term, existing, pod)
                     {
                         add(&mut s.existing_anti_affinity, &term.topology_key, value, 1);
                     }
                 }
-                if !affinity.is_empty() && affinity.iter().all(|t| self.term_matches(t, pod, existing)) {
+                if !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, existing)) {
                     for term in affinity {
                         if let Some(value) = labels.get(&term.topology_key) {
                             add(&mut s.affinity, &term.topology_key, value, 1);
@@ -233,7 +236,7 @@ impl PreFilter for InterPodAffinity {
                 }
                 for term in anti {
                     if let Some(value) = labels.get(&term.topology_key)
-                        && self.term_matches(term, pod, existing)
+                        && term_matches(ns, term, pod, existing)
                     {
                         add(&mut s.anti_affinity, &term.topology_key, value, 1);
                     }
@@ -298,6 +301,8 @@ impl PreScore for InterPodAffinity {
         let preferred_anti = preferred_anti_affinity(&pod.pod);
         let has_constraints = !preferred.is_empty() || !preferred_anti.is_empty();
         let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
+        let guard = self.read_namespaces();
+        let ns = &*guard;
         let mut scores = TopologyCounts::default();
         for node in all {
             let labels = node.labels();
@@ -311,7 +316,7 @@ impl PreScore for InterPodAffinity {
                 }
                 let mut process = |term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo, weight: i64| {
                     if let Some(value) = labels.get(&term.topology_key)
-                        && self.term_matches(term, owner, target)
+                        && term_matches(ns, term, owner, target)
                     {
                         add(&mut scores, &term.topology_key, value, weight);
                     }
@@ -537,8 +542,9 @@ mod tests {
         assert_eq!(filter_codes(&everywhere, &snapshot), vec![Code::Unschedulable]);
         let by_label = with(json!({"namespaceSelector": {"matchLabels": {"team": "x"}}}));
         assert_eq!(filter_codes(&by_label, &snapshot), vec![Code::Success], "no labels known for `other`");
-        let labels = NamespaceLabels::from([("other".to_string(), BTreeMap::from([("team".into(), "x".into())]))]);
-        let plugin = InterPodAffinity::new(Arc::new(labels));
+        let plugin = InterPodAffinity::default();
+        let handle = Arc::clone(&plugin.namespace_labels);
+        handle.write().unwrap().insert("other".into(), BTreeMap::from([("team".into(), "x".into())]));
         assert_eq!(filter_with(&plugin, &by_label, &snapshot)[0].code, Code::Unschedulable);
     }
 
