@@ -690,4 +690,43 @@ mod tests {
         let free = filter_codes(&incoming, &snapshot).iter().filter(|c| **c == Code::Success).count();
         assert_eq!(free, 10);
     }
+
+    #[test]
+    fn a_matching_pod_on_a_node_without_the_topology_key_satisfies_no_domain() {
+        let snapshot = cluster(vec![(node("bare", None), vec![app("db", "db")]), (node("a1", Some("a")), vec![])]);
+        let pod = pod("web", "default", json!({"app": "web"}), required("podAffinity", json!([term("zone", "db")])));
+        assert_eq!(
+            filter_codes(&pod, &snapshot),
+            vec![Code::UnschedulableAndUnresolvable, Code::UnschedulableAndUnresolvable]
+        );
+    }
+
+    #[test]
+    fn a_self_affine_pod_joins_its_group_once_the_group_exists() {
+        let snapshot = cluster(vec![(node("a1", Some("a")), vec![app("w1", "web")]), (node("b1", Some("b")), vec![])]);
+        let pod = pod("w2", "default", json!({"app": "web"}), required("podAffinity", json!([term("zone", "web")])));
+        assert_eq!(filter_codes(&pod, &snapshot), vec![Code::Success, Code::UnschedulableAndUnresolvable]);
+    }
+
+    #[test]
+    fn a_profile_places_anti_affine_replicas_on_distinct_hosts() {
+        let plugin = Arc::new(InterPodAffinity::default());
+        let plugins = PluginSet {
+            pre_filter: vec![plugin.clone()],
+            filter: vec![plugin.clone()],
+            pre_score: vec![plugin.clone()],
+            score: vec![(plugin, 2)],
+            ..Default::default()
+        };
+        let profile = Profile { scheduler_name: "default-scheduler".into(), plugins };
+        let anti = required("podAntiAffinity", json!([term(HOST, "web")]));
+        let snapshot = cluster(vec![
+            (node("a1", Some("a")), vec![pod("w1", "default", json!({"app": "web"}), anti.clone())]),
+            (node("a2", Some("a")), vec![]),
+        ]);
+        let (decision, _) = profile.schedule(&pod("w2", "default", json!({"app": "web"}), anti), &snapshot, 0);
+        let Decision::Place { node, explanation } = decision else { panic!("not placed: {decision:?}") };
+        assert_eq!(node, "a2");
+        assert_eq!(explanation.rejected[0].1.reasons, vec![REASON_ANTI_AFFINITY_NOT_MATCH]);
+    }
 }

@@ -758,4 +758,54 @@ mod tests {
         // Zone z0 holds 1667 nodes × 2 pods = 3334, the others 1667 each: z0 exceeds the skew of 500.
         assert_eq!(ok, 3333);
     }
+
+    #[test]
+    fn every_hard_constraint_must_hold() {
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![web("w1")]),
+            (zoned("a2", "a"), vec![]),
+            (zoned("b1", "b"), vec![web("w2")]),
+            (zoned("b2", "b"), vec![web("w3")]),
+        ]);
+        let spec = json!({"topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app": "web"}}},
+            {"maxSkew": 1, "topologyKey": HOSTNAME_LABEL, "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app": "web"}}},
+        ]});
+        // Zone a (1) is behind zone b (2); within it only the empty host keeps the hostname skew.
+        assert_eq!(
+            codes(&filter_all(&incoming(spec), &snapshot)),
+            vec![
+                ("a1", Code::Unschedulable),
+                ("a2", Code::Success),
+                ("b1", Code::Unschedulable),
+                ("b2", Code::Unschedulable)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_profile_places_the_pod_in_the_emptier_zone() {
+        let plugin = Arc::new(PodTopologySpread::new());
+        let plugins = PluginSet {
+            pre_filter: vec![plugin.clone()],
+            filter: vec![plugin.clone()],
+            pre_score: vec![plugin.clone()],
+            score: vec![(plugin, 2)],
+            ..Default::default()
+        };
+        let profile = Profile { scheduler_name: "default-scheduler".into(), plugins };
+        let snapshot = cluster(vec![
+            (zoned("a1", "a"), vec![web("w1"), web("w2")]),
+            (zoned("b1", "b"), vec![web("w3")]),
+            (zoned("c1", "c"), vec![web("w4")]),
+        ]);
+        let (decision, _) = profile.schedule(&incoming(spread("ScheduleAnyway", "zone", json!({}))), &snapshot, 0);
+        let Decision::Place { node, explanation } = decision else { panic!("not placed: {decision:?}") };
+        assert!(node == "b1" || node == "c1", "{node}");
+        // Raw 3, 2, 2 (weight ln 5); normalized 100 * (3 + 2 - s) / 3 = 66, 100, 100; plugin weight 2.
+        assert_eq!(explanation.scores.last().map(|s| (s.node.as_str(), s.total)), Some(("a1", 132)));
+        assert_eq!(explanation.scores[0].total, 200);
+    }
 }
