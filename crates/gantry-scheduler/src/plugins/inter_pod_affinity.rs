@@ -30,7 +30,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
 use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
-use crate::plugins::pod_topology_spread::{DomainCounts, FastState, label_selector_matches};
+use crate::plugins::pod_topology_spread::{DomainCounts, DomainHasher, label_selector_matches};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// The plugin's name.
@@ -165,7 +165,7 @@ fn has_pod_affinity(pod: &Pod) -> bool {
 }
 
 /// Values per topology key, per domain value.
-type TopologyCounts = HashMap<String, DomainCounts, FastState>;
+type TopologyCounts = HashMap<String, DomainCounts, DomainHasher>;
 
 fn add(counts: &mut TopologyCounts, key: &str, value: &str, delta: i64) {
     // Most calls hit an existing domain: look up by reference before allocating keys.
