@@ -226,3 +226,41 @@ async fn with_two_schedulers_only_the_leader_binds() {
         assert_eq!(event.reporting_instance.as_deref(), Some(holder.as_str()), "only the leader schedules");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_puts_replicas_on_different_nodes_and_spread_balances_zones() {
+    let mut cluster = Cluster::start().await;
+    for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+        cluster.node(name, "8", json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}})).await;
+    }
+    cluster.scheduler("s1", None).await;
+    let anti = json!({"metadata": {"labels": {"app": "db"}}, "spec": {"affinity": {"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app": "db"}}}]}}}});
+    let mut nodes = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        let name = format!("db-{i}");
+        cluster.pod(&name, "100m", anti.clone()).await;
+        let pod = cluster.eventually_pod(&name, |p| node_of(p).is_some()).await;
+        nodes.insert(node_of(&pod).unwrap());
+    }
+    assert_eq!(nodes.len(), 3, "one replica per node: {nodes:?}");
+    cluster.pod("db-3", "100m", anti).await;
+    let refused = cluster.eventually_pod("db-3", |p| unschedulable_message(p).is_some()).await;
+    let message = unschedulable_message(&refused).unwrap();
+    assert_eq!(message, "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
+
+    let spread = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"topologySpreadConstraints": [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]}});
+    let mut zones = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        let name = format!("web-{i}");
+        cluster.pod(&name, "100m", spread.clone()).await;
+        let pod = cluster.eventually_pod(&name, |p| node_of(p).is_some()).await;
+        let zone = if node_of(&pod).unwrap().starts_with('a') { "a" } else { "b" };
+        *zones.entry(zone).or_insert(0) += 1;
+    }
+    assert_eq!(zones.get("a"), Some(&2));
+    assert_eq!(zones.get("b"), Some(&2));
+}

@@ -27,12 +27,30 @@ pub fn default_profile() -> Profile {
     let fit = Arc::new(node_resources::NodeResourcesFit::default());
     let balanced = Arc::new(node_resources::NodeResourcesBalancedAllocation::default());
     let images = Arc::new(image_locality::ImageLocality::new());
+    let spread = Arc::new(pod_topology_spread::PodTopologySpread::new());
+    let inter_pod = Arc::new(inter_pod_affinity::InterPodAffinity::default());
     let plugins = PluginSet {
-        pre_filter: vec![node_affinity.clone(), node_ports.clone(), fit.clone(), images.clone()],
-        filter: vec![node_unschedulable, node_name, taints.clone(), node_affinity.clone(), node_ports, fit.clone()],
+        pre_filter: vec![
+            node_affinity.clone(),
+            node_ports.clone(),
+            fit.clone(),
+            spread.clone(),
+            inter_pod.clone(),
+            images.clone(),
+        ],
+        filter: vec![
+            node_unschedulable,
+            node_name,
+            taints.clone(),
+            node_affinity.clone(),
+            node_ports,
+            fit.clone(),
+            spread.clone(),
+            inter_pod.clone(),
+        ],
         post_filter: vec![],
-        pre_score: vec![taints.clone(), node_affinity.clone(), balanced.clone()],
-        score: vec![(taints, 3), (node_affinity, 2), (fit, 1), (balanced, 1), (images, 1)],
+        pre_score: vec![taints.clone(), node_affinity.clone(), spread.clone(), inter_pod.clone(), balanced.clone()],
+        score: vec![(taints, 3), (node_affinity, 2), (fit, 1), (spread, 2), (inter_pod, 2), (balanced, 1), (images, 1)],
         reserve: vec![],
     };
     Profile { scheduler_name: DEFAULT_SCHEDULER_NAME.into(), plugins }
