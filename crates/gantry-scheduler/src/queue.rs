@@ -104,7 +104,20 @@ impl SchedulingQueue {
     /// schedulable). A pod being scheduled is only recorded; its attempt decides where it goes next.
     pub fn add(&mut self, pod: Arc<PodInfo>, now: Instant) {
         let uid = pod.uid.clone();
+        // An update that changes neither the spec nor the labels (e.g. the scheduler's own status condition)
+        // cannot make a waiting pod fit: it keeps its place.
+        let waiting = matches!(self.parts.get(&uid), Some(Part::Unschedulable | Part::Backoff));
+        let same = self
+            .latest
+            .get(&uid)
+            .is_some_and(|old| old.pod.spec == pod.pod.spec && old.pod.metadata.labels == pod.pod.metadata.labels);
         self.latest.insert(uid.clone(), Arc::clone(&pod));
+        if waiting && same {
+            for queued in self.unschedulable.get_mut(&uid).into_iter().chain(self.backoff.get_mut(&uid)) {
+                queued.pod = Arc::clone(&pod);
+            }
+            return;
+        }
         let previous = self.backoff.remove(&uid).or_else(|| self.unschedulable.remove(&uid));
         match self.parts.get(&uid) {
             Some(Part::InFlight) => {}
@@ -286,6 +299,19 @@ mod tests {
         q.unschedulable(popped, t);
         assert_eq!(q.next_ready(), Some(t + UNSCHEDULABLE_MAX_WAIT));
         assert!(q.pop(t + UNSCHEDULABLE_MAX_WAIT).is_some());
+    }
+
+    #[test]
+    fn a_status_only_update_does_not_wake_an_unschedulable_pod() {
+        let mut q = SchedulingQueue::new();
+        let t = Instant::now();
+        q.add(pod("p", 0), t);
+        let popped = q.pop(t).unwrap();
+        q.unschedulable(popped, t);
+        q.add(pod("p", 0), t);
+        assert!(q.pop(t).is_none(), "same spec and labels: still waiting");
+        q.add(pod("p", 7), t);
+        assert!(q.pop(t).is_some(), "a changed spec may fit now");
     }
 
     #[test]

@@ -22,8 +22,17 @@ enum Command {
     /// Inspect the embedded store.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Run the API server (the Kubernetes REST API over HTTPS).
+    /// Run the control plane: the API server (the Kubernetes REST API over HTTPS) and the scheduler.
     Server(ServerArgs),
+    /// Run the scheduler alone, as a client of an API server.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    /// The kubeconfig to reach the API server with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -47,6 +56,9 @@ struct ServerArgs {
     /// Extra names (DNS or IP) for the serving certificate; repeatable.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Do not run the scheduler in this process (run `gantry scheduler` elsewhere instead).
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 #[derive(Subcommand)]
@@ -103,7 +115,56 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Store(StoreCommand::Status { data_dir }) => store_status(&data_dir.unwrap_or_else(default_data_dir)),
         Command::Server(args) => server(args),
+        Command::Scheduler(args) => scheduler(args),
     }
+}
+
+async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using the kubeconfig {}", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// This process's identity in leader elections: the host name and a random suffix.
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{host}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn scheduler_config() -> gantry_scheduler::runtime::SchedulerConfig {
+    gantry_scheduler::runtime::SchedulerConfig {
+        profiles: vec![gantry_scheduler::plugins::default_profile()],
+        identity: identity(),
+        election: Some(gantry_lease::ElectionConfig::default()),
+        max_parallel_bindings: 64,
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = client_from(&args.kubeconfig).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
+        println!("Gantry scheduler running against the API server of {}", args.kubeconfig.display());
+        wait_for_signal().await?;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    })
 }
 
 async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
@@ -139,15 +200,18 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             token_file: args.token_file,
         };
         let server = gantry_apiserver::start(config, store, shutdown.clone()).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        if !args.disable_scheduler {
+            let client = client_from(&server.kubeconfig).await?;
+            gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
+        }
         println!("Gantry API server listening on https://{}", server.addr);
         println!("Admin kubeconfig: {}", server.kubeconfig.display());
         println!("  export KUBECONFIG={}", server.kubeconfig.display());
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
+        wait_for_signal().await?;
         tracing::info!("shutting down");
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
         server.shutdown().await;
         Ok(())
     })

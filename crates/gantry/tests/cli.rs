@@ -108,3 +108,24 @@ async fn server_on_etcd_stores_objects_in_etcd() {
     .await
     .unwrap_or_else(|e| panic!("{e}\netcd log:\n{}", etcd.log_tail(30)));
 }
+
+#[test]
+fn the_server_schedules_pods_onto_nodes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let mut server = start_server(&data, &[]);
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels: {kubernetes.io/hostname: worker-1}\n\
+                status:\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n";
+    run(kubectl_command(&data.join("kubeconfig"), &home, &["apply", "-f", "-"]), Some(node.as_bytes()), patience())
+        .ok();
+    kubectl(&data, &home, &["run", "web", "--image=busybox"]).ok();
+    let placed = eventually(|| {
+        let out = kubectl(&data, &home, &["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]).ok();
+        if out.stdout == "worker-1" { Ok(out.stdout) } else { Err(format!("nodeName is {:?}", out.stdout)) }
+    });
+    assert_eq!(placed, "worker-1");
+    let events = kubectl(&data, &home, &["get", "events", "--field-selector", "reason=Scheduled", "-o", "name"]).ok();
+    assert_eq!(events.stdout.lines().count(), 1, "{}", events.stdout);
+    server.process.signal("TERM");
+    assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
+}
