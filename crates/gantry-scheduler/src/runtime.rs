@@ -223,6 +223,8 @@ async fn schedule_loop(
     let bindings = Arc::new(Semaphore::new(config.max_parallel_bindings.max(1)));
     let mut in_flight: JoinSet<Outcome> = JoinSet::new();
     let mut tie_break: u64 = 0;
+    // Where the next cycle starts looking, so that successive cycles spread over all nodes.
+    let mut next_start: usize = 0;
     loop {
         while let Some(done) = in_flight.try_join_next() {
             settle(&state, done);
@@ -264,7 +266,11 @@ async fn schedule_loop(
         };
         let snapshot = lock(&state).cache.snapshot();
         tie_break = tie_break.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let (decision, _cycle) = profile.schedule(&pod, &snapshot, tie_break >> 33);
+        let nodes = snapshot.nodes.len();
+        let enough = crate::framework::feasible_nodes_to_find(nodes);
+        let (decision, _cycle, evaluated) =
+            profile.schedule_from(&pod, &snapshot, tie_break >> 33, next_start % nodes.max(1), enough);
+        next_start = (next_start + evaluated) % nodes.max(1);
         match decision {
             Decision::Place { node, explanation } => {
                 {
