@@ -269,6 +269,9 @@ impl Api {
         {
             map.insert("status".into(), status);
         }
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            self.resolve_priority(&mut obj).await?;
+        }
         self.admit_create(resource, &mut obj)?;
         crate::managed_fields::record_create(&mut obj, &options.field_manager, &resource.api_version());
         if let Some(ns) = namespace.filter(|_| resource.namespaced) {
@@ -298,6 +301,63 @@ impl Api {
             }
         }
         Err(ApiError::internal("could not generate a unique name"))
+    }
+
+    /// The Priority admission step: a pod's `spec.priority` (and `preemptionPolicy`) come from its
+    /// PriorityClass, or from the class marked `globalDefault` when it names none (0 without one). A pod
+    /// naming a class that does not exist is refused, as kube-apiserver refuses it.
+    async fn resolve_priority(&self, pod: &mut Value) -> ApiResult<()> {
+        let classes =
+            self.registry.by_plural("scheduling.k8s.io", "v1", "priorityclasses").ok_or_else(ApiError::no_route)?;
+        let wanted = pod["spec"]["priorityClassName"].as_str().filter(|n| !n.is_empty()).map(str::to_string);
+        let class = match &wanted {
+            Some(name) => {
+                // The built-in classes exist without being stored, as in kube-apiserver.
+                let builtin = match name.as_str() {
+                    "system-cluster-critical" => Some(2_000_000_000),
+                    "system-node-critical" => Some(2_000_001_000),
+                    _ => None,
+                };
+                if let Some(value) = builtin {
+                    Some(json!({"value": value}))
+                } else {
+                    match self.store.get(classes.key(None, name).as_bytes()).await {
+                        Ok(kv) => Some(from_stored(&kv)?),
+                        Err(StoreError::NotFound { .. }) => {
+                            return Err(ApiError::forbidden(format!("no PriorityClass with name {name} was found")));
+                        }
+                        Err(e) => return Err(ApiError::from_store(e, classes, name)),
+                    }
+                }
+            }
+            None => {
+                let cache = self.cache.resource(&classes.key_prefix());
+                let snapshot = cache.snapshot(&classes.key_prefix(), self.cache.applied());
+                snapshot.objects.iter().find(|e| e.value["globalDefault"] == true).map(|e| e.value.clone())
+            }
+        };
+        let spec = pod.get_mut("spec").and_then(Value::as_object_mut);
+        let Some(spec) = spec else { return Ok(()) };
+        let value = class.as_ref().and_then(|c| c["value"].as_i64()).unwrap_or(0);
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+            && given != value
+        {
+            return Err(ApiError::forbidden(
+                "the integer value of priority must not be provided in pod spec; priority admission controller \
+                 computed the value from the given PriorityClass name",
+            ));
+        }
+        spec.insert("priority".into(), json!(value));
+        if let Some(class) = &class {
+            if wanted.is_none()
+                && let Some(name) = class["metadata"]["name"].as_str()
+            {
+                spec.insert("priorityClassName".into(), json!(name));
+            }
+            let policy = class["preemptionPolicy"].as_str().unwrap_or("PreemptLowerPriority");
+            spec.insert("preemptionPolicy".into(), json!(policy));
+        }
+        Ok(())
     }
 
     /// Builds a 422 from causes, with kube-apiserver's summary message.

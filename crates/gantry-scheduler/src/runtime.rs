@@ -296,7 +296,7 @@ async fn schedule_loop(
                     }
                 });
             }
-            Decision::Unschedulable { message, explanation, .. } => {
+            Decision::Unschedulable { message, explanation, nomination } => {
                 {
                     let mut s = lock(&state);
                     s.explanations.insert(pod.key.clone(), explanation);
@@ -304,6 +304,9 @@ async fn schedule_loop(
                 }
                 let (client, recorder) = (client.clone(), recorder.clone());
                 in_flight.spawn(async move {
+                    if let Some(nomination) = &nomination {
+                        preempt(&client, &recorder, &pod, nomination).await;
+                    }
                     mark_unschedulable(&client, &pod, &message).await;
                     report(&recorder, &pod, EventType::Warning, "FailedScheduling", message, "Scheduling").await;
                     Outcome::Reported
@@ -331,6 +334,45 @@ async fn bind(client: &Client, pod: &PodInfo, node: &str) -> Result<(), kube::Er
     pods.create_subresource::<serde_json::Value, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
         .await
         .map(|_| ())
+}
+
+/// Makes room for `pod` on the nominated node: records the nomination on the pod (`status.nominatedNodeName`)
+/// and deletes the victims gracefully. The pod is scheduled for real once they are gone (their deletion is a
+/// cluster event that wakes it).
+async fn preempt(client: &Client, recorder: &Recorder, pod: &PodInfo, nomination: &crate::framework::Nomination) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.namespace());
+    let name = pod.pod.metadata.name.clone().unwrap_or_default();
+    let patch = json!({"status": {"nominatedNodeName": nomination.node}});
+    if let Err(err) = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        tracing::debug!(pod = %pod.key, error = %err, "scheduler: could not record the nominated node");
+    }
+    for victim in &nomination.victims {
+        let Some((namespace, victim_name)) = victim.split_once('/') else { continue };
+        let victims: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        match victims.delete(victim_name, &Default::default()).await {
+            Ok(_) => {
+                let reference = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(victim_name.to_string()),
+                    namespace: Some(namespace.to_string()),
+                    ..Default::default()
+                };
+                let note = format!("Preempted by pod {} on node {}", pod.key, nomination.node);
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "Preempted".into(),
+                    note: Some(note),
+                    action: "Preempting".into(),
+                    secondary: None,
+                };
+                if let Err(err) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(victim, error = %err, "scheduler: could not record a preemption event");
+                }
+            }
+            Err(err) => tracing::warn!(victim, error = %err, "scheduler: could not preempt a pod"),
+        }
+    }
 }
 
 async fn mark_unschedulable(client: &Client, pod: &PodInfo, message: &str) {

@@ -264,3 +264,24 @@ async fn anti_affinity_puts_replicas_on_different_nodes_and_spread_balances_zone
     assert_eq!(zones.get("a"), Some(&2));
     assert_eq!(zones.get("b"), Some(&2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_pod_preempts_a_lower_priority_one() {
+    let mut cluster = Cluster::start().await;
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(cluster.client().await);
+    for (name, value) in [("low", 10), ("high", 1000)] {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                           "metadata": {"name": name}, "value": value});
+        classes.create(&PostParams::default(), &serde_json::from_value(class).unwrap()).await.unwrap();
+    }
+    cluster.node("n1", "2", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    cluster.pod("victim", "2", json!({"spec": {"priorityClassName": "low", "terminationGracePeriodSeconds": 0}})).await;
+    let victim = cluster.eventually_pod("victim", |p| node_of(p).is_some()).await;
+    assert_eq!(victim.spec.as_ref().unwrap().priority, Some(10), "priority comes from the class");
+    cluster.pod("important", "1", json!({"spec": {"priorityClassName": "high"}})).await;
+    let placed = cluster.eventually_pod("important", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&placed).as_deref(), Some("n1"));
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, "default");
+    assert!(pods.get_opt("victim").await.unwrap().is_none(), "the lower-priority pod was evicted");
+}

@@ -1,5 +1,6 @@
 //! The plugins, each with kube-scheduler's semantics, and the registry that builds the default profile.
 
+pub mod default_preemption;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
@@ -29,6 +30,16 @@ pub fn default_profile() -> Profile {
     let images = Arc::new(image_locality::ImageLocality::new());
     let spread = Arc::new(pod_topology_spread::PodTopologySpread::new());
     let inter_pod = Arc::new(inter_pod_affinity::InterPodAffinity::default());
+    let filters: Vec<Arc<dyn crate::framework::Filter>> = vec![
+        node_unschedulable,
+        node_name,
+        taints.clone(),
+        node_affinity.clone(),
+        node_ports.clone(),
+        fit.clone(),
+        spread.clone(),
+        inter_pod.clone(),
+    ];
     let plugins = PluginSet {
         pre_filter: vec![
             node_affinity.clone(),
@@ -38,17 +49,8 @@ pub fn default_profile() -> Profile {
             inter_pod.clone(),
             images.clone(),
         ],
-        filter: vec![
-            node_unschedulable,
-            node_name,
-            taints.clone(),
-            node_affinity.clone(),
-            node_ports,
-            fit.clone(),
-            spread.clone(),
-            inter_pod.clone(),
-        ],
-        post_filter: vec![],
+        filter: filters.clone(),
+        post_filter: vec![Arc::new(default_preemption::DefaultPreemption::new(filters))],
         pre_score: vec![taints.clone(), node_affinity.clone(), spread.clone(), inter_pod.clone(), balanced.clone()],
         score: vec![(taints, 3), (node_affinity, 2), (fit, 1), (spread, 2), (inter_pod, 2), (balanced, 1), (images, 1)],
         reserve: vec![],
