@@ -1,0 +1,679 @@
+//! `scheduler-bench`: Gantry's scheduler measured through a real API server. For each workload it starts a fresh
+//! cluster in-process (the API server on `127.0.0.1:0` over a new SQLite store, and the scheduler as its client
+//! with the default profile), registers `--nodes` Node objects, then creates `--pods` pods as fast as
+//! `--clients` concurrent creators can, and watches the pods to time each one from its create response to the
+//! watch event that shows it bound. Build with `--release`:
+//!
+//! ```text
+//! cargo run --release -p gantry-e2e --bin scheduler-bench
+//! cargo run --release -p gantry-e2e --bin scheduler-bench -- --nodes 500 --pods 1000 --only basic
+//! ```
+//!
+//! The server, the scheduler and the bench's own clients run on three runtimes whose threads are named
+//! `server`, `scheduler` and `bench`, so the CPU each used can be told apart from `/proc/self/task/*/stat`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use gantry_apiserver::{RunningServer, ServerConfig};
+use gantry_scheduler::runtime::SchedulerConfig;
+use gantry_store::Store;
+use gantry_store::sqlite::{SqliteConfig, SqliteStore};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::Request;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Measures Gantry's scheduler through a real API server: pods bound per second and bind latency")]
+struct Args {
+    /// Nodes registered in each cluster.
+    #[arg(long, default_value_t = 5_000)]
+    nodes: usize,
+    /// Pods created in each workload.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Concurrent creators (of nodes, then of pods).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Pods per `app` label in the anti-affinity and spread workloads.
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
+    /// Run only these workloads (comma-separated or repeated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Workload>,
+    /// How long a workload may take to bind all its pods before it counts as failed, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Worker threads of the server's runtime (the machine's cores by default, as the gantry binary runs).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Worker threads of the scheduler's runtime.
+    #[arg(long, default_value_t = 2)]
+    scheduler_threads: usize,
+    /// Worker threads of the bench's own clients.
+    #[arg(long, default_value_t = 2)]
+    bench_threads: usize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Pods with resource requests only.
+    Basic,
+    /// Pods with required anti-affinity on `kubernetes.io/hostname` to the other pods of their group.
+    AntiAffinity,
+    /// Pods spread over the zones with `maxSkew: 1`, `whenUnsatisfiable: DoNotSchedule`, per group.
+    Spread,
+}
+
+impl Workload {
+    const ALL: [Workload; 3] = [Workload::Basic, Workload::AntiAffinity, Workload::Spread];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Basic => "basic",
+            Workload::AntiAffinity => "anti-affinity",
+            Workload::Spread => "spread",
+        }
+    }
+
+    /// The pods per second this workload must reach.
+    fn target(self) -> f64 {
+        match self {
+            Workload::Basic => 5_000.0,
+            Workload::AntiAffinity | Workload::Spread => 1_000.0,
+        }
+    }
+
+    fn pod(self, index: usize, group_size: usize) -> Value {
+        let app = format!("g-{}", index / group_size.max(1));
+        let mut pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod_name(index), "namespace": NAMESPACE, "labels": {"app": app}},
+            "spec": {
+                "containers": [{
+                    "name": "c",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }],
+            },
+        });
+        let selector = json!({"matchLabels": {"app": app}});
+        match self {
+            Workload::Basic => {}
+            Workload::AntiAffinity => {
+                pod["spec"]["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": selector, "topologyKey": HOSTNAME_LABEL},
+                ]}});
+            }
+            Workload::Spread => {
+                pod["spec"]["topologySpreadConstraints"] = json!([{
+                    "maxSkew": 1,
+                    "topologyKey": ZONE_LABEL,
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": selector,
+                }]);
+            }
+        }
+        pod
+    }
+}
+
+const NAMESPACE: &str = "bench";
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+const POD_PREFIX: &str = "p-";
+
+fn pod_name(index: usize) -> String {
+    format!("{POD_PREFIX}{index:06}")
+}
+
+fn node_name(index: usize) -> String {
+    format!("node-{index:05}")
+}
+
+fn node(index: usize) -> Value {
+    let name = node_name(index);
+    let resources = json!({"cpu": "32", "memory": "128Gi", "pods": "110"});
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {HOSTNAME_LABEL: name, ZONE_LABEL: ZONES[index % ZONES.len()]}},
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The cluster: API server and scheduler, each on its own runtime.
+
+/// One API server over a fresh store with a scheduler attached; `stop` takes both down.
+struct Cluster {
+    server: RunningServer,
+    shutdown: CancellationToken,
+    scheduler_tasks: JoinSet<()>,
+    kubeconfig: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let file = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using {}", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn start_cluster(
+    server_rt: &tokio::runtime::Runtime,
+    scheduler_rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Cluster> {
+    let dir = tempfile::Builder::new().prefix("gantry-scheduler-bench-").tempdir().context("a temporary directory")?;
+    let data_dir = dir.path().to_path_buf();
+    let shutdown = CancellationToken::new();
+    let server = server_rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(data_dir.join("state.db")))?);
+        let config = ServerConfig {
+            data_dir: data_dir.clone(),
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            secure_port: 0,
+            tls_sans: Vec::new(),
+            token_file: None,
+        };
+        anyhow::Ok(gantry_apiserver::start(config, store, shutdown.clone()).await?)
+    })?;
+    let kubeconfig = server.kubeconfig.clone();
+    let mut scheduler_tasks = JoinSet::new();
+    scheduler_rt.block_on(async {
+        let client = client_from(&kubeconfig).await?;
+        let config = SchedulerConfig {
+            profiles: vec![gantry_scheduler::plugins::default_profile()],
+            identity: "scheduler-bench".into(),
+            election: None,
+            max_parallel_bindings: 64,
+        };
+        // Spawned inside the runtime so that the scheduler's tasks run on its threads.
+        gantry_scheduler::runtime::start(client, config, shutdown.clone(), &mut scheduler_tasks);
+        anyhow::Ok(())
+    })?;
+    Ok(Cluster { server, shutdown, scheduler_tasks, kubeconfig, _dir: dir })
+}
+
+impl Cluster {
+    fn stop(self, server_rt: &tokio::runtime::Runtime, scheduler_rt: &tokio::runtime::Runtime) {
+        let Cluster { server, shutdown, mut scheduler_tasks, _dir, .. } = self;
+        shutdown.cancel();
+        scheduler_rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while scheduler_tasks.join_next().await.is_some() {}
+            })
+            .await;
+        });
+        server_rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bench's clients.
+
+/// Posts `body` to `path` and skips over the answer.
+async fn post(client: &kube::Client, path: &str, body: &Value) -> anyhow::Result<()> {
+    let request = Request::new(path).create(&PostParams::default(), serde_json::to_vec(body)?)?;
+    client.request::<IgnoredAny>(request).await?;
+    Ok(())
+}
+
+/// Creates `count` objects from `clients` concurrent tasks, `make(i)` for each index; returns when each create
+/// answered, by index.
+async fn create_many(
+    client: &kube::Client,
+    path: &str,
+    count: usize,
+    clients: usize,
+    make: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> anyhow::Result<Vec<Instant>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let make = Arc::new(make);
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients.max(1) {
+        let (client, next, make, path) = (client.clone(), Arc::clone(&next), Arc::clone(&make), path.to_string());
+        tasks.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let body = make(i);
+                post(&client, &path, &body).await.with_context(|| format!("creating object {i} in {path}"))?;
+                done.push((i, Instant::now()));
+            }
+            anyhow::Ok(done)
+        });
+    }
+    let mut answered = vec![Instant::now(); count];
+    while let Some(result) = tasks.join_next().await {
+        for (i, at) in result?? {
+            answered[i] = at;
+        }
+    }
+    Ok(answered)
+}
+
+/// Just the parts of a pod the bench looks at, so that decoding the watch costs little of the CPU it measures.
+#[derive(Clone, Deserialize)]
+struct PodBrief {
+    metadata: MetaBrief,
+    spec: Option<SpecBrief>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaBrief {
+    name: String,
+    resource_version: Option<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecBrief {
+    node_name: Option<String>,
+}
+
+/// Watches the bench namespace from `resource_version` until all `count` pods are bound or `deadline`; returns
+/// when each was first seen bound, by index.
+async fn watch_bindings(
+    client: kube::Client,
+    mut resource_version: String,
+    count: usize,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Vec<Option<Instant>>> {
+    let mut bound: Vec<Option<Instant>> = vec![None; count];
+    let mut remaining = count;
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
+    while remaining > 0 {
+        let params = WatchParams::default().timeout(290);
+        let request = Request::new(&path).watch(&params, &resource_version)?;
+        let stream = client.request_events::<PodBrief>(request).await.context("starting the watch on pods")?;
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = tokio::time::sleep_until(deadline) => return Ok(bound),
+            };
+            let Some(event) = next else { break };
+            let pod = match event.context("watching pods")? {
+                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+                WatchEvent::Deleted(_) => continue,
+                WatchEvent::Bookmark(bookmark) => {
+                    resource_version = bookmark.metadata.resource_version;
+                    continue;
+                }
+                WatchEvent::Error(status) => bail!("the pod watch ended with an error: {status:?}"),
+            };
+            if let Some(rv) = pod.metadata.resource_version {
+                resource_version = rv;
+            }
+            let is_bound = pod.spec.and_then(|s| s.node_name).is_some_and(|n| !n.is_empty());
+            let index = pod.metadata.name.strip_prefix(POD_PREFIX).and_then(|i| i.parse::<usize>().ok());
+            if let (true, Some(slot)) = (is_bound, index.and_then(|i| bound.get_mut(i)))
+                && slot.is_none()
+            {
+                *slot = Some(Instant::now());
+                remaining -= 1;
+                if remaining == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(bound)
+}
+
+/// Waits until `name` in the bench namespace is bound to a node.
+async fn wait_bound(client: &kube::Client, name: &str, patience: Duration) -> anyhow::Result<()> {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + patience;
+    loop {
+        let pod = pods.get(name).await?;
+        if pod.spec.and_then(|s| s.node_name).is_some_and(|n| !n.is_empty()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("pod {name} was not bound within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One workload.
+
+struct Outcome {
+    node_seconds: f64,
+    bound: usize,
+    pods_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    cpu: String,
+}
+
+/// Registers the nodes and makes sure the scheduler knows them all; returns how long it took.
+async fn register_nodes(client: &kube::Client, args: &Args) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let nodes = args.nodes.max(1);
+    create_many(client, "/api/v1/nodes", nodes - 1, args.clients, node).await.context("creating nodes")?;
+    // The last node is created after all others, and a probe pod is pinned to it: once the probe is bound the
+    // scheduler's node watch, which delivers in order, has delivered every node.
+    post(client, "/api/v1/nodes", &node(nodes - 1)).await.context("creating the last node")?;
+    post(client, &format!("/api/v1/namespaces/{NAMESPACE}/pods"), &probe_pod(&node_name(nodes - 1))).await?;
+    wait_bound(client, "probe", Duration::from_secs(120)).await.context("the probe pod")?;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    pods.delete("probe", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn probe_pod(node: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": NAMESPACE},
+        "spec": {
+            "nodeSelector": {HOSTNAME_LABEL: node},
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+        },
+    })
+}
+
+async fn run_workload(kubeconfig: &Path, workload: Workload, args: &Args) -> anyhow::Result<Outcome> {
+    let client = client_from(kubeconfig).await?;
+    post(
+        &client,
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )
+    .await
+    .context("creating the namespace")?;
+    let node_seconds = register_nodes(&client, args).await?;
+    eprintln!("scheduler-bench: {}: {} nodes registered in {node_seconds:.1} s", workload.name(), args.nodes);
+
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let list = pods.list_metadata(&ListParams::default().limit(1)).await.context("listing pods")?;
+    let resource_version = list.metadata.resource_version.unwrap_or_default();
+    let count = args.pods;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    let watcher = tokio::spawn(watch_bindings(client.clone(), resource_version, count, deadline));
+
+    let cpu_before = cpu_usage();
+    let started = Instant::now();
+    let group_size = args.group_size;
+    let created =
+        create_many(&client, &format!("/api/v1/namespaces/{NAMESPACE}/pods"), count, args.clients, move |i| {
+            workload.pod(i, group_size)
+        })
+        .await
+        .context("creating pods")?;
+    let create_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "scheduler-bench: {}: {count} pods created in {create_seconds:.1} s ({:.0}/s)",
+        workload.name(),
+        count as f64 / create_seconds.max(f64::EPSILON)
+    );
+    let bound = watcher.await??;
+    let cpu = cpu_usage().since(&cpu_before);
+
+    let mut latencies: Vec<Duration> = Vec::with_capacity(count);
+    let mut last = started;
+    for (at, created) in bound.iter().zip(&created) {
+        if let Some(at) = at {
+            latencies.push(at.saturating_duration_since(*created));
+            last = last.max(*at);
+        }
+    }
+    latencies.sort_unstable();
+    let bound_count = latencies.len();
+    let elapsed = last.duration_since(started).as_secs_f64().max(f64::EPSILON);
+    Ok(Outcome {
+        node_seconds,
+        bound: bound_count,
+        pods_per_sec: bound_count as f64 / elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+        cpu,
+    })
+}
+
+/// The nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CPU by thread name.
+
+struct CpuUsage {
+    at: Instant,
+    total: f64,
+    by_thread: BTreeMap<String, f64>,
+    machine_busy: f64,
+}
+
+/// Linux reports CPU times in clock ticks of 1/100 s on every architecture Gantry runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The thread name and user + system seconds of a `/proc/.../stat` line (fields 14 and 15, counted after the
+/// command name, which may itself hold spaces and parentheses).
+fn stat_seconds(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / TICKS_PER_SECOND))
+}
+
+fn cpu_usage() -> CpuUsage {
+    let total = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_seconds(&s)).map_or(0.0, |(_, t)| t);
+    let mut by_thread = BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Some((name, seconds)) =
+                std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| stat_seconds(&s))
+            {
+                *by_thread.entry(name).or_insert(0.0) += seconds;
+            }
+        }
+    }
+    CpuUsage { at: Instant::now(), total, by_thread, machine_busy: machine_busy_seconds().unwrap_or(0.0) }
+}
+
+/// Non-idle seconds of all cores from the first line of `/proc/stat` (everything but idle and iowait).
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    let busy: f64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(busy / TICKS_PER_SECOND)
+}
+
+impl CpuUsage {
+    /// Cores used since `before`, in total and by thread name, and what the rest of the machine used.
+    fn since(&self, before: &CpuUsage) -> String {
+        let wall = self.at.duration_since(before.at).as_secs_f64().max(f64::EPSILON);
+        let mut parts: Vec<(String, f64)> = self
+            .by_thread
+            .iter()
+            .map(|(name, t)| (name.clone(), (t - before.by_thread.get(name).copied().unwrap_or(0.0)).max(0.0) / wall))
+            .filter(|(_, cores)| *cores >= 0.01)
+            .collect();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let parts: Vec<String> = parts.iter().map(|(name, cores)| format!("{name} {cores:.2}")).collect();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let ours = (self.total - before.total) / wall;
+        let others = ((self.machine_busy - before.machine_busy) / wall - ours).max(0.0);
+        format!("{ours:.2} of {cores} cores over {wall:.1} s ({}); other processes {others:.2}", parts.join(", "))
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.pods == 0 || args.nodes == 0 {
+        bail!("--nodes and --pods must be at least 1");
+    }
+    let mut server_rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.server_threads {
+        server_rt.worker_threads(threads.max(1));
+    }
+    let server_rt = server_rt.thread_name("server").enable_all().build().context("the server runtime")?;
+    let scheduler_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.scheduler_threads.max(1))
+        .thread_name("scheduler")
+        .enable_all()
+        .build()
+        .context("the scheduler runtime")?;
+    let bench_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.bench_threads.max(1))
+        .thread_name("bench")
+        .enable_all()
+        .build()
+        .context("the bench runtime")?;
+
+    let workloads: Vec<Workload> =
+        Workload::ALL.into_iter().filter(|w| args.only.is_empty() || args.only.contains(w)).collect();
+    eprintln!("scheduler-bench: load average at the start {}", load_average());
+    let mut rows = Vec::new();
+    let mut missed = 0;
+    for workload in workloads {
+        let cluster = start_cluster(&server_rt, &scheduler_rt)?;
+        // Spawned rather than run by `block_on`, so that its time counts under the bench's thread name.
+        let result = bench_rt.block_on({
+            let (kubeconfig, args) = (cluster.kubeconfig.clone(), args.clone());
+            async move { tokio::spawn(async move { run_workload(&kubeconfig, workload, &args).await }).await? }
+        });
+        cluster.stop(&server_rt, &scheduler_rt);
+        let outcome = result.with_context(|| format!("workload {}", workload.name()))?;
+        let met = outcome.bound == args.pods && outcome.pods_per_sec >= workload.target();
+        if !met {
+            missed += 1;
+        }
+        eprintln!(
+            "scheduler-bench: {}: {} of {} pods bound, {:.0}/s, p50 {} p99 {} max {}; nodes took {:.1} s; CPU {}",
+            workload.name(),
+            outcome.bound,
+            args.pods,
+            outcome.pods_per_sec,
+            ms(outcome.p50),
+            ms(outcome.p99),
+            ms(outcome.max),
+            outcome.node_seconds,
+            outcome.cpu
+        );
+        rows.push((workload, outcome, met));
+    }
+    eprintln!("scheduler-bench: load average at the end {}", load_average());
+
+    println!("\n| workload | nodes | pods | bound | pods/s | p50 | p99 | target | result |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (workload, o, met) in &rows {
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {} | {} | ≥ {:.0} pods/s | {} |",
+            workload.name(),
+            args.nodes,
+            args.pods,
+            o.bound,
+            o.pods_per_sec,
+            ms(o.p50),
+            ms(o.p99),
+            workload.target(),
+            if *met { "PASS" } else { "FAIL" }
+        );
+    }
+    println!();
+    for (workload, o, _) in &rows {
+        println!("- {} CPU while binding: {}", workload.name(), o.cpu);
+    }
+    if missed > 0 {
+        eprintln!("scheduler-bench: {missed} target(s) missed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&sorted, 0.50), Duration::from_millis(50));
+        assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn pods_of_a_group_share_their_app_label_and_constraint() {
+        let first = Workload::AntiAffinity.pod(0, 10);
+        let tenth = Workload::AntiAffinity.pod(9, 10);
+        let eleventh = Workload::AntiAffinity.pod(10, 10);
+        assert_eq!(first["metadata"]["labels"]["app"], tenth["metadata"]["labels"]["app"]);
+        assert_ne!(first["metadata"]["labels"]["app"], eleventh["metadata"]["labels"]["app"]);
+        let term = &first["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+        assert_eq!(term["topologyKey"], HOSTNAME_LABEL);
+        let spread = Workload::Spread.pod(3, 10);
+        assert_eq!(spread["spec"]["topologySpreadConstraints"][0]["maxSkew"], 1);
+        assert!(Workload::Basic.pod(3, 10)["spec"].get("affinity").is_none());
+    }
+
+    #[test]
+    fn nodes_spread_over_three_zones() {
+        let zones: std::collections::BTreeSet<String> =
+            (0..6).map(|i| node(i)["metadata"]["labels"][ZONE_LABEL].as_str().unwrap_or("").to_string()).collect();
+        assert_eq!(zones.len(), 3);
+        assert_eq!(node(7)["status"]["allocatable"]["pods"], "110");
+    }
+
+    #[test]
+    fn thread_cpu_times_survive_odd_thread_names() {
+        let stat = "4242 (store (w) x) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 1 0 100 0 0";
+        let (name, seconds) = stat_seconds(stat).unwrap_or_default();
+        assert_eq!(name, "store (w) x");
+        assert!((seconds - 4.0).abs() < 1e-9);
+        assert!(stat_seconds("garbage").is_none());
+    }
+}
