@@ -34,6 +34,10 @@ pub struct SchedulerCache {
     /// Node names in a stable order (the order nodes were added), so snapshots are deterministic.
     order: Vec<String>,
     pods: HashMap<String, PlacedPod>,
+    /// Node name → position in `order`, shared with snapshots until nodes are added or removed.
+    index: Arc<HashMap<String, usize>>,
+    /// Image name → number of nodes holding it, shared with snapshots until a node's images change.
+    image_nodes: Arc<HashMap<String, usize>>,
 }
 
 impl SchedulerCache {
@@ -46,18 +50,33 @@ impl SchedulerCache {
     pub fn upsert_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
         let mut info = NodeInfo::new(Arc::new(node));
-        for placed in self.pods.values().filter(|p| p.node == name) {
-            info.add_pod(Arc::clone(&placed.info));
+        if let Some(old) = self.nodes.get(&name) {
+            // Keep the pods already counted on it rather than searching every pod.
+            for pod in &old.pods {
+                info.add_pod(Arc::clone(pod));
+            }
+            if old.image_sizes.keys().ne(info.image_sizes.keys()) || old.image_sizes.len() != info.image_sizes.len() {
+                let images = Arc::make_mut(&mut self.image_nodes);
+                count_images(images, old, -1);
+                count_images(images, &info, 1);
+            }
+        } else {
+            for placed in self.pods.values().filter(|p| p.node == name) {
+                info.add_pod(Arc::clone(&placed.info));
+            }
+            count_images(Arc::make_mut(&mut self.image_nodes), &info, 1);
+            self.order.push(name.clone());
+            Arc::make_mut(&mut self.index).insert(name.clone(), self.order.len() - 1);
         }
-        if self.nodes.insert(name.clone(), Arc::new(info)).is_none() {
-            self.order.push(name);
-        }
+        self.nodes.insert(name, Arc::new(info));
     }
 
     /// Removes a node (its pods stay known, placed nowhere, until they go).
     pub fn remove_node(&mut self, name: &str) {
-        if self.nodes.remove(name).is_some() {
+        if let Some(old) = self.nodes.remove(name) {
+            count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
             self.order.retain(|n| n != name);
+            self.index = Arc::new(self.order.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect());
         }
     }
 
@@ -145,7 +164,18 @@ impl SchedulerCache {
 
     /// The cluster as it is now, for one cycle.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::new(self.order.iter().filter_map(|n| self.nodes.get(n)).cloned().collect())
+        let nodes = self.order.iter().filter_map(|n| self.nodes.get(n)).cloned().collect();
+        Snapshot::with_indexes(nodes, Arc::clone(&self.index), Arc::clone(&self.image_nodes))
+    }
+}
+
+fn count_images(images: &mut HashMap<String, usize>, node: &NodeInfo, delta: isize) {
+    for name in node.image_sizes.keys() {
+        let count = images.entry(name.clone()).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            images.remove(name);
+        }
     }
 }
 

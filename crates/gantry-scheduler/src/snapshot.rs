@@ -29,6 +29,10 @@ pub struct PodInfo {
     pub non_zero_requests: Resources,
     /// Its priority (`spec.priority`, 0 when unset).
     pub priority: i32,
+    /// Whether it has any pod affinity or anti-affinity (so inter-pod affinity must look at it).
+    pub has_pod_affinity: bool,
+    /// Whether it has required pod anti-affinity (which every incoming pod must respect).
+    pub has_required_anti_affinity: bool,
 }
 
 impl PodInfo {
@@ -51,7 +55,15 @@ impl PodInfo {
             non_zero_requests.memory += missing("memory") * DEFAULT_MEMORY_REQUEST;
         }
         let meta = &pod.metadata;
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let has_pod_affinity = affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        let has_required_anti_affinity = affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .is_some_and(|terms| !terms.is_empty());
         PodInfo {
+            has_pod_affinity,
+            has_required_anti_affinity,
             key: format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or("")),
             uid: meta.uid.clone().unwrap_or_default(),
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
@@ -91,6 +103,9 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     /// The pods placed on it (bound, or assumed by this scheduler).
     pub pods: Vec<Arc<PodInfo>>,
+    /// The placed pods with any pod affinity or anti-affinity (most pods have none; scanning only these keeps
+    /// inter-pod affinity cheap for pods that use none).
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// Host ports the placed pods use.
     pub used_ports: Vec<HostPort>,
     /// Image sizes from `status.images`, by every name of each image.
@@ -115,6 +130,7 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             pods: Vec::new(),
+            pods_with_affinity: Vec::new(),
             used_ports: Vec::new(),
             image_sizes,
         }
@@ -131,6 +147,9 @@ impl NodeInfo {
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.used_ports.extend(host_ports(&pod.pod));
+        if pod.has_pod_affinity {
+            self.pods_with_affinity.push(Arc::clone(&pod));
+        }
         self.pods.push(pod);
     }
 
@@ -138,6 +157,7 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, uid: &str) -> bool {
         let Some(index) = self.pods.iter().position(|p| p.uid == uid) else { return false };
         let pod = self.pods.remove(index);
+        self.pods_with_affinity.retain(|p| p.uid != uid);
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         for port in host_ports(&pod.pod) {
@@ -172,9 +192,13 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
 pub struct Snapshot {
     /// The nodes, in a stable order.
     pub nodes: Vec<Arc<NodeInfo>>,
-    index: HashMap<String, usize>,
+    index: Arc<HashMap<String, usize>>,
     /// How many nodes hold each image (by name), for image locality.
-    pub image_nodes: HashMap<String, usize>,
+    pub image_nodes: Arc<HashMap<String, usize>>,
+    /// How many placed pods have any pod affinity or anti-affinity, cluster-wide.
+    pub pods_with_affinity: usize,
+    /// How many placed pods have required anti-affinity, cluster-wide.
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl Snapshot {
@@ -187,7 +211,23 @@ impl Snapshot {
                 *image_nodes.entry(name.clone()).or_insert(0) += 1;
             }
         }
-        Snapshot { nodes, index, image_nodes }
+        Snapshot::with_indexes(nodes, Arc::new(index), Arc::new(image_nodes))
+    }
+
+    /// A snapshot reusing indexes its caller keeps up to date (the scheduler's cache), so that taking one
+    /// per scheduling cycle costs one reference count per node.
+    pub fn with_indexes(
+        nodes: Vec<Arc<NodeInfo>>,
+        index: Arc<HashMap<String, usize>>,
+        image_nodes: Arc<HashMap<String, usize>>,
+    ) -> Snapshot {
+        let (mut pods_with_affinity, mut pods_with_required_anti_affinity) = (0, 0);
+        for node in &nodes {
+            pods_with_affinity += node.pods_with_affinity.len();
+            pods_with_required_anti_affinity +=
+                node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity).count();
+        }
+        Snapshot { nodes, index, image_nodes, pods_with_affinity, pods_with_required_anti_affinity }
     }
 
     /// A node by name.

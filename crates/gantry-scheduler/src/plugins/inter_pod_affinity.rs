@@ -157,13 +157,6 @@ fn preferred_anti_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
         .unwrap_or_default()
 }
 
-fn has_pod_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
-}
-
 /// Values per topology key, per domain value.
 type TopologyCounts = HashMap<String, DomainCounts, DomainHasher>;
 
@@ -206,20 +199,28 @@ struct AllNodes(Vec<Arc<NodeInfo>>);
 
 impl PreFilter for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
-        state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
-        let guard = self.read_namespaces();
-        let ns = &*guard;
+        // Scoring needs every node only when some pod involved has affinity terms.
+        if pod.has_pod_affinity || snapshot.pods_with_affinity > 0 {
+            state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        }
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
+        // The common case: no required terms on either side, nothing to count.
+        if affinity.is_empty() && anti.is_empty() && snapshot.pods_with_required_anti_affinity == 0 {
+            return Status::skip();
+        }
+        let guard = self.read_namespaces();
+        let ns = &*guard;
         let mut s = FilterState {
             affinity_keys: affinity.iter().map(|t| t.topology_key.clone()).collect(),
             anti_affinity_keys: anti.iter().map(|t| t.topology_key.clone()).collect(),
             matches_itself: !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, pod)),
             ..FilterState::default()
         };
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
         for node in &snapshot.nodes {
             let labels = node.labels();
-            for existing in &node.pods {
+            for existing in node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity) {
                 for term in required_anti_affinity(&existing.pod) {
                     if let Some(value) = labels.get(&term.topology_key)
                         && term_matches(ns, term, existing, pod)
@@ -227,6 +228,11 @@ impl PreFilter for InterPodAffinity {
                         add(&mut s.existing_anti_affinity, &term.topology_key, value, 1);
                     }
                 }
+            }
+            if !own_terms {
+                continue;
+            }
+            for existing in &node.pods {
                 if !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, existing)) {
                     for term in affinity {
                         if let Some(value) = labels.get(&term.topology_key) {
@@ -301,6 +307,9 @@ impl PreScore for InterPodAffinity {
         let preferred_anti = preferred_anti_affinity(&pod.pod);
         let has_constraints = !preferred.is_empty() || !preferred_anti.is_empty();
         let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
+        if !has_constraints && all.iter().all(|n| n.pods_with_affinity.is_empty()) {
+            return Status::skip();
+        }
         let guard = self.read_namespaces();
         let ns = &*guard;
         let mut scores = TopologyCounts::default();
@@ -309,11 +318,9 @@ impl PreScore for InterPodAffinity {
             if labels.is_empty() {
                 continue;
             }
-            for existing in &node.pods {
-                // Without preferred terms of its own, only pods with (anti-)affinity can move the score.
-                if !has_constraints && !has_pod_affinity(&existing.pod) {
-                    continue;
-                }
+            // Without preferred terms of its own, only pods with (anti-)affinity can move the score.
+            let existing_pods = if has_constraints { &node.pods } else { &node.pods_with_affinity };
+            for existing in existing_pods {
                 let mut process = |term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo, weight: i64| {
                     if let Some(value) = labels.get(&term.topology_key)
                         && term_matches(ns, term, owner, target)

@@ -242,7 +242,10 @@ struct AllNodes(Vec<Arc<NodeInfo>>);
 
 impl PreFilter for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
-        state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        // Scoring needs every node only for pods with soft constraints.
+        if !constraints(pod, "ScheduleAnyway").is_empty() {
+            state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+        }
         let constraints = constraints(pod, "DoNotSchedule");
         if constraints.is_empty() {
             return Status::skip();
