@@ -26,17 +26,17 @@ struct PlacedPod {
     expires: Option<Instant>,
 }
 
-/// Nodes and placed pods. Node infos are shared copy-on-write with snapshots, so a snapshot costs one
-/// reference count per node.
+/// Nodes and placed pods. The node list is shared copy-on-write with snapshots: taking a snapshot costs one
+/// reference count, and a change after the snapshot is dropped (the usual case: one cycle, then its
+/// assumption) copies nothing.
 #[derive(Default)]
 pub struct SchedulerCache {
-    nodes: HashMap<String, Arc<NodeInfo>>,
-    /// Node names in a stable order (the order nodes were added), so snapshots are deterministic.
-    order: Vec<String>,
-    pods: HashMap<String, PlacedPod>,
-    /// Node name → position in `order`, shared with snapshots until nodes are added or removed.
+    /// Nodes in the order they were added.
+    nodes: Arc<Vec<Arc<NodeInfo>>>,
+    /// Node name → position in `nodes`.
     index: Arc<HashMap<String, usize>>,
-    /// Image name → number of nodes holding it, shared with snapshots until a node's images change.
+    pods: HashMap<String, PlacedPod>,
+    /// Image name → number of nodes holding it.
     image_nodes: Arc<HashMap<String, usize>>,
 }
 
@@ -46,49 +46,60 @@ impl SchedulerCache {
         SchedulerCache::default()
     }
 
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        let i = *self.index.get(name)?;
+        Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut)
+    }
+
     /// Adds or replaces a node, keeping the pods placed on it.
     pub fn upsert_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
         let mut info = NodeInfo::new(Arc::new(node));
-        if let Some(old) = self.nodes.get(&name) {
-            // Keep the pods already counted on it rather than searching every pod.
-            for pod in &old.pods {
-                info.add_pod(Arc::clone(pod));
+        match self.index.get(&name).copied() {
+            Some(i) => {
+                let old = Arc::clone(&self.nodes[i]);
+                // Keep the pods already counted on it rather than searching every pod.
+                for pod in &old.pods {
+                    info.add_pod(Arc::clone(pod));
+                }
+                if old.image_sizes.len() != info.image_sizes.len()
+                    || old.image_sizes.keys().any(|k| !info.image_sizes.contains_key(k))
+                {
+                    let images = Arc::make_mut(&mut self.image_nodes);
+                    count_images(images, &old, -1);
+                    count_images(images, &info, 1);
+                }
+                Arc::make_mut(&mut self.nodes)[i] = Arc::new(info);
             }
-            if old.image_sizes.keys().ne(info.image_sizes.keys()) || old.image_sizes.len() != info.image_sizes.len() {
-                let images = Arc::make_mut(&mut self.image_nodes);
-                count_images(images, old, -1);
-                count_images(images, &info, 1);
+            None => {
+                for placed in self.pods.values().filter(|p| p.node == name) {
+                    info.add_pod(Arc::clone(&placed.info));
+                }
+                count_images(Arc::make_mut(&mut self.image_nodes), &info, 1);
+                let nodes = Arc::make_mut(&mut self.nodes);
+                nodes.push(Arc::new(info));
+                Arc::make_mut(&mut self.index).insert(name, nodes.len() - 1);
             }
-        } else {
-            for placed in self.pods.values().filter(|p| p.node == name) {
-                info.add_pod(Arc::clone(&placed.info));
-            }
-            count_images(Arc::make_mut(&mut self.image_nodes), &info, 1);
-            self.order.push(name.clone());
-            Arc::make_mut(&mut self.index).insert(name.clone(), self.order.len() - 1);
         }
-        self.nodes.insert(name, Arc::new(info));
     }
 
     /// Removes a node (its pods stay known, placed nowhere, until they go).
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(old) = self.nodes.remove(name) {
-            count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
-            self.order.retain(|n| n != name);
-            self.index = Arc::new(self.order.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect());
-        }
+        let Some(i) = self.index.get(name).copied() else { return };
+        let old = Arc::make_mut(&mut self.nodes).remove(i);
+        count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
+        self.index = Arc::new(self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect());
     }
 
     fn place(&mut self, node: &str, info: Arc<PodInfo>) {
-        if let Some(n) = self.nodes.get_mut(node) {
-            Arc::make_mut(n).add_pod(info);
+        if let Some(n) = self.node_mut(node) {
+            n.add_pod(info);
         }
     }
 
     fn unplace(&mut self, node: &str, uid: &str) {
-        if let Some(n) = self.nodes.get_mut(node) {
-            Arc::make_mut(n).remove_pod(uid);
+        if let Some(n) = self.node_mut(node) {
+            n.remove_pod(uid);
         }
     }
 
@@ -164,8 +175,7 @@ impl SchedulerCache {
 
     /// The cluster as it is now, for one cycle.
     pub fn snapshot(&self) -> Snapshot {
-        let nodes = self.order.iter().filter_map(|n| self.nodes.get(n)).cloned().collect();
-        Snapshot::with_indexes(nodes, Arc::clone(&self.index), Arc::clone(&self.image_nodes))
+        Snapshot::with_indexes(Arc::clone(&self.nodes), Arc::clone(&self.index), Arc::clone(&self.image_nodes))
     }
 }
 

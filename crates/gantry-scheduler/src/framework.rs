@@ -291,7 +291,7 @@ impl Profile {
                 Code::Error => return (Decision::Failed(status), state),
                 _ => {
                     let mut explanation = Explanation::default();
-                    for node in &snapshot.nodes {
+                    for node in snapshot.nodes.iter() {
                         explanation.rejected.push((node.name.clone(), status.clone()));
                     }
                     let message = unschedulable_message(snapshot.nodes.len(), &explanation.rejected);

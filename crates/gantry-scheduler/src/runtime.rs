@@ -10,7 +10,6 @@ use futures::StreamExt;
 use gantry_lease::{ElectionConfig, LeaderElector};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -216,10 +215,7 @@ async fn schedule_loop(
     mut leading: Option<tokio::sync::watch::Receiver<bool>>,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "default-scheduler".into(), instance: Some(config.identity.clone()) },
-    );
+    let recorder = Recorder { client: client.clone(), instance: config.identity.clone() };
     let bindings = Arc::new(Semaphore::new(config.max_parallel_bindings.max(1)));
     let mut in_flight: JoinSet<Outcome> = JoinSet::new();
     let mut tie_break: u64 = 0;
@@ -359,16 +355,7 @@ async fn preempt(client: &Client, recorder: &Recorder, pod: &PodInfo, nomination
                     ..Default::default()
                 };
                 let note = format!("Preempted by pod {} on node {}", pod.key, nomination.node);
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: "Preempted".into(),
-                    note: Some(note),
-                    action: "Preempting".into(),
-                    secondary: None,
-                };
-                if let Err(err) = recorder.publish(&event, &reference).await {
-                    tracing::debug!(victim, error = %err, "scheduler: could not record a preemption event");
-                }
+                recorder.publish(reference, EventType::Normal, "Preempted", note, "Preempting").await;
             }
             Err(err) => tracing::warn!(victim, error = %err, "scheduler: could not preempt a pod"),
         }
@@ -397,8 +384,53 @@ async fn report(recorder: &Recorder, pod: &PodInfo, type_: EventType, reason: &s
         uid: pod.pod.metadata.uid.clone(),
         ..Default::default()
     };
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    if let Err(err) = recorder.publish(&event, &reference).await {
-        tracing::debug!(pod = %pod.key, error = %err, "scheduler: could not record an event");
+    recorder.publish(reference, type_, reason, note, action).await;
+}
+
+/// Whether an event reports something normal or something to look at.
+#[derive(Clone, Copy)]
+enum EventType {
+    Normal,
+    Warning,
+}
+
+/// Writes `events.k8s.io/v1` Events about pods. Each event is one create: the scheduler reports each pod's
+/// outcome once per attempt, so there is nothing to aggregate, and keeping a cache of past events (as
+/// general-purpose recorders do) would cost a scan per event at thousands of pods per second.
+#[derive(Clone)]
+struct Recorder {
+    client: Client,
+    instance: String,
+}
+
+impl Recorder {
+    async fn publish(&self, regarding: ObjectReference, type_: EventType, reason: &str, note: String, action: &str) {
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let now = jiff::Timestamp::now();
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or("pod"), now.as_nanosecond());
+        let event = json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "reportingController": "default-scheduler",
+            "reportingInstance": self.instance,
+            "action": action,
+            "reason": reason,
+            "regarding": regarding,
+            "note": note,
+            "type": match type_ { EventType::Normal => "Normal", EventType::Warning => "Warning" },
+        });
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &namespace);
+        let parsed = match serde_json::from_value(event) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                tracing::debug!(error = %err, "scheduler: could not build an event");
+                return;
+            }
+        };
+        if let Err(err) = events.create(&PostParams::default(), &parsed).await {
+            tracing::debug!(reason, error = %err, "scheduler: could not record an event");
+        }
     }
 }

@@ -190,8 +190,8 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
 /// Every node at one moment, for one scheduling cycle.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    /// The nodes, in a stable order.
-    pub nodes: Vec<Arc<NodeInfo>>,
+    /// The nodes, in a stable order (shared with the cache that made the snapshot).
+    pub nodes: Arc<Vec<Arc<NodeInfo>>>,
     index: Arc<HashMap<String, usize>>,
     /// How many nodes hold each image (by name), for image locality.
     pub image_nodes: Arc<HashMap<String, usize>>,
@@ -211,18 +211,18 @@ impl Snapshot {
                 *image_nodes.entry(name.clone()).or_insert(0) += 1;
             }
         }
-        Snapshot::with_indexes(nodes, Arc::new(index), Arc::new(image_nodes))
+        Snapshot::with_indexes(Arc::new(nodes), Arc::new(index), Arc::new(image_nodes))
     }
 
     /// A snapshot reusing indexes its caller keeps up to date (the scheduler's cache), so that taking one
     /// per scheduling cycle costs one reference count per node.
     pub fn with_indexes(
-        nodes: Vec<Arc<NodeInfo>>,
+        nodes: Arc<Vec<Arc<NodeInfo>>>,
         index: Arc<HashMap<String, usize>>,
         image_nodes: Arc<HashMap<String, usize>>,
     ) -> Snapshot {
         let (mut pods_with_affinity, mut pods_with_required_anti_affinity) = (0, 0);
-        for node in &nodes {
+        for node in nodes.iter() {
             pods_with_affinity += node.pods_with_affinity.len();
             pods_with_required_anti_affinity +=
                 node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity).count();

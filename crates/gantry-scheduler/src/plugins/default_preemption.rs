@@ -78,7 +78,7 @@ impl PostFilter for DefaultPreemption {
             return (None, Status::unschedulable("not eligible due to preemptionPolicy=Never."));
         }
         let mut best: Option<((i32, i64, usize), Nomination)> = None;
-        for node in &snapshot.nodes {
+        for node in snapshot.nodes.iter() {
             // Nodes rejected for reasons evicting pods cannot change are not candidates.
             if verdicts.get(&node.name).is_some_and(|s| s.code == Code::UnschedulableAndUnresolvable) {
                 continue;

@@ -195,13 +195,13 @@ struct FilterState {
 }
 
 /// Every node of the snapshot, kept for PreScore (which only sees the feasible ones).
-struct AllNodes(Vec<Arc<NodeInfo>>);
+struct AllNodes(Arc<Vec<Arc<NodeInfo>>>);
 
 impl PreFilter for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
         // Scoring needs every node only when some pod involved has affinity terms.
         if pod.has_pod_affinity || snapshot.pods_with_affinity > 0 {
-            state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+            state.write(STATE_NODES, AllNodes(Arc::clone(&snapshot.nodes)));
         }
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
@@ -218,7 +218,7 @@ impl PreFilter for InterPodAffinity {
             ..FilterState::default()
         };
         let own_terms = !affinity.is_empty() || !anti.is_empty();
-        for node in &snapshot.nodes {
+        for node in snapshot.nodes.iter() {
             let labels = node.labels();
             for existing in node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity) {
                 for term in required_anti_affinity(&existing.pod) {

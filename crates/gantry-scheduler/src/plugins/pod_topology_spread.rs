@@ -238,20 +238,20 @@ struct FilterState {
 }
 
 /// Every node of the snapshot, kept for PreScore (which only sees the feasible ones).
-struct AllNodes(Vec<Arc<NodeInfo>>);
+struct AllNodes(Arc<Vec<Arc<NodeInfo>>>);
 
 impl PreFilter for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
         // Scoring needs every node only for pods with soft constraints.
         if !constraints(pod, "ScheduleAnyway").is_empty() {
-            state.write(STATE_NODES, AllNodes(snapshot.nodes.clone()));
+            state.write(STATE_NODES, AllNodes(Arc::clone(&snapshot.nodes)));
         }
         let constraints = constraints(pod, "DoNotSchedule");
         if constraints.is_empty() {
             return Status::skip();
         }
         let mut counts = vec![DomainCounts::default(); constraints.len()];
-        for node in &snapshot.nodes {
+        for node in snapshot.nodes.iter() {
             let labels = node.labels();
             if !has_all_keys(labels, &constraints) {
                 continue;
