@@ -264,9 +264,12 @@ async fn schedule_loop(
         tie_break = tie_break.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let nodes = snapshot.nodes.len();
         let enough = crate::framework::feasible_nodes_to_find(nodes);
-        let (decision, _cycle, evaluated) =
+        let (decision, cycle, evaluated) =
             profile.schedule_from(&pod, &snapshot, tie_break >> 33, next_start % nodes.max(1), enough);
         next_start = (next_start + evaluated) % nodes.max(1);
+        // Let go of the snapshot before the cache changes, so the change copies nothing (copy-on-write).
+        drop(cycle);
+        drop(snapshot);
         match decision {
             Decision::Place { node, explanation } => {
                 {
