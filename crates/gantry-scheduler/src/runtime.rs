@@ -97,24 +97,40 @@ pub fn start(
     SchedulerHandle { state }
 }
 
-async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let nodes: Api<Node> = Api::all(client);
-    let mut stream = watcher(nodes, watcher::Config::default()).boxed();
+/// Follows one kind through a watcher until `shutdown`, applying each event to the shared state under its
+/// lock and waking the scheduling loop. Watch failures are retried (the watcher re-lists as needed).
+async fn follow<K, F>(
+    api: Api<K>,
+    what: &'static str,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    mut apply: F,
+) where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: FnMut(&mut State, watcher::Event<K>, Instant),
+{
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
             next = stream.next() => match next {
                 Some(Ok(event)) => event,
                 Some(Err(err)) => {
-                    tracing::warn!(error = %err, "scheduler: watching nodes failed; retrying");
+                    tracing::warn!(error = %err, what, "scheduler: watching failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
                 None => return,
             },
         };
-        let mut s = lock(&state);
-        let now = Instant::now();
+        apply(&mut lock(&state), event, Instant::now());
+        wake.notify_one();
+    }
+}
+
+async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    follow(Api::<Node>::all(client), "nodes", state, wake, shutdown, |s, event, now| {
         match event {
             watcher::Event::Apply(node) | watcher::Event::InitApply(node) => s.cache.upsert_node(node),
             watcher::Event::Delete(node) => s.cache.remove_node(node.metadata.name.as_deref().unwrap_or("")),
@@ -123,9 +139,8 @@ async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>
         }
         // Any node change may make a waiting pod fit.
         s.queue.cluster_changed(now);
-        drop(s);
-        wake.notify_one();
-    }
+    })
+    .await;
 }
 
 async fn watch_pods(
@@ -135,53 +150,31 @@ async fn watch_pods(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let pods: Api<Pod> = Api::all(client);
-    let mut stream = watcher(pods, watcher::Config::default()).boxed();
-    loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            next = stream.next() => match next {
-                Some(Ok(event)) => event,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "scheduler: watching pods failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-                None => return,
-            },
-        };
-        let mut s = lock(&state);
-        let now = Instant::now();
-        match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                if needs_scheduling(&pod, &config) {
-                    s.queue.add(Arc::new(PodInfo::new(Arc::new(pod))), now);
-                } else {
-                    let freed = pod.metadata.deletion_timestamp.is_some()
-                        || matches!(
-                            pod.status.as_ref().and_then(|st| st.phase.as_deref()),
-                            Some("Succeeded" | "Failed")
-                        );
-                    s.queue.remove(&uid);
-                    s.cache.upsert_pod(pod);
-                    if freed {
-                        s.queue.cluster_changed(now);
-                    }
-                }
-            }
-            watcher::Event::Delete(pod) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
+    follow(Api::<Pod>::all(client), "pods", state, wake, shutdown, |s, event, now| match event {
+        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if needs_scheduling(&pod, &config) {
+                s.queue.add(Arc::new(PodInfo::new(Arc::new(pod))), now);
+            } else {
+                let freed = pod.metadata.deletion_timestamp.is_some()
+                    || matches!(pod.status.as_ref().and_then(|st| st.phase.as_deref()), Some("Succeeded" | "Failed"));
                 s.queue.remove(&uid);
-                s.cache.remove_pod(&uid);
-                s.queue.cluster_changed(now);
+                s.cache.upsert_pod(pod);
+                if freed {
+                    s.queue.cluster_changed(now);
+                }
             }
-            watcher::Event::Init => {}
-            watcher::Event::InitDone => s.pods_synced = true,
         }
-        drop(s);
-        wake.notify_one();
-    }
+        watcher::Event::Delete(pod) => {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            s.queue.remove(&uid);
+            s.cache.remove_pod(&uid);
+            s.queue.cluster_changed(now);
+        }
+        watcher::Event::Init => {}
+        watcher::Event::InitDone => s.pods_synced = true,
+    })
+    .await;
 }
 
 /// What a finished binding or report tells the loop.

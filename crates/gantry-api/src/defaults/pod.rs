@@ -1,5 +1,6 @@
 //! Defaults of Pods and of the pod templates embedded in workloads.
 
+use crate::validation::pod::VOLUME_SOURCES;
 use serde_json::{Value, json};
 
 use super::{
@@ -114,39 +115,6 @@ fn default_pod_spec(spec: &mut Value) {
         }
     }
 }
-
-const VOLUME_SOURCES: &[&str] = &[
-    "emptyDir",
-    "hostPath",
-    "gitRepo",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "flocker",
-    "persistentVolumeClaim",
-    "rbd",
-    "cinder",
-    "cephfs",
-    "quobyte",
-    "downwardAPI",
-    "fc",
-    "flexVolume",
-    "configMap",
-    "azureFile",
-    "vsphereVolume",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "azureDisk",
-    "storageos",
-    "projected",
-    "scaleIO",
-    "csi",
-    "ephemeral",
-    "image",
-];
 
 fn default_volume(vol: &mut Value) {
     if VOLUME_SOURCES.iter().all(|s| is_unset(vol, s)) {

@@ -19,7 +19,7 @@ mod core;
 mod meta;
 pub mod names;
 mod other;
-mod pod;
+pub(crate) mod pod;
 pub mod quantity;
 mod value;
 

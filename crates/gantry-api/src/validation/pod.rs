@@ -273,7 +273,8 @@ fn validate_tolerations(tolerations: &[Value], path: &Path, errs: &mut Vec<Field
 /// Volume name → whether it is a PVC-backed (block-capable) volume.
 type Volumes = BTreeMap<String, bool>;
 
-const VOLUME_SOURCES: &[&str] = &[
+/// The volume source fields of a Volume; exactly one is set (defaulting adds emptyDir when none is).
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "emptyDir",
     "hostPath",
     "gitRepo",

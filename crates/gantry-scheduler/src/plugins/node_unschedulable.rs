@@ -1,9 +1,10 @@
 //! NodeUnschedulable: a cordoned node (`spec.unschedulable`) takes only pods that tolerate the
 //! `node.kubernetes.io/unschedulable:NoSchedule` taint, as kube-scheduler's plugin of the same name decides.
 
-use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::core::v1::Taint;
 
 use crate::framework::{CycleState, Filter, Plugin, Status};
+use crate::plugins::taint_toleration::tolerations_tolerate_taint;
 use crate::snapshot::{NodeInfo, PodInfo};
 
 /// The reason given for a cordoned node.
@@ -29,35 +30,20 @@ impl Plugin for NodeUnschedulable {
     }
 }
 
-/// Whether a toleration tolerates the taint `key` with an empty value and effect `NoSchedule`, with the
-/// Kubernetes matching rules: an empty effect or key matches any, `Exists` ignores the value, `Equal` (or no
-/// operator) compares it; any other operator cannot match an empty value.
-fn tolerates_unschedulable(t: &Toleration) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != "NoSchedule") {
-        return false;
-    }
-    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != TAINT_NODE_UNSCHEDULABLE) {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => t.value.as_deref().unwrap_or("").is_empty(),
-        "Exists" => true,
-        _ => false,
-    }
-}
-
 impl Filter for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let cordoned = node.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
         if !cordoned {
             return Status::success();
         }
+        // A cordoned node counts as carrying the unschedulable taint; the usual toleration rules decide.
+        let taint = Taint { key: TAINT_NODE_UNSCHEDULABLE.into(), effect: "NoSchedule".into(), ..Default::default() };
         let tolerated = pod
             .pod
             .spec
             .as_ref()
-            .and_then(|s| s.tolerations.as_ref())
-            .is_some_and(|ts| ts.iter().any(tolerates_unschedulable));
+            .and_then(|s| s.tolerations.as_deref())
+            .is_some_and(|ts| tolerations_tolerate_taint(ts, &taint, false));
         if tolerated { Status::success() } else { Status::unresolvable(ERR_REASON) }
     }
 }
