@@ -17,6 +17,8 @@
 //! lookups per node. Cluster-level default constraints (kube-scheduler's system defaulting for pods without
 //! constraints) are not applied: a pod without constraints is not spread by this plugin.
 
+use crate::plugins::node_affinity::RequiredNodeAffinity;
+use crate::plugins::taint_toleration::{find_untolerated_taint, is_do_not_schedule_taint};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -90,69 +92,11 @@ pub(crate) fn label_selector_matches(sel: &metav1::LabelSelector, labels: &BTree
     true
 }
 
-/// Whether a node passes the pod's `nodeSelector` and required node affinity (what NodeAffinity filters on).
-pub(crate) fn required_node_affinity_matches(pod: &Pod, node: &Node) -> bool {
-    let Some(spec) = &pod.spec else { return true };
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY);
-    if spec.node_selector.iter().flatten().any(|(k, v)| labels.get(k) != Some(v)) {
-        return false;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
-    let Some(required) = required else { return true };
-    let name = node.metadata.name.as_deref().unwrap_or("");
-    required.node_selector_terms.iter().any(|term| {
-        let exprs = term.match_expressions.as_deref().unwrap_or_default();
-        let fields = term.match_fields.as_deref().unwrap_or_default();
-        // An empty term selects no node.
-        if exprs.is_empty() && fields.is_empty() {
-            return false;
-        }
-        exprs.iter().all(|e| node_requirement_matches(&e.operator, e.values.as_deref(), labels.get(&e.key)))
-            && fields.iter().all(|f| {
-                f.key == "metadata.name"
-                    && node_requirement_matches(&f.operator, f.values.as_deref(), Some(&name.into()))
-            })
-    })
-}
-
-fn node_requirement_matches(operator: &str, values: Option<&[String]>, value: Option<&String>) -> bool {
-    let values = values.unwrap_or_default();
-    let as_int = |s: &str| s.parse::<i64>().ok();
-    match operator {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), [bound]) = (value.and_then(|v| as_int(v)), values) else { return false };
-            let Some(bound) = as_int(bound) else { return false };
-            if operator == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
 /// Whether the node has a NoSchedule or NoExecute taint the pod does not tolerate.
 fn has_untolerated_taint(pod: &Pod, node: &Node) -> bool {
     let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").any(|taint| {
-        !tolerations.iter().any(|tol| {
-            let effect_ok = tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-            let key_ok = tol.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key);
-            let value_ok = match tol.operator.as_deref().unwrap_or("Equal") {
-                "Exists" => true,
-                "Equal" | "" => tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-                _ => false,
-            };
-            effect_ok && key_ok && value_ok
-        })
-    })
+    find_untolerated_taint(taints, tolerations, is_do_not_schedule_taint, false).is_some()
 }
 
 /// A constraint as the plugin evaluates it.
@@ -251,12 +195,13 @@ impl PreFilter for PodTopologySpread {
             return Status::skip();
         }
         let mut counts = vec![DomainCounts::default(); constraints.len()];
+        let required = RequiredNodeAffinity::from_pod(&pod.pod);
         for node in snapshot.nodes.iter() {
             let labels = node.labels();
             if !has_all_keys(labels, &constraints) {
                 continue;
             }
-            let affinity_ok = required_node_affinity_matches(&pod.pod, &node.node);
+            let affinity_ok = required.matches(&node.node);
             for (i, c) in constraints.iter().enumerate() {
                 if !c.includes(&pod.pod, &node.node, affinity_ok) {
                     continue;
@@ -347,12 +292,13 @@ impl PreScore for PodTopologySpread {
             .collect();
         let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
         let mut totals = counts;
+        let required = RequiredNodeAffinity::from_pod(&pod.pod);
         for node in all {
             let labels = node.labels();
             if !has_all_keys(labels, &constraints) {
                 continue;
             }
-            let affinity_ok = required_node_affinity_matches(&pod.pod, &node.node);
+            let affinity_ok = required.matches(&node.node);
             for (i, c) in constraints.iter().enumerate() {
                 if !c.includes(&pod.pod, &node.node, affinity_ok) {
                     continue;
