@@ -88,7 +88,7 @@ impl SchedulerCache {
         let Some(i) = self.index.get(name).copied() else { return };
         let old = Arc::make_mut(&mut self.nodes).remove(i);
         count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
-        self.index = Arc::new(self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect());
+        self.index = Arc::new(self.nodes.iter().enumerate().map(|(i, n)| (n.name.to_string(), i)).collect());
     }
 
     fn place(&mut self, node: &str, info: Arc<PodInfo>) {

@@ -27,7 +27,7 @@ pub enum Code {
 }
 
 /// A plugin's verdict, with the reasons that explain it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
     /// The class.
     pub code: Code,
@@ -119,7 +119,7 @@ pub trait Filter: Plugin {
 }
 
 /// What filtering said about each node, by node name.
-pub type NodeVerdicts = HashMap<String, Status>;
+pub type NodeVerdicts = HashMap<Arc<str>, Status>;
 
 /// Runs when no node passed the filters (preemption).
 pub trait PostFilter: Plugin {
@@ -163,7 +163,7 @@ pub trait Score: Plugin {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeScore {
     /// The node.
-    pub node: String,
+    pub node: Arc<str>,
     /// The score.
     pub score: i64,
 }
@@ -206,7 +206,7 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScoredNode {
     /// The node.
-    pub node: String,
+    pub node: Arc<str>,
     /// The sum of the weighted plugin scores.
     pub total: i64,
     /// Each plugin's weighted score.
@@ -217,9 +217,14 @@ pub struct ScoredNode {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Explanation {
     /// Filter verdicts of nodes that were rejected, by node.
-    pub rejected: Vec<(String, Status)>,
+    pub rejected: Vec<(Arc<str>, Status)>,
     /// Feasible nodes' scores, highest first.
     pub scores: Vec<ScoredNode>,
+    /// Nodes in the cluster at the time.
+    pub total_nodes: usize,
+    /// Nodes the filters looked at: in large clusters the search stops once enough feasible nodes are found
+    /// (see [`feasible_nodes_to_find`]), so the others have no verdict.
+    pub evaluated_nodes: usize,
 }
 
 /// The outcome of a scheduling cycle.
@@ -290,11 +295,13 @@ impl Profile {
                 Code::Skip => state.skip_filter.push(p.name()),
                 Code::Error => return (Decision::Failed(status), state),
                 _ => {
-                    let mut explanation = Explanation::default();
+                    let total = snapshot.nodes.len();
+                    let mut explanation =
+                        Explanation { total_nodes: total, evaluated_nodes: total, ..Explanation::default() };
                     for node in snapshot.nodes.iter() {
-                        explanation.rejected.push((node.name.clone(), status.clone()));
+                        explanation.rejected.push((Arc::clone(&node.name), status.clone()));
                     }
-                    let message = unschedulable_message(snapshot.nodes.len(), &explanation.rejected);
+                    let message = unschedulable_message(total, &explanation.rejected);
                     return (Decision::Unschedulable { message, nomination: None, explanation }, state);
                 }
             }
@@ -317,8 +324,8 @@ impl Profile {
                     Code::Success | Code::Skip => {}
                     Code::Error => return (Decision::Failed(status), state),
                     _ => {
-                        verdicts.insert(node.name.clone(), status.clone());
-                        rejected.push((node.name.clone(), status));
+                        verdicts.insert(Arc::clone(&node.name), status.clone());
+                        rejected.push((Arc::clone(&node.name), status));
                         continue 'nodes;
                     }
                 }
@@ -338,11 +345,18 @@ impl Profile {
                 }
             }
             let message = unschedulable_message(snapshot.nodes.len(), &rejected);
-            let explanation = Explanation { rejected, scores: Vec::new() };
+            let explanation =
+                Explanation { rejected, scores: Vec::new(), total_nodes: total, evaluated_nodes: *evaluated };
             return (Decision::Unschedulable { message, nomination, explanation }, state);
         }
-        let mut scores: Vec<ScoredNode> =
-            feasible.iter().map(|n| ScoredNode { node: n.name.clone(), total: 0, parts: Vec::new() }).collect();
+        let plugins_scoring = plugins.score.len();
+        let mut scores: Vec<ScoredNode> = feasible
+            .iter()
+            .map(|n| ScoredNode { node: Arc::clone(&n.name), total: 0, parts: Vec::with_capacity(plugins_scoring) })
+            .collect();
+        // One buffer for every plugin's raw scores: refilled per plugin, never reallocated.
+        let mut plugin_scores: Vec<NodeScore> =
+            feasible.iter().map(|n| NodeScore { node: Arc::clone(&n.name), score: 0 }).collect();
         if feasible.len() > 1 {
             for p in &plugins.pre_score {
                 let status = p.pre_score(&mut state, pod, &feasible).by(p.name());
@@ -356,10 +370,9 @@ impl Profile {
                 if state.skip_score.contains(&plugin.name()) {
                     continue;
                 }
-                let mut plugin_scores = Vec::with_capacity(feasible.len());
-                for node in &feasible {
+                for (node, slot) in feasible.iter().zip(plugin_scores.iter_mut()) {
                     match plugin.score(&state, pod, node) {
-                        Ok(score) => plugin_scores.push(NodeScore { node: node.name.clone(), score }),
+                        Ok(score) => slot.score = score,
                         Err(status) => return (Decision::Failed(status.by(plugin.name())), state),
                     }
                 }
@@ -376,9 +389,9 @@ impl Profile {
         }
         let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
         let top: Vec<&ScoredNode> = scores.iter().filter(|s| s.total == best).collect();
-        let chosen = top[(tie_break % top.len() as u64) as usize].node.clone();
-        scores.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
-        let explanation = Explanation { rejected, scores };
+        let chosen = top[(tie_break % top.len() as u64) as usize].node.to_string();
+        scores.sort_unstable_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
+        let explanation = Explanation { rejected, scores, total_nodes: total, evaluated_nodes: *evaluated };
         for (i, p) in plugins.reserve.iter().enumerate() {
             let status = p.reserve(&mut state, pod, &chosen).by(p.name());
             if !status.is_success() {
@@ -407,7 +420,7 @@ pub fn feasible_nodes_to_find(nodes: usize) -> usize {
 /// kube-scheduler's message for a pod no node accepts: `0/5 nodes are available: 3 Insufficient cpu, 2
 /// node(s) had untolerated taint {…}.` Reasons are counted across nodes; the "count reason" strings are
 /// sorted as strings, as kube-scheduler sorts them.
-pub fn unschedulable_message(total_nodes: usize, rejected: &[(String, Status)]) -> String {
+pub fn unschedulable_message(total_nodes: usize, rejected: &[(Arc<str>, Status)]) -> String {
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for (_, status) in rejected {
         for reason in &status.reasons {
@@ -488,7 +501,7 @@ mod tests {
         let (decision, _) = profile().schedule(&pod(), &snapshot(&["a1", "b22", "a333"]), 0);
         let Decision::Place { node, explanation } = decision else { panic!("not placed") };
         assert_eq!(node, "a333");
-        assert_eq!(explanation.rejected[0].0, "b22");
+        assert_eq!(explanation.rejected[0].0, "b22".into());
         assert_eq!(explanation.rejected[0].1.plugin, "OnlyNamed");
         let expected = ScoredNode { node: "a333".into(), total: 8, parts: vec![("PreferLong", 8)] };
         assert_eq!(explanation.scores[0], expected);
@@ -512,7 +525,7 @@ mod tests {
         let (decision, _, evaluated) = profile().schedule_from(&pod(), &snapshot(&refs), 0, 7, 2);
         assert_eq!(evaluated, 2, "stops after two feasible nodes");
         let Decision::Place { explanation, .. } = decision else { panic!("not placed") };
-        let mut seen: Vec<&str> = explanation.scores.iter().map(|s| s.node.as_str()).collect();
+        let mut seen: Vec<&str> = explanation.scores.iter().map(|s| &*s.node).collect();
         seen.sort();
         assert_eq!(seen, vec!["a7", "a8"], "the search starts where it is told");
     }
@@ -520,9 +533,9 @@ mod tests {
     #[test]
     fn messages_count_reasons_alphabetically() {
         let rejected = vec![
-            ("n1".to_string(), Status::unschedulable("Insufficient cpu")),
-            ("n2".to_string(), Status::new(Code::Unschedulable, ["Insufficient cpu", "Insufficient memory"])),
-            ("n3".to_string(), Status::unresolvable("node(s) had untolerated taint {a: b}")),
+            ("n1".into(), Status::unschedulable("Insufficient cpu")),
+            ("n2".into(), Status::new(Code::Unschedulable, ["Insufficient cpu", "Insufficient memory"])),
+            ("n3".into(), Status::unresolvable("node(s) had untolerated taint {a: b}")),
         ];
         assert_eq!(
             unschedulable_message(5, &rejected),

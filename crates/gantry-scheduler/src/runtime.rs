@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::SchedulerCache;
-use crate::framework::{Decision, Explanation, Profile};
+use crate::framework::{Decision, Explanation, Profile, ScoredNode, Status};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::snapshot::PodInfo;
 
@@ -35,13 +35,108 @@ pub struct SchedulerConfig {
     pub max_parallel_bindings: usize,
 }
 
+/// How many pods' last attempts are kept for `gantry why`, most recent first. Pods still pending are retried
+/// (on cluster events, and at least every few minutes), so their record stays fresh.
+pub const ATTEMPTS_KEPT: usize = 256;
+
+/// How many of the best-scored feasible nodes an attempt keeps.
+pub const SCORES_KEPT: usize = 100;
+
+/// One scheduling attempt of a pod, as `gantry why` shows it.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// When the cycle ran.
+    pub time: jiff::Timestamp,
+    /// What came of it.
+    pub result: AttemptResult,
+    /// Nodes in the cluster then.
+    pub total_nodes: usize,
+    /// Nodes the filters looked at (the search stops once enough feasible nodes are found).
+    pub evaluated_nodes: usize,
+    /// Rejected nodes, grouped by the verdict that rejected them (thousands of nodes usually share a handful
+    /// of verdicts).
+    pub rejected: Vec<(Status, Vec<Arc<str>>)>,
+    /// The best-scored feasible nodes, highest first (at most [`SCORES_KEPT`]).
+    pub scores: Vec<ScoredNode>,
+    /// Feasible nodes in all, including those beyond [`SCORES_KEPT`].
+    pub feasible_nodes: usize,
+}
+
+/// What an attempt decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The pod was assigned to this node (binding follows).
+    Placed {
+        /// The node.
+        node: String,
+    },
+    /// No node fits.
+    Unschedulable {
+        /// The message given to the pod's PodScheduled condition.
+        message: String,
+        /// The node preemption nominated, if any.
+        nominated: Option<String>,
+    },
+}
+
+impl Attempt {
+    fn new(result: AttemptResult, explanation: Explanation) -> Attempt {
+        let mut groups: HashMap<Status, Vec<Arc<str>>> = HashMap::new();
+        for (node, status) in explanation.rejected {
+            groups.entry(status).or_default().push(node);
+        }
+        let mut rejected: Vec<(Status, Vec<Arc<str>>)> = groups.into_iter().collect();
+        rejected.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.plugin.cmp(b.0.plugin)));
+        let feasible_nodes = explanation.scores.len();
+        let mut scores = explanation.scores;
+        scores.truncate(SCORES_KEPT);
+        Attempt {
+            time: jiff::Timestamp::now(),
+            result,
+            total_nodes: explanation.total_nodes,
+            evaluated_nodes: explanation.evaluated_nodes,
+            rejected,
+            scores,
+            feasible_nodes,
+        }
+    }
+}
+
+/// The last attempt of recently scheduled pods, bounded by [`ATTEMPTS_KEPT`].
+#[derive(Default)]
+struct Attempts {
+    by_pod: HashMap<String, Arc<Attempt>>,
+    /// Pod keys, oldest attempt first (a key appears once).
+    order: std::collections::VecDeque<String>,
+}
+
+impl Attempts {
+    fn record(&mut self, key: &str, attempt: Attempt) {
+        if self.by_pod.insert(key.to_string(), Arc::new(attempt)).is_some() {
+            self.order.retain(|k| k != key);
+        }
+        self.order.push_back(key.to_string());
+        while self.order.len() > ATTEMPTS_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_pod.remove(&oldest);
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if self.by_pod.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
 /// What the scheduler knows, shared by the watchers and the scheduling loop.
 #[derive(Default)]
 struct State {
     cache: SchedulerCache,
     queue: SchedulingQueue,
-    /// The last attempt's explanation per pod (`namespace/name`), for `gantry why`.
-    explanations: HashMap<String, Explanation>,
+    /// Recent pods' last attempts, for `gantry why`.
+    attempts: Attempts,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -53,9 +148,10 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
-    /// The explanation of the last scheduling attempt of `namespace/name`.
-    pub fn explanation(&self, key: &str) -> Option<Explanation> {
-        lock(&self.state).explanations.get(key).cloned()
+    /// The last scheduling attempt of the pod `namespace/name`, if it is among the recent ones this scheduler
+    /// made (see [`ATTEMPTS_KEPT`]).
+    pub fn last_attempt(&self, namespace: &str, name: &str) -> Option<Arc<Attempt>> {
+        lock(&self.state).attempts.by_pod.get(&format!("{namespace}/{name}")).cloned()
     }
 }
 
@@ -167,6 +263,12 @@ async fn watch_pods(
         }
         watcher::Event::Delete(pod) => {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let meta = &pod.metadata;
+            s.attempts.forget(&format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or(""),
+                meta.name.as_deref().unwrap_or("")
+            ));
             s.queue.remove(&uid);
             s.cache.remove_pod(&uid);
             s.queue.cluster_changed(now);
@@ -269,7 +371,8 @@ async fn schedule_loop(
                     let mut s = lock(&state);
                     // The pod stays in flight in the queue until its binding is settled.
                     s.cache.assume(Arc::clone(&pod), &node);
-                    s.explanations.insert(pod.key.clone(), explanation);
+                    s.attempts
+                        .record(&pod.key, Attempt::new(AttemptResult::Placed { node: node.clone() }, explanation));
                 }
                 let permit = Arc::clone(&bindings).acquire_owned().await;
                 let (client, recorder) = (client.clone(), recorder.clone());
@@ -291,7 +394,11 @@ async fn schedule_loop(
             Decision::Unschedulable { message, explanation, nomination } => {
                 {
                     let mut s = lock(&state);
-                    s.explanations.insert(pod.key.clone(), explanation);
+                    let result = AttemptResult::Unschedulable {
+                        message: message.clone(),
+                        nominated: nomination.as_ref().map(|n| n.node.clone()),
+                    };
+                    s.attempts.record(&pod.key, Attempt::new(result, explanation));
                     s.queue.unschedulable(queued, Instant::now());
                 }
                 let (client, recorder) = (client.clone(), recorder.clone());
@@ -428,5 +535,56 @@ impl Recorder {
         if let Err(err) = events.create(&PostParams::default(), &parsed).await {
             tracing::debug!(reason, error = %err, "scheduler: could not record an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Code;
+
+    fn explanation(rejected: &[(&str, &str)], feasible: usize) -> Explanation {
+        Explanation {
+            rejected: rejected.iter().map(|(n, r)| (Arc::from(*n), Status::unschedulable(*r))).collect(),
+            scores: (0..feasible)
+                .map(|i| ScoredNode { node: Arc::from(format!("f{i}")), total: 100 - i as i64, parts: Vec::new() })
+                .collect(),
+            total_nodes: rejected.len() + feasible,
+            evaluated_nodes: rejected.len() + feasible,
+        }
+    }
+
+    #[test]
+    fn attempts_group_rejected_nodes_by_verdict_and_keep_the_best_scores() {
+        let e = explanation(&[("a", "Insufficient cpu"), ("b", "Insufficient cpu"), ("c", "x")], SCORES_KEPT + 5);
+        let attempt = Attempt::new(AttemptResult::Placed { node: "f0".into() }, e);
+        assert_eq!(attempt.rejected.len(), 2);
+        assert_eq!(attempt.rejected[0].0.reasons, vec!["Insufficient cpu"]);
+        assert_eq!(attempt.rejected[0].0.code, Code::Unschedulable);
+        assert_eq!(attempt.rejected[0].1, vec![Arc::from("a"), Arc::from("b")]);
+        assert_eq!(attempt.scores.len(), SCORES_KEPT);
+        assert_eq!(attempt.feasible_nodes, SCORES_KEPT + 5);
+        assert_eq!(&*attempt.scores[0].node, "f0");
+    }
+
+    #[test]
+    fn only_the_most_recent_attempts_are_kept() {
+        let mut attempts = Attempts::default();
+        for i in 0..ATTEMPTS_KEPT + 3 {
+            let result = AttemptResult::Placed { node: format!("n{i}") };
+            attempts.record(&format!("ns/p{i}"), Attempt::new(result, explanation(&[], 1)));
+        }
+        assert_eq!(attempts.by_pod.len(), ATTEMPTS_KEPT);
+        assert!(!attempts.by_pod.contains_key("ns/p2"));
+        // Recording p3 again makes it the newest, so the next new pod pushes out p4 instead.
+        attempts.record("ns/p3", Attempt::new(AttemptResult::Placed { node: "again".into() }, explanation(&[], 1)));
+        attempts.record("ns/new", Attempt::new(AttemptResult::Placed { node: "n".into() }, explanation(&[], 1)));
+        assert_eq!(attempts.by_pod.len(), ATTEMPTS_KEPT);
+        assert!(attempts.by_pod.contains_key("ns/p3"));
+        assert!(!attempts.by_pod.contains_key("ns/p4"));
+        assert_eq!(attempts.by_pod["ns/p3"].result, AttemptResult::Placed { node: "again".into() });
+        attempts.forget("ns/p3");
+        assert!(!attempts.by_pod.contains_key("ns/p3"));
+        assert_eq!(attempts.order.len(), ATTEMPTS_KEPT - 1);
     }
 }

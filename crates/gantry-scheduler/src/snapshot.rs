@@ -93,8 +93,8 @@ pub type HostPort = (String, String, i32);
 pub struct NodeInfo {
     /// The node.
     pub node: Arc<Node>,
-    /// Its name.
-    pub name: String,
+    /// Its name (shared: verdicts and scores name nodes without copying).
+    pub name: Arc<str>,
     /// `status.allocatable`.
     pub allocatable: Resources,
     /// The sum of the placed pods' requests (`pods` counts them).
@@ -124,7 +124,7 @@ impl NodeInfo {
             }
         }
         NodeInfo {
-            name: node.metadata.name.clone().unwrap_or_default(),
+            name: Arc::from(node.metadata.name.as_deref().unwrap_or_default()),
             node,
             allocatable,
             requested: Resources::default(),
@@ -204,7 +204,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// A snapshot of the given nodes.
     pub fn new(nodes: Vec<Arc<NodeInfo>>) -> Snapshot {
-        let index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.name.to_string(), i)).collect();
         let mut image_nodes = HashMap::new();
         for node in &nodes {
             for name in node.image_sizes.keys() {

@@ -93,8 +93,10 @@ impl PostFilter for DefaultPreemption {
                 victims.len(),
             );
             if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                let nomination =
-                    Nomination { node: node.name.clone(), victims: victims.iter().map(|v| v.key.clone()).collect() };
+                let nomination = Nomination {
+                    node: node.name.to_string(),
+                    victims: victims.iter().map(|v| v.key.clone()).collect(),
+                };
                 best = Some((rank, nomination));
             }
         }

@@ -469,7 +469,7 @@ impl Filter for NodeAffinity {
         // The framework has no PreFilter result narrowing the nodes, so the narrowing happens here, first,
         // with the status kube-scheduler gives the nodes it leaves out.
         if let Some(names) = &s.node_names
-            && !names.contains(&node.name)
+            && !names.contains(&*node.name)
         {
             return Status::unresolvable(ERR_REASON_NODE_NAMES);
         }

@@ -28,7 +28,7 @@ impl Filter for NodeName {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         match pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             None | Some("") => Status::success(),
-            Some(wanted) if wanted == node.name => Status::success(),
+            Some(wanted) if wanted == &*node.name => Status::success(),
             // Evicting pods from this node can never make its name match.
             Some(_) => Status::unresolvable(ERR_REASON),
         }

@@ -253,7 +253,7 @@ struct ScoreState {
     constraints: Vec<Constraint>,
     counts: Vec<DomainCounts>,
     weights: Vec<f64>,
-    ignored: HashSet<String, DomainHasher>,
+    ignored: HashSet<Arc<str>, DomainHasher>,
     namespace: String,
 }
 
@@ -428,7 +428,7 @@ mod tests {
         let mut state = CycleState::default();
         let pre = plugin.pre_filter(&mut state, pod, snapshot);
         assert!(pre.is_success(), "{pre:?}");
-        snapshot.nodes.iter().map(|n| (n.name.clone(), plugin.filter(&state, pod, n))).collect()
+        snapshot.nodes.iter().map(|n| (n.name.to_string(), plugin.filter(&state, pod, n))).collect()
     }
 
     fn codes(verdicts: &[(String, Status)]) -> Vec<(&str, Code)> {
@@ -716,7 +716,7 @@ mod tests {
         let Decision::Place { node, explanation } = decision else { panic!("not placed: {decision:?}") };
         assert!(node == "b1" || node == "c1", "{node}");
         // Raw 3, 2, 2 (weight ln 5); normalized 100 * (3 + 2 - s) / 3 = 66, 100, 100; plugin weight 2.
-        assert_eq!(explanation.scores.last().map(|s| (s.node.as_str(), s.total)), Some(("a1", 132)));
+        assert_eq!(explanation.scores.last().map(|s| (&*s.node, s.total)), Some(("a1", 132)));
         assert_eq!(explanation.scores[0].total, 200);
     }
 }
