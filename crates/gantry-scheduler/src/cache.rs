@@ -6,13 +6,14 @@
 //! shows it bound; if its binding failed it is forgotten; if the watch never shows it (the pod was deleted
 //! meanwhile), it expires a while after its binding finished.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use crate::topology::TopologyIndex;
 
 /// How long an assumed pod whose binding succeeded may wait for the watch to show it.
 pub const ASSUMED_POD_TTL: Duration = Duration::from_secs(30);
@@ -38,17 +39,16 @@ pub struct SchedulerCache {
     pods: HashMap<String, PlacedPod>,
     /// Image name → number of nodes holding it.
     image_nodes: Arc<HashMap<String, usize>>,
+    /// Placed pods per topology domain.
+    topology: Arc<TopologyIndex>,
+    /// Assumed pods whose binding finished, by expiry (expiries only grow: the TTL is fixed).
+    expiries: VecDeque<(Instant, String)>,
 }
 
 impl SchedulerCache {
     /// An empty cache.
     pub fn new() -> SchedulerCache {
         SchedulerCache::default()
-    }
-
-    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
-        let i = *self.index.get(name)?;
-        Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut)
     }
 
     /// Adds or replaces a node, keeping the pods placed on it.
@@ -62,6 +62,16 @@ impl SchedulerCache {
                 for pod in &old.pods {
                     info.add_pod(Arc::clone(pod));
                 }
+                if old.labels() != info.labels() {
+                    // Its pods now count in other domains.
+                    let topology = Arc::make_mut(&mut self.topology);
+                    for pod in &old.pods {
+                        topology.place(pod, old.labels(), -1);
+                        topology.place(pod, info.labels(), 1);
+                    }
+                    topology.remove_node(old.labels());
+                    topology.add_node(info.labels());
+                }
                 if old.image_sizes.len() != info.image_sizes.len()
                     || old.image_sizes.keys().any(|k| !info.image_sizes.contains_key(k))
                 {
@@ -72,8 +82,11 @@ impl SchedulerCache {
                 Arc::make_mut(&mut self.nodes)[i] = Arc::new(info);
             }
             None => {
+                let topology = Arc::make_mut(&mut self.topology);
+                topology.add_node(info.labels());
                 for placed in self.pods.values().filter(|p| p.node == name) {
                     info.add_pod(Arc::clone(&placed.info));
+                    topology.place(&placed.info, info.labels(), 1);
                 }
                 count_images(Arc::make_mut(&mut self.image_nodes), &info, 1);
                 let nodes = Arc::make_mut(&mut self.nodes);
@@ -88,17 +101,27 @@ impl SchedulerCache {
         let Some(i) = self.index.get(name).copied() else { return };
         let old = Arc::make_mut(&mut self.nodes).remove(i);
         count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
+        let topology = Arc::make_mut(&mut self.topology);
+        for pod in &old.pods {
+            topology.place(pod, old.labels(), -1);
+        }
+        topology.remove_node(old.labels());
         self.index = Arc::new(self.nodes.iter().enumerate().map(|(i, n)| (n.name.to_string(), i)).collect());
     }
 
     fn place(&mut self, node: &str, info: Arc<PodInfo>) {
-        if let Some(n) = self.node_mut(node) {
+        let Some(i) = self.index.get(node).copied() else { return };
+        Arc::make_mut(&mut self.topology).place(&info, self.nodes[i].labels(), 1);
+        if let Some(n) = Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut) {
             n.add_pod(info);
         }
     }
 
     fn unplace(&mut self, node: &str, uid: &str) {
-        if let Some(n) = self.node_mut(node) {
+        let Some(i) = self.index.get(node).copied() else { return };
+        let Some(pod) = self.nodes[i].pods.iter().find(|p| p.uid == uid).cloned() else { return };
+        Arc::make_mut(&mut self.topology).place(&pod, self.nodes[i].labels(), -1);
+        if let Some(n) = Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut) {
             n.remove_pod(uid);
         }
     }
@@ -109,6 +132,17 @@ impl SchedulerCache {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        if let Some(placed) = self.pods.get_mut(&uid)
+            && !finished
+            && placed.node == node
+            && same_footprint(&placed.info.pod, &pod)
+        {
+            // The usual event: the watch confirms a binding this scheduler assumed (or an update that changes
+            // nothing the scheduler counts). Leaving the node untouched keeps snapshots from being copied.
+            placed.assumed = false;
+            placed.expires = None;
+            return;
+        }
         if let Some(old) = self.pods.remove(&uid) {
             self.unplace(&old.node, &uid);
         }
@@ -139,6 +173,7 @@ impl SchedulerCache {
     pub fn binding_finished(&mut self, uid: &str, now: Instant) {
         if let Some(p) = self.pods.get_mut(uid).filter(|p| p.assumed) {
             p.expires = Some(now + ASSUMED_POD_TTL);
+            self.expiries.push_back((now + ASSUMED_POD_TTL, uid.to_string()));
         }
     }
 
@@ -151,14 +186,16 @@ impl SchedulerCache {
 
     /// Drops assumed pods the watch never confirmed; returns their UIDs (for the runtime to report).
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
-        let expired: Vec<String> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| p.assumed && p.expires.is_some_and(|e| e <= now))
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in &expired {
-            self.remove_pod(uid);
+        let mut expired = Vec::new();
+        while let Some((at, _)) = self.expiries.front()
+            && *at <= now
+        {
+            let Some((at, uid)) = self.expiries.pop_front() else { break };
+            // Confirmed, forgotten or assumed again since: the entry is stale.
+            if self.pods.get(&uid).is_some_and(|p| p.assumed && p.expires == Some(at)) {
+                self.remove_pod(&uid);
+                expired.push(uid);
+            }
         }
         expired
     }
@@ -175,8 +212,36 @@ impl SchedulerCache {
 
     /// The cluster as it is now, for one cycle.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::with_indexes(Arc::clone(&self.nodes), Arc::clone(&self.index), Arc::clone(&self.image_nodes))
+        Snapshot::with_indexes(
+            Arc::clone(&self.nodes),
+            Arc::clone(&self.index),
+            Arc::clone(&self.image_nodes),
+            Arc::clone(&self.topology),
+        )
     }
+
+    /// Starts keeping the topology counters plugins asked for in the last cycles (see
+    /// [`TopologyIndex::count`]).
+    pub fn register_counters(&mut self) {
+        if self.topology.has_requests() {
+            let nodes = Arc::clone(&self.nodes);
+            Arc::make_mut(&mut self.topology).register_requested(&nodes);
+        }
+    }
+}
+
+/// Whether two versions of a placed pod count the same: same labels, deletion state and containers (hence
+/// requests and host ports; the rest of what plugins read, such as affinity, cannot change on a pod).
+fn same_footprint(old: &Pod, new: &Pod) -> bool {
+    old.metadata.labels == new.metadata.labels
+        && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+        && old.metadata.namespace == new.metadata.namespace
+        && match (&old.spec, &new.spec) {
+            (Some(a), Some(b)) => {
+                a.containers == b.containers && a.init_containers == b.init_containers && a.overhead == b.overhead
+            }
+            (a, b) => a.is_none() && b.is_none(),
+        }
 }
 
 fn count_images(images: &mut HashMap<String, usize>, node: &NodeInfo, delta: isize) {
@@ -223,6 +288,36 @@ mod tests {
         cache.assume(other, "n1");
         cache.forget("q");
         assert_eq!(requested(&cache, "n1"), 500);
+    }
+
+    #[test]
+    fn confirming_an_assumption_leaves_snapshots_shared_but_a_relabelled_pod_is_counted_again() {
+        let mut cache = SchedulerCache::new();
+        cache.upsert_node(node("n1", "2"));
+        cache.assume(Arc::new(PodInfo::new(Arc::new(pod("p", None, "500m")))), "n1");
+        let before = cache.snapshot();
+        cache.upsert_pod(pod("p", Some("n1"), "500m"));
+        assert!(Arc::ptr_eq(&before.nodes, &cache.snapshot().nodes), "a confirmation copies nothing");
+        let mut bigger = pod("p", Some("n1"), "1");
+        bigger.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        cache.upsert_pod(bigger);
+        assert_eq!(requested(&cache, "n1"), 1000, "a changed pod replaces its old self");
+        assert_eq!(before.get("n1").unwrap().requested.milli_cpu, 500);
+    }
+
+    #[test]
+    fn an_assumption_made_again_is_not_expired_by_its_earlier_binding() {
+        let mut cache = SchedulerCache::new();
+        cache.upsert_node(node("n1", "2"));
+        let t = Instant::now();
+        let info = Arc::new(PodInfo::new(Arc::new(pod("p", None, "1"))));
+        cache.assume(Arc::clone(&info), "n1");
+        cache.binding_finished("p", t);
+        cache.forget("p");
+        cache.assume(info, "n1");
+        cache.binding_finished("p", t + Duration::from_secs(5));
+        assert!(cache.expire(t + ASSUMED_POD_TTL).is_empty());
+        assert_eq!(cache.expire(t + ASSUMED_POD_TTL + Duration::from_secs(5)), vec!["p".to_string()]);
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod queue;
 pub mod resources;
 pub mod runtime;
 pub mod snapshot;
+pub mod topology;

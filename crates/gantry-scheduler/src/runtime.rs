@@ -371,6 +371,7 @@ async fn schedule_loop(
                     let mut s = lock(&state);
                     // The pod stays in flight in the queue until its binding is settled.
                     s.cache.assume(Arc::clone(&pod), &node);
+                    s.cache.register_counters();
                     s.attempts
                         .record(&pod.key, Attempt::new(AttemptResult::Placed { node: node.clone() }, explanation));
                 }
@@ -400,6 +401,7 @@ async fn schedule_loop(
                     };
                     s.attempts.record(&pod.key, Attempt::new(result, explanation));
                     s.queue.unschedulable(queued, Instant::now());
+                    s.cache.register_counters();
                 }
                 let (client, recorder) = (client.clone(), recorder.clone());
                 in_flight.spawn(async move {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::resources::{Resources, pod_requests};
+use crate::topology::TopologyIndex;
 
 /// Requests kube-scheduler counts for scoring when a container asks for nothing, so that pods without requests
 /// still spread: 100 millicores and 200 MiB.
@@ -33,6 +34,8 @@ pub struct PodInfo {
     pub has_pod_affinity: bool,
     /// Whether it has required pod anti-affinity (which every incoming pod must respect).
     pub has_required_anti_affinity: bool,
+    /// Whether its terms move other pods' scores: required pod affinity, or preferred (anti-)affinity.
+    pub has_scoring_terms: bool,
 }
 
 impl PodInfo {
@@ -61,8 +64,22 @@ impl PodInfo {
             .and_then(|a| a.pod_anti_affinity.as_ref())
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
             .is_some_and(|terms| !terms.is_empty());
+        let has_scoring_terms = affinity.is_some_and(|a| {
+            let affinity = a.pod_affinity.as_ref();
+            let anti = a.pod_anti_affinity.as_ref();
+            affinity
+                .and_then(|t| t.required_during_scheduling_ignored_during_execution.as_ref())
+                .is_some_and(|t| !t.is_empty())
+                || affinity
+                    .and_then(|t| t.preferred_during_scheduling_ignored_during_execution.as_ref())
+                    .is_some_and(|t| !t.is_empty())
+                || anti
+                    .and_then(|t| t.preferred_during_scheduling_ignored_during_execution.as_ref())
+                    .is_some_and(|t| !t.is_empty())
+        });
         PodInfo {
             has_pod_affinity,
+            has_scoring_terms,
             has_required_anti_affinity,
             key: format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or("")),
             uid: meta.uid.clone().unwrap_or_default(),
@@ -195,10 +212,8 @@ pub struct Snapshot {
     index: Arc<HashMap<String, usize>>,
     /// How many nodes hold each image (by name), for image locality.
     pub image_nodes: Arc<HashMap<String, usize>>,
-    /// How many placed pods have any pod affinity or anti-affinity, cluster-wide.
-    pub pods_with_affinity: usize,
-    /// How many placed pods have required anti-affinity, cluster-wide.
-    pub pods_with_required_anti_affinity: usize,
+    /// Placed pods counted per topology domain (shared with the cache).
+    pub topology: Arc<TopologyIndex>,
 }
 
 impl Snapshot {
@@ -211,27 +226,33 @@ impl Snapshot {
                 *image_nodes.entry(name.clone()).or_insert(0) += 1;
             }
         }
-        Snapshot::with_indexes(Arc::new(nodes), Arc::new(index), Arc::new(image_nodes))
+        let topology = TopologyIndex::build(&nodes);
+        Snapshot::with_indexes(Arc::new(nodes), Arc::new(index), Arc::new(image_nodes), Arc::new(topology))
     }
 
     /// A snapshot reusing indexes its caller keeps up to date (the scheduler's cache), so that taking one
-    /// per scheduling cycle costs one reference count per node.
+    /// per scheduling cycle costs a few reference counts.
     pub fn with_indexes(
         nodes: Arc<Vec<Arc<NodeInfo>>>,
         index: Arc<HashMap<String, usize>>,
         image_nodes: Arc<HashMap<String, usize>>,
+        topology: Arc<TopologyIndex>,
     ) -> Snapshot {
-        let (mut pods_with_affinity, mut pods_with_required_anti_affinity) = (0, 0);
-        for node in nodes.iter() {
-            pods_with_affinity += node.pods_with_affinity.len();
-            pods_with_required_anti_affinity +=
-                node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity).count();
-        }
-        Snapshot { nodes, index, image_nodes, pods_with_affinity, pods_with_required_anti_affinity }
+        Snapshot { nodes, index, image_nodes, topology }
     }
 
     /// A node by name.
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
         self.index.get(name).and_then(|i| self.nodes.get(*i))
+    }
+
+    /// How many placed pods have any pod affinity or anti-affinity, cluster-wide.
+    pub fn pods_with_affinity(&self) -> usize {
+        self.topology.pods_with_affinity
+    }
+
+    /// How many placed pods have required anti-affinity, cluster-wide.
+    pub fn pods_with_required_anti_affinity(&self) -> usize {
+        self.topology.pods_with_required_anti_affinity
     }
 }

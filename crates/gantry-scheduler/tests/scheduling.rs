@@ -213,14 +213,22 @@ async fn with_two_schedulers_only_the_leader_binds() {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(cluster.client().await, "kube-system");
     let holder = leases.get("gantry-scheduler").await.unwrap().spec.unwrap().holder_identity.unwrap();
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client().await, "default");
-    let scheduled: Vec<_> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
-        .collect();
+    // The Scheduled event is written after the binding, so it may trail the bound pod a little.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let scheduled = loop {
+        let scheduled: Vec<_> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+            .collect();
+        if scheduled.len() >= 5 || tokio::time::Instant::now() > deadline {
+            break scheduled;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(scheduled.len(), 5, "one Scheduled event per pod");
     for event in scheduled {
         assert_eq!(event.reporting_instance.as_deref(), Some(holder.as_str()), "only the leader schedules");

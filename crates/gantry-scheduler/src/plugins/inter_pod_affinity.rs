@@ -30,8 +30,9 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
 use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
-use crate::plugins::pod_topology_spread::{DomainCounts, DomainHasher, label_selector_matches};
+use crate::plugins::pod_topology_spread::label_selector_matches;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use crate::topology::{CountQuery, DomainCounts};
 
 /// The plugin's name.
 pub const NAME: &str = "InterPodAffinity";
@@ -157,8 +158,8 @@ fn preferred_anti_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
         .unwrap_or_default()
 }
 
-/// Values per topology key, per domain value.
-type TopologyCounts = HashMap<String, DomainCounts, DomainHasher>;
+/// Values per topology key, per domain value (scores).
+type TopologyCounts = HashMap<String, DomainCounts>;
 
 fn add(counts: &mut TopologyCounts, key: &str, value: &str, delta: i64) {
     // Most calls hit an existing domain: look up by reference before allocating keys.
@@ -175,19 +176,22 @@ fn add(counts: &mut TopologyCounts, key: &str, value: &str, delta: i64) {
     }
 }
 
-fn get(counts: &TopologyCounts, key: &str, value: &str) -> i64 {
-    counts.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+/// Counts per domain, each for a topology key; a key may appear more than once (its counts add up).
+type KeyedCounts = Vec<(String, Arc<DomainCounts>)>;
+
+fn get(counts: &KeyedCounts, key: &str, value: &str) -> i64 {
+    counts.iter().filter(|(k, _)| k == key).filter_map(|(_, domains)| domains.get(value)).sum()
 }
 
 /// What Filter needs, counted once per cycle.
 #[derive(Debug, Default)]
 struct FilterState {
     /// Pods matching all of the incoming pod's required affinity terms, per domain of each term's key.
-    affinity: TopologyCounts,
+    affinity: KeyedCounts,
     /// Pods matching each of the incoming pod's required anti-affinity terms, per domain.
-    anti_affinity: TopologyCounts,
+    anti_affinity: KeyedCounts,
     /// Existing pods whose required anti-affinity terms match the incoming pod, per domain.
-    existing_anti_affinity: TopologyCounts,
+    existing_anti_affinity: KeyedCounts,
     affinity_keys: Vec<String>,
     anti_affinity_keys: Vec<String>,
     /// The incoming pod matches all its own required affinity terms.
@@ -197,16 +201,72 @@ struct FilterState {
 /// Every node of the snapshot, kept for PreScore (which only sees the feasible ones).
 struct AllNodes(Arc<Vec<Arc<NodeInfo>>>);
 
+/// The counter query equivalent to `term` owned by `owner`, when there is one (terms selecting namespaces by
+/// label are resolved per pod and counted by walking the pods).
+fn term_query(term: &PodAffinityTerm, owner: &PodInfo) -> Option<CountQuery> {
+    if term.namespace_selector.is_some() {
+        return None;
+    }
+    let selector = term.label_selector.clone()?;
+    let mut namespaces = term.namespaces.clone().unwrap_or_default();
+    if namespaces.is_empty() {
+        namespaces.push(owner.namespace().to_string());
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    let labels = owner.labels();
+    let resolve = |keys: &Option<Vec<String>>| -> Vec<(String, String)> {
+        keys.iter().flatten().filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone()))).collect()
+    };
+    Some(CountQuery {
+        namespaces,
+        selector,
+        equal: resolve(&term.match_label_keys),
+        not_equal: resolve(&term.mismatch_label_keys),
+        topology_key: term.topology_key.clone(),
+        skip_terminating: false,
+    })
+}
+
+/// Placed pods for which `matches` holds, per domain of `key`, by walking every node.
+fn walk(snapshot: &Snapshot, key: &str, matches: impl Fn(&PodInfo) -> bool) -> Arc<DomainCounts> {
+    let mut domains = DomainCounts::new();
+    for node in snapshot.nodes.iter() {
+        let Some(value) = node.labels().get(key) else { continue };
+        let n = node.pods.iter().filter(|p| matches(p)).count() as i64;
+        if n > 0 {
+            *domains.entry(value.clone()).or_insert(0) += n;
+        }
+    }
+    Arc::new(domains)
+}
+
+/// Pods matching a single term of `owner`, per domain: from the cache's counter when it keeps one.
+fn term_counts(
+    ns: &NamespaceLabels,
+    snapshot: &Snapshot,
+    term: &PodAffinityTerm,
+    owner: &PodInfo,
+) -> Arc<DomainCounts> {
+    if let Some(query) = term_query(term, owner)
+        && let Some(counts) = snapshot.topology.count(&query)
+    {
+        return counts;
+    }
+    walk(snapshot, &term.topology_key, |existing| term_matches(ns, term, owner, existing))
+}
+
 impl PreFilter for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
-        // Scoring needs every node only when some pod involved has affinity terms.
-        if pod.has_pod_affinity || snapshot.pods_with_affinity > 0 {
+        // Scoring needs every node only when some pod involved has terms that score.
+        let has_preferred = !preferred_affinity(&pod.pod).is_empty() || !preferred_anti_affinity(&pod.pod).is_empty();
+        if has_preferred || snapshot.topology.pods_with_scoring_terms > 0 {
             state.write(STATE_NODES, AllNodes(Arc::clone(&snapshot.nodes)));
         }
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
         // The common case: no required terms on either side, nothing to count.
-        if affinity.is_empty() && anti.is_empty() && snapshot.pods_with_required_anti_affinity == 0 {
+        if affinity.is_empty() && anti.is_empty() && snapshot.pods_with_required_anti_affinity() == 0 {
             return Status::skip();
         }
         let guard = self.read_namespaces();
@@ -217,37 +277,34 @@ impl PreFilter for InterPodAffinity {
             matches_itself: !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, pod)),
             ..FilterState::default()
         };
-        let own_terms = !affinity.is_empty() || !anti.is_empty();
-        for node in snapshot.nodes.iter() {
-            let labels = node.labels();
-            for existing in node.pods_with_affinity.iter().filter(|p| p.has_required_anti_affinity) {
-                for term in required_anti_affinity(&existing.pod) {
-                    if let Some(value) = labels.get(&term.topology_key)
-                        && term_matches(ns, term, existing, pod)
-                    {
-                        add(&mut s.existing_anti_affinity, &term.topology_key, value, 1);
+        // Existing pods' terms, once per distinct term.
+        for entry in snapshot.topology.anti_affinity_terms(pod) {
+            if term_matches(ns, &entry.term, &entry.owner, pod) {
+                s.existing_anti_affinity.push((entry.term.topology_key.clone(), Arc::clone(&entry.domains)));
+            }
+        }
+        match affinity {
+            [] => {}
+            [term] => {
+                let counts = term_counts(ns, snapshot, term, pod);
+                if !counts.is_empty() {
+                    s.affinity.push((term.topology_key.clone(), counts));
+                }
+            }
+            terms => {
+                // Pods must match every term; each is counted in the domain of each term's key.
+                for term in terms {
+                    let counts = walk(snapshot, &term.topology_key, |existing| {
+                        terms.iter().all(|t| term_matches(ns, t, pod, existing))
+                    });
+                    if !counts.is_empty() {
+                        s.affinity.push((term.topology_key.clone(), counts));
                     }
                 }
             }
-            if !own_terms {
-                continue;
-            }
-            for existing in &node.pods {
-                if !affinity.is_empty() && affinity.iter().all(|t| term_matches(ns, t, pod, existing)) {
-                    for term in affinity {
-                        if let Some(value) = labels.get(&term.topology_key) {
-                            add(&mut s.affinity, &term.topology_key, value, 1);
-                        }
-                    }
-                }
-                for term in anti {
-                    if let Some(value) = labels.get(&term.topology_key)
-                        && term_matches(ns, term, pod, existing)
-                    {
-                        add(&mut s.anti_affinity, &term.topology_key, value, 1);
-                    }
-                }
-            }
+        }
+        for term in anti {
+            s.anti_affinity.push((term.topology_key.clone(), term_counts(ns, snapshot, term, pod)));
         }
         if s.existing_anti_affinity.is_empty() && affinity.is_empty() && anti.is_empty() {
             return Status::skip();
@@ -282,7 +339,7 @@ impl Filter for InterPodAffinity {
             }
         }
         for (key, domains) in &s.existing_anti_affinity {
-            if let Some(value) = labels.get(key)
+            if let Some(value) = labels.get(key.as_str())
                 && domains.get(value).is_some_and(|n| *n > 0)
             {
                 return Status::unschedulable(REASON_EXISTING_ANTI_AFFINITY_NOT_MATCH);
@@ -306,21 +363,20 @@ impl PreScore for InterPodAffinity {
         let preferred = preferred_affinity(&pod.pod);
         let preferred_anti = preferred_anti_affinity(&pod.pod);
         let has_constraints = !preferred.is_empty() || !preferred_anti.is_empty();
-        let all: &[Arc<NodeInfo>] = state.read::<AllNodes>(STATE_NODES).map_or(nodes, |a| &a.0);
-        if !has_constraints && all.iter().all(|n| n.pods_with_affinity.is_empty()) {
-            return Status::skip();
-        }
+        // PreFilter keeps every node when the pod or some placed pod has terms that score.
+        let Some(AllNodes(all)) = state.read::<AllNodes>(STATE_NODES) else { return Status::skip() };
+        let all = Arc::clone(all);
         let guard = self.read_namespaces();
         let ns = &*guard;
         let mut scores = TopologyCounts::default();
-        for node in all {
+        for node in all.iter() {
             let labels = node.labels();
             if labels.is_empty() {
                 continue;
             }
-            // Without preferred terms of its own, only pods with (anti-)affinity can move the score.
+            // Without preferred terms of its own, only pods with terms that score can move the score.
             let existing_pods = if has_constraints { &node.pods } else { &node.pods_with_affinity };
-            for existing in existing_pods {
+            for existing in existing_pods.iter().filter(|p| has_constraints || p.has_scoring_terms) {
                 let mut process = |term: &PodAffinityTerm, owner: &PodInfo, target: &PodInfo, weight: i64| {
                     if let Some(value) = labels.get(&term.topology_key)
                         && term_matches(ns, term, owner, target)
@@ -435,11 +491,22 @@ mod tests {
         )
     }
 
-    fn filter_with(plugin: &InterPodAffinity, pod: &PodInfo, snapshot: &Snapshot) -> Vec<Status> {
+    fn filter_once(plugin: &InterPodAffinity, pod: &PodInfo, snapshot: &Snapshot) -> Vec<Status> {
         let mut state = CycleState::default();
         let pre = plugin.pre_filter(&mut state, pod, snapshot);
         assert!(pre.is_success(), "{pre:?}");
         snapshot.nodes.iter().map(|n| plugin.filter(&state, pod, n)).collect()
+    }
+
+    /// Filters by walking the pods, then again with the counters the first cycle asked the cache for: both
+    /// must agree.
+    fn filter_with(plugin: &InterPodAffinity, pod: &PodInfo, snapshot: &Snapshot) -> Vec<Status> {
+        let walked = filter_once(plugin, pod, snapshot);
+        let mut counted = snapshot.clone();
+        let nodes = Arc::clone(&counted.nodes);
+        Arc::make_mut(&mut counted.topology).register_requested(&nodes);
+        assert_eq!(filter_once(plugin, pod, &counted), walked, "counters and walking disagree");
+        walked
     }
 
     fn filter_codes(pod: &PodInfo, snapshot: &Snapshot) -> Vec<Code> {

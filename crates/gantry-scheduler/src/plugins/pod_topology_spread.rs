@@ -19,7 +19,7 @@
 
 use crate::plugins::node_affinity::RequiredNodeAffinity;
 use crate::plugins::taint_toleration::{find_untolerated_taint, is_do_not_schedule_taint};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, TopologySpreadConstraint};
@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 
 use crate::framework::{CycleState, Filter, MAX_NODE_SCORE, NodeScore, Plugin, PreFilter, PreScore, Score, Status};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use crate::topology::{CountQuery, DomainCounts};
 
 /// The plugin's name.
 pub const NAME: &str = "PodTopologySpread";
@@ -59,12 +60,8 @@ impl Plugin for PodTopologySpread {
     }
 }
 
-/// The hasher of the per-cycle domain maps: std's DoS-resistant default (label values are user input; a
-/// faster non-keyed hasher measured no gain, the cost being in walking the pods).
+/// The hasher of the per-cycle domain maps: std's DoS-resistant default (label values are user input).
 pub(crate) type DomainHasher = std::collections::hash_map::RandomState;
-
-/// A map from domain (topology value) to a count.
-pub(crate) type DomainCounts = HashMap<String, i64, DomainHasher>;
 
 /// Whether `labels` satisfy a `metav1.LabelSelector` (kube's `LabelSelectorAsSelector`: an empty selector
 /// matches everything). Operators other than In, NotIn, Exists and DoesNotExist match nothing, as the API
@@ -174,7 +171,7 @@ fn add(domains: &mut DomainCounts, value: &str, count: i64) {
 #[derive(Debug)]
 struct FilterState {
     constraints: Vec<Constraint>,
-    counts: Vec<DomainCounts>,
+    counts: Vec<Arc<DomainCounts>>,
     /// Per constraint, whether the incoming pod matches its own selector.
     self_match: Vec<i64>,
     /// Per constraint, the minimum used in the skew (already 0 when domains are fewer than minDomains).
@@ -193,6 +190,10 @@ impl PreFilter for PodTopologySpread {
         let constraints = constraints(pod, "DoNotSchedule");
         if constraints.is_empty() {
             return Status::skip();
+        }
+        if let Some(counted) = from_counters(&constraints, pod, snapshot) {
+            state.write(STATE_FILTER, counted);
+            return Status::success();
         }
         let mut counts = vec![DomainCounts::default(); constraints.len()];
         let required = RequiredNodeAffinity::from_pod(&pod.pod);
@@ -224,9 +225,60 @@ impl PreFilter for PodTopologySpread {
             })
             .collect();
         let self_match = constraints.iter().map(|c| i64::from(c.matches(pod.labels()))).collect();
+        let counts = counts.into_iter().map(Arc::new).collect();
         state.write(STATE_FILTER, FilterState { constraints, counts, self_match, min });
         Status::success()
     }
+}
+
+/// The filter state from the cache's counters, when every node is eligible for every constraint (the pod
+/// restricts nodes in no way the constraints honour, and every node carries every topology key) and the
+/// cache keeps a counter for each; `None` otherwise (the caller walks the nodes; missing counters are kept
+/// from the next cycle on).
+fn from_counters(constraints: &[Constraint], pod: &PodInfo, snapshot: &Snapshot) -> Option<FilterState> {
+    let topology = &snapshot.topology;
+    let spec = pod.pod.spec.as_ref()?;
+    let restricts_nodes = spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .is_some_and(|a| a.required_during_scheduling_ignored_during_execution.is_some());
+    let every_node_eligible = constraints.iter().all(|c| {
+        (!c.honor_node_affinity || !restricts_nodes) && !c.honor_taints && topology.every_node_has(&c.topology_key)
+    });
+    if !every_node_eligible || constraints.iter().any(|c| c.selector.is_none()) {
+        return None;
+    }
+    let mut counts = Vec::with_capacity(constraints.len());
+    for c in constraints {
+        let query = CountQuery {
+            namespaces: vec![pod.namespace().to_string()],
+            selector: c.selector.clone()?,
+            equal: c.extra.clone(),
+            not_equal: Vec::new(),
+            topology_key: c.topology_key.clone(),
+            skip_terminating: true,
+        };
+        // Ask for every counter before giving up, so that all are kept from the next cycle on.
+        counts.push(topology.count(&query));
+    }
+    let counts: Vec<Arc<DomainCounts>> = counts.into_iter().collect::<Option<_>>()?;
+    let min = constraints
+        .iter()
+        .zip(&counts)
+        .map(|(c, counted)| {
+            let domains = topology.domains(&c.topology_key).map_or(0, |d| d.len());
+            if (domains as i64) < c.min_domains || counted.len() < domains {
+                // Too few domains, or some domain without a matching pod.
+                0
+            } else {
+                counted.values().copied().min().unwrap_or(0)
+            }
+        })
+        .collect();
+    let self_match = constraints.iter().map(|c| i64::from(c.matches(pod.labels()))).collect();
+    Some(FilterState { constraints: constraints.to_vec(), counts, self_match, min })
 }
 
 impl Filter for PodTopologySpread {
@@ -423,12 +475,23 @@ mod tests {
         node(name, json!({"zone": zone, HOSTNAME_LABEL: name}))
     }
 
-    fn filter_all(pod: &PodInfo, snapshot: &Snapshot) -> Vec<(String, Status)> {
+    fn filter_once(pod: &PodInfo, snapshot: &Snapshot) -> Vec<(String, Status)> {
         let plugin = PodTopologySpread::new();
         let mut state = CycleState::default();
         let pre = plugin.pre_filter(&mut state, pod, snapshot);
         assert!(pre.is_success(), "{pre:?}");
         snapshot.nodes.iter().map(|n| (n.name.to_string(), plugin.filter(&state, pod, n))).collect()
+    }
+
+    /// Filters by walking the nodes, then again with the counters the first cycle asked the cache for (used
+    /// when every node is eligible): both must agree.
+    fn filter_all(pod: &PodInfo, snapshot: &Snapshot) -> Vec<(String, Status)> {
+        let walked = filter_once(pod, snapshot);
+        let mut counted = snapshot.clone();
+        let nodes = Arc::clone(&counted.nodes);
+        Arc::make_mut(&mut counted.topology).register_requested(&nodes);
+        assert_eq!(filter_once(pod, &counted), walked, "counters and walking disagree");
+        walked
     }
 
     fn codes(verdicts: &[(String, Status)]) -> Vec<(&str, Code)> {
@@ -455,6 +518,22 @@ mod tests {
         let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![])]);
         let verdicts = filter_all(&incoming(spread("DoNotSchedule", "zone", json!({"maxSkew": 2}))), &snapshot);
         assert_eq!(codes(&verdicts), vec![("a1", Code::Success), ("b1", Code::Success)]);
+    }
+
+    #[test]
+    fn the_cache_counts_for_the_plugin_once_every_node_is_eligible_and_follows_placements() {
+        let snapshot = cluster(vec![(zoned("a1", "a"), vec![web("w1")]), (zoned("b1", "b"), vec![])]);
+        let pod = incoming(spread("DoNotSchedule", "zone", json!({})));
+        let verdicts = filter_once(&pod, &snapshot);
+        assert_eq!(codes(&verdicts), vec![("a1", Code::Unschedulable), ("b1", Code::Success)]);
+        let mut counted = snapshot.clone();
+        let nodes = Arc::clone(&counted.nodes);
+        Arc::make_mut(&mut counted.topology).register_requested(&nodes);
+        assert_eq!(counted.topology.counters_kept(), 1);
+        // A pod placed in zone b afterwards is counted without walking the nodes again.
+        let labels = counted.nodes[1].labels().clone();
+        Arc::make_mut(&mut counted.topology).place(&Arc::new(web("w2")), &labels, 1);
+        assert_eq!(codes(&filter_once(&pod, &counted)), vec![("a1", Code::Success), ("b1", Code::Success)]);
     }
 
     #[test]
