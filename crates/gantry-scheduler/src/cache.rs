@@ -66,8 +66,8 @@ impl SchedulerCache {
                     // Its pods now count in other domains.
                     let topology = Arc::make_mut(&mut self.topology);
                     for pod in &old.pods {
-                        topology.place(pod, old.labels(), -1);
-                        topology.place(pod, info.labels(), 1);
+                        topology.place(pod, &old.name, old.labels(), -1);
+                        topology.place(pod, &info.name, info.labels(), 1);
                     }
                     topology.remove_node(old.labels());
                     topology.add_node(info.labels());
@@ -86,7 +86,7 @@ impl SchedulerCache {
                 topology.add_node(info.labels());
                 for placed in self.pods.values().filter(|p| p.node == name) {
                     info.add_pod(Arc::clone(&placed.info));
-                    topology.place(&placed.info, info.labels(), 1);
+                    topology.place(&placed.info, &info.name, info.labels(), 1);
                 }
                 count_images(Arc::make_mut(&mut self.image_nodes), &info, 1);
                 let nodes = Arc::make_mut(&mut self.nodes);
@@ -103,7 +103,7 @@ impl SchedulerCache {
         count_images(Arc::make_mut(&mut self.image_nodes), &old, -1);
         let topology = Arc::make_mut(&mut self.topology);
         for pod in &old.pods {
-            topology.place(pod, old.labels(), -1);
+            topology.place(pod, &old.name, old.labels(), -1);
         }
         topology.remove_node(old.labels());
         self.index = Arc::new(self.nodes.iter().enumerate().map(|(i, n)| (n.name.to_string(), i)).collect());
@@ -111,7 +111,7 @@ impl SchedulerCache {
 
     fn place(&mut self, node: &str, info: Arc<PodInfo>) {
         let Some(i) = self.index.get(node).copied() else { return };
-        Arc::make_mut(&mut self.topology).place(&info, self.nodes[i].labels(), 1);
+        Arc::make_mut(&mut self.topology).place(&info, &self.nodes[i].name, self.nodes[i].labels(), 1);
         if let Some(n) = Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut) {
             n.add_pod(info);
         }
@@ -120,7 +120,7 @@ impl SchedulerCache {
     fn unplace(&mut self, node: &str, uid: &str) {
         let Some(i) = self.index.get(node).copied() else { return };
         let Some(pod) = self.nodes[i].pods.iter().find(|p| p.uid == uid).cloned() else { return };
-        Arc::make_mut(&mut self.topology).place(&pod, self.nodes[i].labels(), -1);
+        Arc::make_mut(&mut self.topology).place(&pod, &self.nodes[i].name, self.nodes[i].labels(), -1);
         if let Some(n) = Arc::make_mut(&mut self.nodes).get_mut(i).map(Arc::make_mut) {
             n.remove_pod(uid);
         }

@@ -160,6 +160,9 @@ pub struct TopologyIndex {
     anti_index: PairIndex,
     counters: HashMap<String, Counter>,
     counter_index: PairIndex,
+    /// Placed pods by label (key → value → UID), with the node they are on: the pods a selector requiring
+    /// one label pair can match, without walking every pod.
+    pods_by_label: HashMap<String, HashMap<String, HashMap<String, (Arc<PodInfo>, Arc<str>)>>>,
     /// Placed pods with any pod affinity or anti-affinity.
     pub pods_with_affinity: usize,
     /// Placed pods with required anti-affinity.
@@ -218,7 +221,7 @@ impl TopologyIndex {
         for node in nodes {
             index.add_node(node.labels());
             for pod in &node.pods {
-                index.place(pod, node.labels(), 1);
+                index.place(pod, &node.name, node.labels(), 1);
             }
         }
         index
@@ -260,8 +263,24 @@ impl TopologyIndex {
         self.node_values.get(key).map_or(0, |values| values.values().sum::<usize>()) == self.nodes
     }
 
-    /// Counts a pod (`delta` 1) or stops counting it (`delta` -1) on a node with these labels.
-    pub fn place(&mut self, pod: &Arc<PodInfo>, node_labels: &BTreeMap<String, String>, delta: i64) {
+    /// Counts a pod (`delta` 1) or stops counting it (`delta` -1) on a node with this name and labels.
+    pub fn place(&mut self, pod: &Arc<PodInfo>, node: &Arc<str>, node_labels: &BTreeMap<String, String>, delta: i64) {
+        for (k, v) in pod.labels() {
+            if delta > 0 {
+                let pods = self.pods_by_label.entry(k.clone()).or_default().entry(v.clone()).or_default();
+                pods.insert(pod.uid.clone(), (Arc::clone(pod), Arc::clone(node)));
+            } else if let Some(values) = self.pods_by_label.get_mut(k) {
+                if let Some(pods) = values.get_mut(v) {
+                    pods.remove(&pod.uid);
+                    if pods.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.pods_by_label.remove(k);
+                }
+            }
+        }
         let step = |n: &mut usize| {
             *n = n.saturating_add_signed(delta as isize);
         };
@@ -335,9 +354,31 @@ impl TopologyIndex {
         }
     }
 
+    /// Counts a query's pods now, from the pods carrying the label pair it requires (`node_labels` gives the
+    /// labels of the nodes this index describes, by name); `None` when the query requires no label pair, and
+    /// only walking every pod can tell.
+    pub fn count_carriers<'a>(
+        &self,
+        query: &CountQuery,
+        node_labels: impl Fn(&str) -> Option<&'a BTreeMap<String, String>>,
+    ) -> Option<DomainCounts> {
+        let (k, v) = query.required_pair()?;
+        let mut domains = DomainCounts::new();
+        let carriers = self.pods_by_label.get(&k).and_then(|values| values.get(&v));
+        for (pod, node) in carriers.into_iter().flat_map(|pods| pods.values()) {
+            if query.matches(pod)
+                && let Some(value) = node_labels(node).and_then(|labels| labels.get(&query.topology_key))
+            {
+                bump(&mut domains, value, 1);
+            }
+        }
+        Some(domains)
+    }
+
     /// Registers the counters asked for since the last call, counting the pods placed on `nodes` (the nodes
     /// this index describes).
     pub fn register_requested(&mut self, nodes: &[Arc<NodeInfo>]) {
+        let by_name: HashMap<&str, &NodeInfo> = nodes.iter().map(|n| (&*n.name, &**n)).collect();
         let requested = std::mem::take(&mut *self.requests.lock().unwrap_or_else(PoisonError::into_inner));
         for query in requested {
             let key = query.key();
@@ -355,12 +396,19 @@ impl TopologyIndex {
                     self.counter_index.remove(pair, &old_key);
                 }
             }
-            let mut domains = DomainCounts::new();
-            for node in nodes {
-                let Some(value) = node.labels().get(&query.topology_key) else { continue };
-                let n = node.pods.iter().filter(|p| query.matches(p)).count() as i64;
-                bump(&mut domains, value, n);
-            }
+            let labels_of = |name: &str| by_name.get(name).map(|n| n.labels());
+            let domains = match self.count_carriers(&query, labels_of) {
+                Some(domains) => domains,
+                None => {
+                    let mut domains = DomainCounts::new();
+                    for node in nodes {
+                        let Some(value) = node.labels().get(&query.topology_key) else { continue };
+                        let n = node.pods.iter().filter(|p| query.matches(p)).count() as i64;
+                        bump(&mut domains, value, n);
+                    }
+                    domains
+                }
+            };
             self.counter_index.insert(query.required_pair(), key.clone());
             let last_used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed));
             self.counters.insert(key, Counter { query, domains: Arc::new(domains), last_used });
@@ -424,27 +472,44 @@ mod tests {
         index.register_requested(&nodes);
         assert_eq!(index.count(&query("web")).unwrap().get("z1"), Some(&1));
         let labels = nodes[1].labels().clone();
-        index.place(&pod("p2", "web", false), &labels, 1);
-        index.place(&pod("p3", "db", false), &labels, 1);
+        let name = Arc::clone(&nodes[1].name);
+        index.place(&pod("p2", "web", false), &name, &labels, 1);
+        index.place(&pod("p3", "db", false), &name, &labels, 1);
         assert_eq!(index.count(&query("web")).unwrap().get("z2"), Some(&1));
-        index.place(&pod("p2", "web", false), &labels, -1);
+        index.place(&pod("p2", "web", false), &name, &labels, -1);
         assert_eq!(index.count(&query("web")).unwrap().get("z2"), None, "empty domains are dropped");
+    }
+
+    #[test]
+    fn pods_carrying_a_selector_label_are_counted_without_a_counter() {
+        let mut a = node("a", "z1");
+        a.add_pod(pod("p1", "web", false));
+        a.add_pod(pod("p2", "db", false));
+        let nodes = vec![Arc::new(a)];
+        let index = TopologyIndex::build(&nodes);
+        let labels_of = |name: &str| nodes.iter().find(|n| &*n.name == name).map(|n| n.labels());
+        assert_eq!(index.count_carriers(&query("web"), labels_of).unwrap().get("z1"), Some(&1));
+        assert!(index.count_carriers(&query("none"), labels_of).unwrap().is_empty());
+        let mut no_pair = query("web");
+        no_pair.selector = Default::default();
+        assert!(index.count_carriers(&no_pair, labels_of).is_none(), "an empty selector needs a walk");
     }
 
     #[test]
     fn identical_anti_affinity_terms_are_counted_together_and_dropped_when_their_pods_go() {
         let labels: BTreeMap<String, String> = [("zone".to_string(), "z1".to_string())].into();
         let mut index = TopologyIndex::default();
+        let name: Arc<str> = Arc::from("n1");
         index.add_node(&labels);
-        index.place(&pod("p1", "web", true), &labels, 1);
-        index.place(&pod("p2", "web", true), &labels, 1);
+        index.place(&pod("p1", "web", true), &name, &labels, 1);
+        index.place(&pod("p2", "web", true), &name, &labels, 1);
         let incoming = pod("x", "web", false);
         let terms: Vec<&AntiAffinityTerm> = index.anti_affinity_terms(&incoming).collect();
         assert_eq!(terms.len(), 1);
         assert_eq!(terms[0].domains.get("z1"), Some(&2));
         assert_eq!(index.anti_affinity_terms(&pod("y", "db", false)).count(), 0, "indexed by label pair");
-        index.place(&pod("p1", "web", true), &labels, -1);
-        index.place(&pod("p2", "web", true), &labels, -1);
+        index.place(&pod("p1", "web", true), &name, &labels, -1);
+        index.place(&pod("p2", "web", true), &name, &labels, -1);
         assert_eq!(index.anti_affinity_terms(&incoming).count(), 0);
         assert_eq!(index.pods_with_required_anti_affinity, 0);
     }

@@ -248,10 +248,14 @@ fn term_counts(
     term: &PodAffinityTerm,
     owner: &PodInfo,
 ) -> Arc<DomainCounts> {
-    if let Some(query) = term_query(term, owner)
-        && let Some(counts) = snapshot.topology.count(&query)
-    {
-        return counts;
+    if let Some(query) = term_query(term, owner) {
+        if let Some(counts) = snapshot.topology.count(&query) {
+            return counts;
+        }
+        // Not kept yet (it will be from the next cycle on): count the pods carrying the selector's labels.
+        if let Some(counts) = snapshot.topology.count_carriers(&query, |node| snapshot.get(node).map(|n| n.labels())) {
+            return Arc::new(counts);
+        }
     }
     walk(snapshot, &term.topology_key, |existing| term_matches(ns, term, owner, existing))
 }

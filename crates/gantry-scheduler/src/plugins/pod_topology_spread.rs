@@ -260,8 +260,11 @@ fn from_counters(constraints: &[Constraint], pod: &PodInfo, snapshot: &Snapshot)
             topology_key: c.topology_key.clone(),
             skip_terminating: true,
         };
-        // Ask for every counter before giving up, so that all are kept from the next cycle on.
-        counts.push(topology.count(&query));
+        // Not kept yet (it will be from the next cycle on): count the pods carrying the selector's labels.
+        let counted = topology
+            .count(&query)
+            .or_else(|| topology.count_carriers(&query, |node| snapshot.get(node).map(|n| n.labels())).map(Arc::new));
+        counts.push(counted);
     }
     let counts: Vec<Arc<DomainCounts>> = counts.into_iter().collect::<Option<_>>()?;
     let min = constraints
@@ -531,8 +534,8 @@ mod tests {
         Arc::make_mut(&mut counted.topology).register_requested(&nodes);
         assert_eq!(counted.topology.counters_kept(), 1);
         // A pod placed in zone b afterwards is counted without walking the nodes again.
-        let labels = counted.nodes[1].labels().clone();
-        Arc::make_mut(&mut counted.topology).place(&Arc::new(web("w2")), &labels, 1);
+        let b1 = Arc::clone(&counted.nodes[1]);
+        Arc::make_mut(&mut counted.topology).place(&Arc::new(web("w2")), &b1.name, b1.labels(), 1);
         assert_eq!(codes(&filter_once(&pod, &counted)), vec![("a1", Code::Success), ("b1", Code::Success)]);
     }
 
