@@ -25,6 +25,9 @@ use crate::snapshot::{NodeInfo, PodInfo};
 /// A map from domain (topology value) to a count.
 pub type DomainCounts = HashMap<String, i64>;
 
+/// Placed pods carrying one label pair, by UID, with the name of their node.
+type Carriers = HashMap<String, (Arc<PodInfo>, Arc<str>)>;
+
 /// How many counters are kept; beyond this the least recently used is dropped.
 pub const COUNTERS_KEPT: usize = 1024;
 
@@ -162,7 +165,7 @@ pub struct TopologyIndex {
     counter_index: PairIndex,
     /// Placed pods by label (key → value → UID), with the node they are on: the pods a selector requiring
     /// one label pair can match, without walking every pod.
-    pods_by_label: HashMap<String, HashMap<String, HashMap<String, (Arc<PodInfo>, Arc<str>)>>>,
+    pods_by_label: HashMap<String, HashMap<String, Carriers>>,
     /// Placed pods with any pod affinity or anti-affinity.
     pub pods_with_affinity: usize,
     /// Placed pods with required anti-affinity.
