@@ -309,7 +309,6 @@ impl Profile {
         let filters: Vec<&Arc<dyn Filter>> =
             plugins.filter.iter().filter(|f| !state.skip_filter.contains(&f.name())).collect();
         let mut feasible = Vec::new();
-        let mut verdicts = NodeVerdicts::new();
         let mut rejected = Vec::new();
         let total = snapshot.nodes.len();
         let order = (0..total).map(|i| &snapshot.nodes[(start + i) % total.max(1)]);
@@ -324,7 +323,6 @@ impl Profile {
                     Code::Success | Code::Skip => {}
                     Code::Error => return (Decision::Failed(status), state),
                     _ => {
-                        verdicts.insert(Arc::clone(&node.name), status.clone());
                         rejected.push((Arc::clone(&node.name), status));
                         continue 'nodes;
                     }
@@ -333,6 +331,12 @@ impl Profile {
             feasible.push(Arc::clone(node));
         }
         if feasible.is_empty() {
+            // Only preemption asks for verdicts by node, and only when nothing fits.
+            let verdicts: NodeVerdicts = if plugins.post_filter.is_empty() {
+                NodeVerdicts::new()
+            } else {
+                rejected.iter().map(|(node, status)| (Arc::clone(node), status.clone())).collect()
+            };
             let mut nomination = None;
             for p in &plugins.post_filter {
                 let (nominated, status) = p.post_filter(&state, pod, snapshot, &verdicts);

@@ -81,11 +81,14 @@ pub enum AttemptResult {
 
 impl Attempt {
     fn new(result: AttemptResult, explanation: Explanation) -> Attempt {
-        let mut groups: HashMap<Status, Vec<Arc<str>>> = HashMap::new();
+        // A handful of distinct verdicts at most: a linear search beats hashing every status.
+        let mut rejected: Vec<(Status, Vec<Arc<str>>)> = Vec::new();
         for (node, status) in explanation.rejected {
-            groups.entry(status).or_default().push(node);
+            match rejected.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, nodes)) => nodes.push(node),
+                None => rejected.push((status, vec![node])),
+            }
         }
-        let mut rejected: Vec<(Status, Vec<Arc<str>>)> = groups.into_iter().collect();
         rejected.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.plugin.cmp(b.0.plugin)));
         let feasible_nodes = explanation.scores.len();
         let mut scores = explanation.scores;
