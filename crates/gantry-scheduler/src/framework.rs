@@ -83,7 +83,8 @@ impl Status {
 /// or Score), keyed by the plugin's name.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    /// A handful of entries, read once per plugin per node: a short list beats hashing the key every time.
+    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
     skip_filter: Vec<&'static str>,
     skip_score: Vec<&'static str>,
 }
@@ -91,12 +92,15 @@ pub struct CycleState {
 impl CycleState {
     /// Stores a plugin's data.
     pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     /// Reads a plugin's data.
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|b| b.downcast_ref())
+        self.data.iter().find(|(k, _)| *k == key).and_then(|(_, b)| b.downcast_ref())
     }
 }
 

@@ -24,6 +24,10 @@ pub struct ImageSpread {
     pub total_nodes: usize,
     /// Nodes holding each image the pod uses.
     pub nodes_with_image: HashMap<String, usize>,
+    /// The pod's images, normalized once per cycle rather than once per node (duplicates kept).
+    pub images: Vec<String>,
+    /// The pod's containers.
+    pub containers: i64,
 }
 
 /// Scores nodes by the images of the pod they already hold.
@@ -84,31 +88,35 @@ pub fn calculate_priority(sum: i64, containers: i64) -> i64 {
 
 impl PreFilter for ImageLocality {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status {
-        let nodes_with_image = pod_images(pod)
-            .into_iter()
+        let images = pod_images(pod);
+        let nodes_with_image = images
+            .iter()
             .map(|image| {
-                let count = snapshot.image_nodes.get(&image).copied().unwrap_or(0);
-                (image, count)
+                let count = snapshot.image_nodes.get(image).copied().unwrap_or(0);
+                (image.clone(), count)
             })
             .collect();
-        state.write(STATE_KEY, ImageSpread { total_nodes: snapshot.nodes.len(), nodes_with_image });
+        let containers = container_count(pod);
+        state.write(STATE_KEY, ImageSpread { total_nodes: snapshot.nodes.len(), nodes_with_image, images, containers });
         Status::success()
     }
 }
 
 impl Score for ImageLocality {
-    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let Some(spread) = state.read::<ImageSpread>(STATE_KEY) else {
             return Err(Status::error("ImageLocality: no image spread in the cycle state (PreFilter not run)"));
         };
         let mut sum = 0i64;
-        for image in pod_images(pod) {
-            let Some(size) = node.image_sizes.get(&image) else { continue };
-            let holders = spread.nodes_with_image.get(&image).copied().unwrap_or(0);
-            let fraction = if spread.total_nodes == 0 { 0.0 } else { holders as f64 / spread.total_nodes as f64 };
-            sum += (*size as f64 * fraction) as i64;
+        if !node.image_sizes.is_empty() {
+            for image in &spread.images {
+                let Some(size) = node.image_sizes.get(image) else { continue };
+                let holders = spread.nodes_with_image.get(image).copied().unwrap_or(0);
+                let fraction = if spread.total_nodes == 0 { 0.0 } else { holders as f64 / spread.total_nodes as f64 };
+                sum += (*size as f64 * fraction) as i64;
+            }
         }
-        Ok(calculate_priority(sum, container_count(pod)))
+        Ok(calculate_priority(sum, spread.containers))
     }
 }
 

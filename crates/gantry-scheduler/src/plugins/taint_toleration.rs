@@ -96,6 +96,9 @@ fn pod_tolerations(pod: &PodInfo) -> &[Toleration] {
 }
 
 fn node_taints(node: &NodeInfo) -> &[Taint] {
+    if !node.has_taints {
+        return &[];
+    }
     node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
 }
 
