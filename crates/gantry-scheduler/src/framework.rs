@@ -11,6 +11,9 @@ use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 /// The highest score a plugin gives a node (kube-scheduler's `MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
 
+/// How many of the best feasible nodes an explanation itemizes.
+pub const EXPLAINED_SCORES: usize = 100;
+
 /// The outcome class of a plugin call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Code {
@@ -222,8 +225,10 @@ pub struct ScoredNode {
 pub struct Explanation {
     /// Filter verdicts of nodes that were rejected, by node.
     pub rejected: Vec<(Arc<str>, Status)>,
-    /// Feasible nodes' scores, highest first.
+    /// The best feasible nodes' scores, highest first (at most [`EXPLAINED_SCORES`]).
     pub scores: Vec<ScoredNode>,
+    /// Feasible nodes found, including those beyond [`EXPLAINED_SCORES`].
+    pub feasible_nodes: usize,
     /// Nodes in the cluster at the time.
     pub total_nodes: usize,
     /// Nodes the filters looked at: in large clusters the search stops once enough feasible nodes are found
@@ -353,19 +358,23 @@ impl Profile {
                 }
             }
             let message = unschedulable_message(snapshot.nodes.len(), &rejected);
-            let explanation =
-                Explanation { rejected, scores: Vec::new(), total_nodes: total, evaluated_nodes: *evaluated };
+            let explanation = Explanation {
+                rejected,
+                scores: Vec::new(),
+                feasible_nodes: 0,
+                total_nodes: total,
+                evaluated_nodes: *evaluated,
+            };
             return (Decision::Unschedulable { message, nomination, explanation }, state);
         }
-        let plugins_scoring = plugins.score.len();
-        let mut scores: Vec<ScoredNode> = feasible
-            .iter()
-            .map(|n| ScoredNode { node: Arc::clone(&n.name), total: 0, parts: Vec::with_capacity(plugins_scoring) })
-            .collect();
+        // Weighted scores, one row per scoring plugin (a flat matrix: one allocation per cycle).
+        let n = feasible.len();
+        let mut totals = vec![0i64; n];
+        let mut matrix: Vec<(&'static str, Vec<i64>)> = Vec::new();
         // One buffer for every plugin's raw scores: refilled per plugin, never reallocated.
         let mut plugin_scores: Vec<NodeScore> =
             feasible.iter().map(|n| NodeScore { node: Arc::clone(&n.name), score: 0 }).collect();
-        if feasible.len() > 1 {
+        if n > 1 {
             for p in &plugins.pre_score {
                 let status = p.pre_score(&mut state, pod, &feasible).by(p.name());
                 match status.code {
@@ -388,18 +397,36 @@ impl Profile {
                 if !status.is_success() {
                     return (Decision::Failed(status.by(plugin.name())), state);
                 }
-                for (total, s) in scores.iter_mut().zip(&plugin_scores) {
-                    let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
-                    total.total += weighted;
-                    total.parts.push((plugin.name(), weighted));
+                let row: Vec<i64> = plugin_scores.iter().map(|s| s.score.clamp(0, MAX_NODE_SCORE) * weight).collect();
+                for (total, weighted) in totals.iter_mut().zip(&row) {
+                    *total += weighted;
                 }
+                matrix.push((plugin.name(), row));
             }
         }
-        let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
-        let top: Vec<&ScoredNode> = scores.iter().filter(|s| s.total == best).collect();
-        let chosen = top[(tie_break % top.len() as u64) as usize].node.to_string();
-        scores.sort_unstable_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
-        let explanation = Explanation { rejected, scores, total_nodes: total, evaluated_nodes: *evaluated };
+        let best = totals.iter().copied().max().unwrap_or(0);
+        let top: Vec<usize> = (0..n).filter(|&i| totals[i] == best).collect();
+        let chosen = feasible[top[(tie_break % top.len() as u64) as usize]].name.to_string();
+        // Only the best few are explained: sorting and itemizing hundreds of nodes every cycle would cost more
+        // than the rest of scoring.
+        let mut order: Vec<usize> = (0..n).collect();
+        let by_rank =
+            |a: &usize, b: &usize| totals[*b].cmp(&totals[*a]).then_with(|| feasible[*a].name.cmp(&feasible[*b].name));
+        if n > EXPLAINED_SCORES {
+            order.select_nth_unstable_by(EXPLAINED_SCORES - 1, by_rank);
+            order.truncate(EXPLAINED_SCORES);
+        }
+        order.sort_unstable_by(by_rank);
+        let scores = order
+            .into_iter()
+            .map(|i| ScoredNode {
+                node: Arc::clone(&feasible[i].name),
+                total: totals[i],
+                parts: matrix.iter().map(|(name, row)| (*name, row[i])).collect(),
+            })
+            .collect();
+        let explanation =
+            Explanation { rejected, scores, feasible_nodes: n, total_nodes: total, evaluated_nodes: *evaluated };
         for (i, p) in plugins.reserve.iter().enumerate() {
             let status = p.reserve(&mut state, pod, &chosen).by(p.name());
             if !status.is_success() {
@@ -520,6 +547,17 @@ mod tests {
         let (decision, _) = profile().schedule(&pod(), &snapshot(&["b1", "c2", "d3"]), 0);
         let Decision::Unschedulable { message, .. } = decision else { panic!("placed") };
         assert_eq!(message, "0/3 nodes are available: 3 node(s) had the wrong name.");
+    }
+
+    #[test]
+    fn only_the_best_feasible_nodes_are_itemized() {
+        let names: Vec<String> = (0..EXPLAINED_SCORES + 20).map(|i| format!("a{i:03}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (decision, _) = profile().schedule(&pod(), &snapshot(&names), 0);
+        let Decision::Place { explanation, .. } = decision else { panic!("not placed") };
+        assert_eq!(explanation.feasible_nodes, EXPLAINED_SCORES + 20);
+        assert_eq!(explanation.scores.len(), EXPLAINED_SCORES);
+        assert!(explanation.scores.windows(2).all(|w| w[0].total >= w[1].total), "highest first");
     }
 
     #[test]

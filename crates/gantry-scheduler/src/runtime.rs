@@ -40,7 +40,7 @@ pub struct SchedulerConfig {
 pub const ATTEMPTS_KEPT: usize = 256;
 
 /// How many of the best-scored feasible nodes an attempt keeps.
-pub const SCORES_KEPT: usize = 100;
+pub const SCORES_KEPT: usize = crate::framework::EXPLAINED_SCORES;
 
 /// One scheduling attempt of a pod, as `gantry why` shows it.
 #[derive(Clone, Debug)]
@@ -90,9 +90,8 @@ impl Attempt {
             }
         }
         rejected.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.plugin.cmp(b.0.plugin)));
-        let feasible_nodes = explanation.scores.len();
-        let mut scores = explanation.scores;
-        scores.truncate(SCORES_KEPT);
+        let feasible_nodes = explanation.feasible_nodes;
+        let scores = explanation.scores;
         Attempt {
             time: jiff::Timestamp::now(),
             result,
@@ -551,9 +550,10 @@ mod tests {
     fn explanation(rejected: &[(&str, &str)], feasible: usize) -> Explanation {
         Explanation {
             rejected: rejected.iter().map(|(n, r)| (Arc::from(*n), Status::unschedulable(*r))).collect(),
-            scores: (0..feasible)
+            scores: (0..feasible.min(SCORES_KEPT))
                 .map(|i| ScoredNode { node: Arc::from(format!("f{i}")), total: 100 - i as i64, parts: Vec::new() })
                 .collect(),
+            feasible_nodes: feasible,
             total_nodes: rejected.len() + feasible,
             evaluated_nodes: rejected.len() + feasible,
         }
