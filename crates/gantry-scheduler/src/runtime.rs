@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gantry_lease::{ElectionConfig, LeaderElector};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::SchedulerCache;
 use crate::framework::{Decision, Explanation, Profile, ScoredNode, Status};
+use crate::plugins::default_preemption::Budget;
+use crate::plugins::{ClusterFacts, default_profile_with};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::snapshot::PodInfo;
 
@@ -33,6 +36,22 @@ pub struct SchedulerConfig {
     pub election: Option<ElectionConfig>,
     /// Bindings in flight at once.
     pub max_parallel_bindings: usize,
+    /// The facts the profiles' plugins read; the scheduler keeps them current from its watches.
+    pub facts: ClusterFacts,
+}
+
+impl SchedulerConfig {
+    /// The default profile reading facts this scheduler keeps current, and 64 bindings in flight.
+    pub fn with_default_profile(identity: impl Into<String>, election: Option<ElectionConfig>) -> SchedulerConfig {
+        let facts = ClusterFacts::default();
+        SchedulerConfig {
+            profiles: vec![default_profile_with(&facts)],
+            identity: identity.into(),
+            election,
+            max_parallel_bindings: 64,
+            facts,
+        }
+    }
 }
 
 /// How many pods' last attempts are kept for `gantry why`, most recent first. Pods still pending are retried
@@ -180,6 +199,13 @@ pub fn start(
     let state = Arc::new(Mutex::new(State::default()));
     let wake = Arc::new(Notify::new());
     tasks.spawn(watch_nodes(client.clone(), Arc::clone(&state), Arc::clone(&wake), shutdown.clone()));
+    tasks.spawn(watch_facts(
+        client.clone(),
+        config.facts.clone(),
+        Arc::clone(&state),
+        Arc::clone(&wake),
+        shutdown.clone(),
+    ));
     tasks.spawn(watch_pods(client.clone(), config.clone(), Arc::clone(&state), Arc::clone(&wake), shutdown.clone()));
     let leading = match config.election {
         Some(election) => {
@@ -239,6 +265,83 @@ async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>
         s.queue.cluster_changed(now);
     })
     .await;
+}
+
+/// Keeps the facts plugins read (namespace labels, disruption budgets) current. A change may make a waiting
+/// pod fit (a namespace gaining the labels an affinity term selects), so it counts as a cluster event.
+async fn watch_facts(
+    client: Client,
+    facts: ClusterFacts,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let labels = Arc::clone(&facts.namespace_labels);
+    let namespaces = follow(
+        Api::<Namespace>::all(client.clone()),
+        "namespaces",
+        Arc::clone(&state),
+        Arc::clone(&wake),
+        shutdown.clone(),
+        {
+            let mut relisted = None;
+            move |s, event, now| {
+                let entry =
+                    |ns: Namespace| (ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default());
+                let mut map = labels.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                apply_relisted(&mut map, &mut relisted, event, entry, |ns| {
+                    ns.metadata.name.clone().unwrap_or_default()
+                });
+                s.queue.cluster_changed(now);
+            }
+        },
+    );
+    let budgets = Arc::clone(&facts.budgets);
+    let pdbs = follow(Api::<PodDisruptionBudget>::all(client), "poddisruptionbudgets", state, wake, shutdown, {
+        let mut relisted = None;
+        move |_s, event, _now| {
+            let key = |pdb: &PodDisruptionBudget| {
+                format!(
+                    "{}/{}",
+                    pdb.metadata.namespace.as_deref().unwrap_or(""),
+                    pdb.metadata.name.as_deref().unwrap_or("")
+                )
+            };
+            let mut map = budgets.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            apply_relisted(&mut map, &mut relisted, event, |pdb| (key(&pdb), Budget::from_object(&pdb)), key);
+        }
+    });
+    tokio::join!(namespaces, pdbs);
+}
+
+/// Applies a watch event to a map of facts. A relist (Init … InitDone) fills a fresh map that replaces the old
+/// one only when complete, so that objects deleted while the watch was down go, and readers never see half.
+fn apply_relisted<K, V>(
+    map: &mut std::collections::BTreeMap<String, V>,
+    relisted: &mut Option<std::collections::BTreeMap<String, V>>,
+    event: watcher::Event<K>,
+    entry: impl Fn(K) -> (String, V),
+    key: impl Fn(&K) -> String,
+) {
+    match event {
+        watcher::Event::Init => *relisted = Some(std::collections::BTreeMap::new()),
+        watcher::Event::InitApply(object) => {
+            let (k, v) = entry(object);
+            relisted.get_or_insert_with(Default::default).insert(k, v);
+        }
+        watcher::Event::InitDone => {
+            if let Some(fresh) = relisted.take() {
+                *map = fresh;
+            }
+        }
+        watcher::Event::Apply(object) => {
+            let (k, v) = entry(object);
+            map.insert(k, v);
+        }
+        watcher::Event::Delete(object) => {
+            map.remove(&key(&object));
+        }
+    }
 }
 
 async fn watch_pods(

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_scheduler::plugins::default_profile;
 use gantry_scheduler::runtime::{SchedulerConfig, start};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
@@ -49,12 +48,8 @@ impl Cluster {
     }
 
     async fn scheduler(&mut self, identity: &str, election: Option<gantry_lease::ElectionConfig>) {
-        let config = SchedulerConfig {
-            profiles: vec![default_profile()],
-            identity: identity.into(),
-            election,
-            max_parallel_bindings: 16,
-        };
+        let config =
+            SchedulerConfig { max_parallel_bindings: 16, ..SchedulerConfig::with_default_profile(identity, election) };
         let client = self.client().await;
         start(client, config, self.shutdown.clone(), &mut self.tasks);
     }
@@ -292,4 +287,67 @@ async fn a_higher_priority_pod_preempts_a_lower_priority_one() {
     assert_eq!(node_of(&placed).as_deref(), Some("n1"));
     let pods: Api<Pod> = Api::namespaced(cluster.client().await, "default");
     assert!(pods.get_opt("victim").await.unwrap().is_none(), "the lower-priority pod was evicted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_spares_pods_a_disruption_budget_protects() {
+    let mut cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
+    for (name, value) in [("low", 10), ("high", 1000)] {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                           "metadata": {"name": name}, "value": value});
+        classes.create(&PostParams::default(), &serde_json::from_value(class).unwrap()).await.unwrap();
+    }
+    // No disruption controller runs here, so the budget allows no disruption (status.disruptionsAllowed 0).
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let budget = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+                        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
+    budgets.create(&PostParams::default(), &serde_json::from_value(budget).unwrap()).await.unwrap();
+    cluster.node("n1", "2", json!({})).await;
+    cluster.node("n2", "2", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    let low = |node: &str| {
+        json!({"spec": {"priorityClassName": "low", "terminationGracePeriodSeconds": 0,
+                        "nodeSelector": {"kubernetes.io/hostname": node}}})
+    };
+    cluster.pod("db", "2", low("n1")).await;
+    cluster.pod("batch", "2", low("n2")).await;
+    cluster.eventually_pod("db", |p| node_of(p).is_some()).await;
+    cluster.eventually_pod("batch", |p| node_of(p).is_some()).await;
+    cluster.pod("important", "1", json!({"spec": {"priorityClassName": "high"}})).await;
+    let placed = cluster.eventually_pod("important", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&placed).as_deref(), Some("n2"), "the unprotected pod's node was chosen");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    assert!(pods.get_opt("batch").await.unwrap().is_none(), "the unprotected pod was preempted");
+    assert!(pods.get_opt("db").await.unwrap().is_some(), "the protected pod was spared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_terms_select_namespaces_by_their_labels() {
+    let mut cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let team =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"team": "blue"}}});
+    namespaces.create(&PostParams::default(), &serde_json::from_value(team).unwrap()).await.unwrap();
+    cluster.node("n1", "4", json!({})).await;
+    cluster.node("n2", "4", json!({})).await;
+    cluster.scheduler("s1", None).await;
+    let cache = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cache", "labels": {"app": "cache"}},
+        "spec": {"nodeSelector": {"kubernetes.io/hostname": "n2"},
+                 "containers": [{"name": "c", "image": "busybox"}]}});
+    let team_pods: Api<Pod> = Api::namespaced(client, "team");
+    team_pods.create(&PostParams::default(), &serde_json::from_value(cache).unwrap()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    while node_of(&team_pods.get("cache").await.unwrap()).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the cache pod was never scheduled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let term = json!({"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "cache"}},
+                      "namespaceSelector": {"matchLabels": {"team": "blue"}}});
+    let affinity = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}});
+    cluster.pod("near-cache", "1", json!({"spec": {"affinity": affinity}})).await;
+    let placed = cluster.eventually_pod("near-cache", |p| node_of(p).is_some()).await;
+    assert_eq!(node_of(&placed).as_deref(), Some("n2"));
 }

@@ -135,12 +135,10 @@ fn identity() -> String {
 }
 
 fn scheduler_config() -> gantry_scheduler::runtime::SchedulerConfig {
-    gantry_scheduler::runtime::SchedulerConfig {
-        profiles: vec![gantry_scheduler::plugins::default_profile()],
-        identity: identity(),
-        election: Some(gantry_lease::ElectionConfig::default()),
-        max_parallel_bindings: 64,
-    }
+    gantry_scheduler::runtime::SchedulerConfig::with_default_profile(
+        identity(),
+        Some(gantry_lease::ElectionConfig::default()),
+    )
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

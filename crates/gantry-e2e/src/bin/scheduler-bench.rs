@@ -203,12 +203,7 @@ fn start_cluster(
     let mut scheduler_tasks = JoinSet::new();
     scheduler_rt.block_on(async {
         let client = client_from(&kubeconfig).await?;
-        let config = SchedulerConfig {
-            profiles: vec![gantry_scheduler::plugins::default_profile()],
-            identity: "scheduler-bench".into(),
-            election: None,
-            max_parallel_bindings: 64,
-        };
+        let config = SchedulerConfig::with_default_profile("scheduler-bench", None);
         // Spawned inside the runtime so that the scheduler's tasks run on its threads.
         gantry_scheduler::runtime::start(client, config, shutdown.clone(), &mut scheduler_tasks);
         anyhow::Ok(())

@@ -52,7 +52,7 @@ const STATE_SCORE: &str = "InterPodAffinity/score";
 const STATE_NODES: &str = "InterPodAffinity/nodes";
 
 /// Labels of each namespace, by namespace name.
-pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Namespace labels shared between the scheduler (which updates them from its namespace informer) and the
 /// plugin (which reads them once per cycle).
