@@ -183,11 +183,14 @@ fn pod_name(arg: &str) -> anyhow::Result<&str> {
         Some((kind, _)) => anyhow::bail!("gantry why explains pods only, not {kind} (use pod/NAME)"),
         None => arg,
     };
-    anyhow::ensure!(
-        !name.is_empty() && !name.contains('/') && !name.contains('?') && !name.contains('%'),
-        "{arg:?} is not a pod name (use pod/NAME)"
-    );
+    anyhow::ensure!(is_object_name(name), "{arg:?} is not a pod name (use pod/NAME)");
     Ok(name)
+}
+
+/// Whether `name` could name a pod or a namespace (DNS subdomain characters), so that it is one segment of a
+/// URL path as it is.
+fn is_object_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Asks the API server's scheduler about a pod's last attempt and prints the answer.
@@ -201,6 +204,7 @@ fn why(args: WhyArgs) -> anyhow::Result<()> {
         // answer.
         config.default_retry = false;
         let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+        anyhow::ensure!(is_object_name(&namespace), "{namespace:?} is not a namespace name");
         let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config)?;
         let path = format!("/gantry/v1/namespaces/{namespace}/pods/{name}/scheduling");
@@ -349,4 +353,21 @@ fn store_status(data_dir: &std::path::Path) -> anyhow::Result<()> {
             Ok::<_, gantry_store::StoreError>(())
         })
         .with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_are_named_as_kubectl_names_them_and_other_kinds_are_refused() {
+        for arg in ["web-1", "pod/web-1", "pods/web-1", "po/web-1"] {
+            assert_eq!(pod_name(arg).unwrap(), "web-1");
+        }
+        let err = pod_name("deployment/web").unwrap_err().to_string();
+        assert_eq!(err, "gantry why explains pods only, not deployment (use pod/NAME)");
+        for bad in ["pod/", "", "pod/a/b", "web?watch=1", "we%2Fb"] {
+            assert!(pod_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }
