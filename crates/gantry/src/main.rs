@@ -42,7 +42,7 @@ struct WhyArgs {
     /// The kubeconfig. Default: $KUBECONFIG, else ~/.kube/config.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// `json` prints the document as the server sends it.
+    /// `json` prints the server's `SchedulingAttempt` document (indented) instead of tables.
     #[arg(short = 'o', long, value_enum)]
     output: Option<WhyOutput>,
     /// How many of the best-scored feasible nodes to list.
@@ -212,7 +212,10 @@ fn why(args: WhyArgs) -> anyhow::Result<()> {
         match client.request_text(request).await {
             Ok(text) => Ok(text),
             // The server's Status says what is missing and why, in a sentence of its own.
-            Err(kube::Error::Api(status)) => Err(anyhow::anyhow!("{}", status.message)),
+            Err(kube::Error::Api(status)) if !status.message.is_empty() => Err(anyhow::anyhow!("{}", status.message)),
+            Err(kube::Error::Api(status)) => {
+                Err(anyhow::anyhow!("the API server at {server} answered {} {}", status.code, status.reason))
+            }
             Err(err) => Err(anyhow::Error::new(err).context(format!("asking the API server at {server}"))),
         }
     })?;
