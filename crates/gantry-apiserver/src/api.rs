@@ -115,6 +115,8 @@ pub struct Api {
     pub openapi: gantry_api::openapi::OpenApiV3,
     /// The schemas of the served kinds, for finding unknown fields.
     pub schemas: crate::admission::Schemas,
+    /// Answers `gantry why` once a scheduler runs in this process.
+    pub(crate) explainer: std::sync::OnceLock<Arc<dyn crate::scheduling::SchedulingExplainer>>,
 }
 
 impl Api {
@@ -123,7 +125,7 @@ impl Api {
         let registry = Registry::built_in();
         let openapi = gantry_api::openapi::OpenApiV3::build(&registry);
         let schemas = crate::admission::Schemas::from_openapi(&openapi);
-        Api { registry, store, cache, shutdown, openapi, schemas }
+        Api { registry, store, cache, shutdown, openapi, schemas, explainer: std::sync::OnceLock::new() }
     }
 
     /// Serves one authenticated request.
@@ -141,6 +143,9 @@ impl Api {
         }
         if path == "/openapi/v2" {
             return Err(ApiError::no_route());
+        }
+        if path.starts_with(crate::scheduling::PREFIX) {
+            return self.gantry_path(&request.method, path).await;
         }
         if !(path.starts_with("/api") && (path.len() == 4 || path[4..].starts_with('/') || path.starts_with("/apis"))) {
             return Err(ApiError::no_route());

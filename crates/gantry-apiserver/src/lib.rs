@@ -3,7 +3,9 @@
 //! It owns routing and discovery, the object lifecycle (create, update, patch, delete with finalizers and
 //! graceful deletion), LIST and WATCH from an in-memory watch cache, OpenAPI v3, server-side tables, and
 //! authentication (client certificates from the cluster CA, static bearer tokens). It is the only component
-//! that talks to the store; everything else is a client of the API.
+//! that talks to the store; everything else is a client of the API. Beside the Kubernetes API it serves
+//! Gantry's own paths under `/gantry/`: a scheduler's account of its decisions ([`scheduling`]), which it gets
+//! from a hook rather than from a dependency on the scheduler.
 //!
 //! Authorization is not enforced yet: every authenticated user may do anything.
 
@@ -22,6 +24,7 @@ pub mod objects;
 pub mod pki;
 pub mod reads;
 pub mod request;
+pub mod scheduling;
 pub mod server;
 pub mod status;
 pub mod strategy;
@@ -40,6 +43,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use api::Api;
+pub use scheduling::SchedulingExplainer;
 
 /// How to run the API server.
 #[derive(Clone, Debug)]

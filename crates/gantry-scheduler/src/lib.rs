@@ -9,6 +9,7 @@
 //! a snapshot and a pod: fast, and testable without a cluster.
 
 pub mod cache;
+pub mod explain;
 pub mod framework;
 pub mod plugins;
 pub mod queue;

@@ -1,5 +1,6 @@
 //! The `gantry` binary: one executable for every role of a Gantry cluster. Today it carries the API server
-//! (`gantry server`) and the store tools; the scheduler, controllers and node agent join as they are built.
+//! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why` and the store
+//! tools; the controllers and node agent join as they are built.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,35 @@ enum Command {
     Server(ServerArgs),
     /// Run the scheduler alone, as a client of an API server.
     Scheduler(SchedulerArgs),
+    /// Explain a pod's last scheduling attempt: which plugin rejected which nodes and why, and how the feasible
+    /// nodes scored. Answered by the scheduler inside `gantry server`.
+    Why(WhyArgs),
+}
+
+#[derive(clap::Args)]
+struct WhyArgs {
+    /// The pod: `pod/NAME`, `pods/NAME` or `NAME`.
+    pod: String,
+    /// The pod's namespace. Default: the kubeconfig context's namespace, else `default`.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// The kubeconfig. Default: $KUBECONFIG, else ~/.kube/config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// `json` prints the server's `SchedulingAttempt` document (indented) instead of tables.
+    #[arg(short = 'o', long, value_enum)]
+    output: Option<WhyOutput>,
+    /// How many of the best-scored feasible nodes to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Also list every rejected node on a line of its own, with the plugin and the reason.
+    #[arg(short = 'v', long)]
+    nodes: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WhyOutput {
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -100,14 +130,16 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A client command reports its one failure itself; the client library's own log of it would repeat it.
+    let default_filter = if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Version => {
             println!("gantry {}", env!("CARGO_PKG_VERSION"));
@@ -116,16 +148,100 @@ fn run() -> anyhow::Result<()> {
         Command::Store(StoreCommand::Status { data_dir }) => store_status(&data_dir.unwrap_or_else(default_data_dir)),
         Command::Server(args) => server(args),
         Command::Scheduler(args) => scheduler(args),
+        Command::Why(args) => why(args),
     }
 }
 
 async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+    Ok(kube::Client::try_from(config_from(Some(kubeconfig)).await?)?)
+}
+
+/// The client configuration from `kubeconfig`, else as kubectl finds it: `$KUBECONFIG` (a list of files,
+/// merged), else `~/.kube/config`.
+async fn config_from(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    let (file, which) = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            (file, path.display().to_string())
+        }
+        None => {
+            let file = kube::config::Kubeconfig::read()
+                .context("reading the kubeconfig ($KUBECONFIG, else ~/.kube/config; or pass --kubeconfig)")?;
+            (file, "from $KUBECONFIG or ~/.kube/config".to_string())
+        }
+    };
+    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
         .await
-        .with_context(|| format!("using the kubeconfig {}", kubeconfig.display()))?;
-    Ok(kube::Client::try_from(config)?)
+        .with_context(|| format!("using the kubeconfig {which}"))
+}
+
+/// The name in `pod/NAME`, `pods/NAME`, `po/NAME` or `NAME`.
+fn pod_name(arg: &str) -> anyhow::Result<&str> {
+    let name = match arg.split_once('/') {
+        Some(("pod" | "pods" | "po", name)) => name,
+        Some((kind, _)) => anyhow::bail!("gantry why explains pods only, not {kind} (use pod/NAME)"),
+        None => arg,
+    };
+    anyhow::ensure!(is_object_name(name), "{arg:?} is not a pod name (use pod/NAME)");
+    Ok(name)
+}
+
+/// Whether `name` could name a pod or a namespace (DNS subdomain characters), so that it is one segment of a
+/// URL path as it is.
+fn is_object_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// Asks the API server's scheduler about a pod's last attempt and prints the answer.
+fn why(args: WhyArgs) -> anyhow::Result<()> {
+    use gantry_scheduler::explain::{RenderOptions, SchedulingAttempt};
+    let name = pod_name(&args.pod)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let text = runtime.block_on(async {
+        let mut config = config_from(args.kubeconfig.as_deref()).await?;
+        // A server without a scheduler answers 503 for good, not for a moment: retrying would only delay the
+        // answer.
+        config.default_retry = false;
+        let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+        anyhow::ensure!(is_object_name(&namespace), "{namespace:?} is not a namespace name");
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config)?;
+        let path = format!("/gantry/v1/namespaces/{namespace}/pods/{name}/scheduling");
+        let request = http::Request::get(&path).body(Vec::new()).with_context(|| format!("building GET {path}"))?;
+        match client.request_text(request).await {
+            Ok(text) => Ok(text),
+            // The server's Status says what is missing and why, in a sentence of its own.
+            Err(kube::Error::Api(status)) if !status.message.is_empty() => Err(anyhow::anyhow!("{}", status.message)),
+            Err(kube::Error::Api(status)) => {
+                Err(anyhow::anyhow!("the API server at {server} answered {} {}", status.code, status.reason))
+            }
+            Err(err) => Err(anyhow::Error::new(err).context(format!("asking the API server at {server}"))),
+        }
+    })?;
+    let doc = SchedulingAttempt::parse(&text).context("reading the server's answer")?;
+    match args.output {
+        Some(WhyOutput::Json) => {
+            let value: serde_json::Value = serde_json::from_str(&text).context("reading the server's answer")?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        None => print!("{}", doc.render(&RenderOptions { top: args.top, nodes: args.nodes })),
+    }
+    Ok(())
+}
+
+/// Answers `gantry why` for the API server from the scheduler running in the same process.
+struct SchedulerExplainer(gantry_scheduler::runtime::SchedulerHandle);
+
+impl gantry_apiserver::SchedulingExplainer for SchedulerExplainer {
+    fn last_attempt(&self, namespace: &str, name: &str) -> Option<serde_json::Value> {
+        let attempt = self.0.last_attempt(namespace, name)?;
+        Some(gantry_scheduler::explain::SchedulingAttempt::from_attempt(namespace, name, &attempt).to_json())
+    }
+
+    fn attempts_kept(&self) -> usize {
+        gantry_scheduler::runtime::ATTEMPTS_KEPT
+    }
 }
 
 /// This process's identity in leader elections: the host name and a random suffix.
@@ -201,7 +317,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         if !args.disable_scheduler {
             let client = client_from(&server.kubeconfig).await?;
-            gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
+            let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
+            server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
         }
         println!("Gantry API server listening on https://{}", server.addr);
         println!("Admin kubeconfig: {}", server.kubeconfig.display());
@@ -237,4 +354,21 @@ fn store_status(data_dir: &std::path::Path) -> anyhow::Result<()> {
             Ok::<_, gantry_store::StoreError>(())
         })
         .with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_are_named_as_kubectl_names_them_and_other_kinds_are_refused() {
+        for arg in ["web-1", "pod/web-1", "pods/web-1", "po/web-1"] {
+            assert_eq!(pod_name(arg).unwrap(), "web-1");
+        }
+        let err = pod_name("deployment/web").unwrap_err().to_string();
+        assert_eq!(err, "gantry why explains pods only, not deployment (use pod/NAME)");
+        for bad in ["pod/", "", "pod/a/b", "web?watch=1", "we%2Fb"] {
+            assert!(pod_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -129,3 +129,85 @@ fn the_server_schedules_pods_onto_nodes() {
     server.process.signal("TERM");
     assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
 }
+
+/// Runs `gantry ARGS` as a client, with nothing from this environment but `PATH` (and `HOME` in the test's
+/// directory, so that no `~/.kube/config` is found by accident).
+fn gantry(home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = gantry_e2e::client_command(env!("CARGO_BIN_EXE_gantry"), home);
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    run(command, None, patience())
+}
+
+#[test]
+fn gantry_why_shows_where_a_pod_went_and_which_plugin_rejected_a_pod_that_fits_nowhere() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let mut server = start_server(&data, &[]);
+    let kubeconfig = data.join("kubeconfig");
+    let kubeconfig_arg = kubeconfig.to_str().expect("a UTF-8 path");
+    let objects = "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels: {kubernetes.io/hostname: worker-1}\n\
+                   status:\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n---\n\
+                   apiVersion: v1\nkind: Pod\nmetadata:\n  name: small\nspec:\n  containers:\n  - name: c\n    \
+                   image: busybox\n    resources: {requests: {cpu: 100m}}\n---\n\
+                   apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  containers:\n  - name: c\n    \
+                   image: busybox\n    resources: {requests: {cpu: \"1000\"}}\n";
+    run(kubectl_command(&kubeconfig, &home, &["apply", "-f", "-"]), Some(objects.as_bytes()), patience()).ok();
+    eventually(|| {
+        let out = kubectl(&data, &home, &["get", "pod", "small", "-o", "jsonpath={.spec.nodeName}"]).ok();
+        if out.stdout == "worker-1" { Ok(()) } else { Err(format!("nodeName is {:?}", out.stdout)) }
+    });
+    eventually(|| {
+        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].status}";
+        let out = kubectl(&data, &home, &["get", "pod", "huge", "-o", jsonpath]).ok();
+        if out.stdout == "False" { Ok(()) } else { Err(format!("PodScheduled is {:?}", out.stdout)) }
+    });
+
+    let small = gantry(&home, &["why", "pod/small", "--kubeconfig", kubeconfig_arg], &[]).ok();
+    assert!(small.stdout.starts_with("Pod default/small: placed on worker-1 at "), "{}", small.stdout);
+    assert!(small.stdout.contains("Looked at all 1 nodes: 1 feasible, 0 rejected."), "{}", small.stdout);
+    assert!(small.stdout.contains("\nNODE      SCORE\nworker-1  "), "{}", small.stdout);
+
+    // The namespace and the kubeconfig found as kubectl finds them: $KUBECONFIG, its context's namespace.
+    let huge = gantry(&home, &["why", "huge", "--nodes"], &[("KUBECONFIG", &kubeconfig)]).ok();
+    let text = &huge.stdout;
+    assert!(text.starts_with("Pod default/huge: unschedulable at "), "{text}");
+    assert!(text.contains("\n  0/1 nodes are available: 1 Insufficient cpu."), "{text}");
+    assert!(text.contains("\nREJECTED BY       NODES  REASON\nNodeResourcesFit  1      Insufficient cpu\n"), "{text}");
+    assert!(
+        text.contains("\nNODE      PLUGIN            REASON\nworker-1  NodeResourcesFit  Insufficient cpu\n"),
+        "{text}"
+    );
+
+    let json = gantry(&home, &["why", "pods/huge", "-n", "default", "-o", "json", "--kubeconfig", kubeconfig_arg], &[])
+        .ok()
+        .json();
+    assert_eq!(json["kind"], "SchedulingAttempt");
+    assert_eq!(json["nodes"], serde_json::json!({"total": 1, "evaluated": 1, "feasible": 0}));
+    assert_eq!(json["rejected"][0]["plugin"], "NodeResourcesFit");
+    assert_eq!(json["rejected"][0]["nodes"], serde_json::json!(["worker-1"]));
+
+    let missing = gantry(&home, &["why", "pod/ghost", "--kubeconfig", kubeconfig_arg], &[]).fails();
+    assert_eq!(missing.stderr, "error: pods \"ghost\" not found\n");
+    let elsewhere =
+        gantry(&home, &["why", "pod/small", "-n", "kube-system", "--kubeconfig", kubeconfig_arg], &[]).fails();
+    assert_eq!(elsewhere.stderr, "error: pods \"small\" not found\n");
+
+    server.process.signal("TERM");
+    assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
+}
+
+#[test]
+fn gantry_why_says_so_when_the_server_runs_no_scheduler() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let _server = start_server(&data, &["--disable-scheduler"]);
+    let kubeconfig = data.join("kubeconfig");
+    let out =
+        gantry(&home, &["why", "pod/web", "--kubeconfig", kubeconfig.to_str().expect("a UTF-8 path")], &[]).fails();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: no scheduler runs in this API server's process"), "{}", out.stderr);
+    assert!(out.stderr.contains("gantry scheduler"), "{}", out.stderr);
+}
