@@ -23,10 +23,13 @@ enum Command {
     /// Inspect the embedded store.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Run the control plane: the API server (the Kubernetes REST API over HTTPS) and the scheduler.
+    /// Run the control plane: the API server (the Kubernetes REST API over HTTPS), the scheduler and the
+    /// controller manager.
     Server(ServerArgs),
     /// Run the scheduler alone, as a client of an API server.
-    Scheduler(SchedulerArgs),
+    Scheduler(ClientArgs),
+    /// Run the controller manager alone, as a client of an API server.
+    ControllerManager(ClientArgs),
     /// Explain a pod's last scheduling attempt: which plugin rejected which nodes and why, and how the feasible
     /// nodes scored. Answered by the scheduler inside `gantry server`.
     Why(WhyArgs),
@@ -59,7 +62,7 @@ enum WhyOutput {
 }
 
 #[derive(clap::Args)]
-struct SchedulerArgs {
+struct ClientArgs {
     /// The kubeconfig to reach the API server with.
     #[arg(long)]
     kubeconfig: PathBuf,
@@ -89,6 +92,9 @@ struct ServerArgs {
     /// Do not run the scheduler in this process (run `gantry scheduler` elsewhere instead).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controller manager in this process (run `gantry controller-manager` elsewhere instead).
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +154,7 @@ fn run() -> anyhow::Result<()> {
         Command::Store(StoreCommand::Status { data_dir }) => store_status(&data_dir.unwrap_or_else(default_data_dir)),
         Command::Server(args) => server(args),
         Command::Scheduler(args) => scheduler(args),
+        Command::ControllerManager(args) => controller_manager(args),
         Command::Why(args) => why(args),
     }
 }
@@ -266,7 +273,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+fn scheduler(args: ClientArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = client_from(&args.kubeconfig).await?;
@@ -274,6 +281,22 @@ fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
         println!("Gantry scheduler running against the API server of {}", args.kubeconfig.display());
+        wait_for_signal().await?;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    })
+}
+
+fn controller_manager(args: ClientArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = client_from(&args.kubeconfig).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let config = gantry_controllers::ControllerManagerConfig::new(identity());
+        gantry_controllers::start(client, config, shutdown.clone(), &mut tasks);
+        println!("Gantry controller manager running against the API server of {}", args.kubeconfig.display());
         wait_for_signal().await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
@@ -319,6 +342,11 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             let client = client_from(&server.kubeconfig).await?;
             let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
             server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
+        }
+        if !args.disable_controllers {
+            let client = client_from(&server.kubeconfig).await?;
+            let config = gantry_controllers::ControllerManagerConfig::new(identity());
+            gantry_controllers::start(client, config, shutdown.clone(), &mut tasks);
         }
         println!("Gantry API server listening on https://{}", server.addr);
         println!("Admin kubeconfig: {}", server.kubeconfig.display());
