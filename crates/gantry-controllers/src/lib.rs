@@ -6,6 +6,7 @@
 //! view ([`expectations`]) and background event writing ([`events`]). Controllers are API clients, never
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
+pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod informer;
@@ -16,12 +17,13 @@ pub mod replicaset;
 use std::sync::Arc;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::deployment::DeploymentController;
 use crate::events::EventSink;
 use crate::informer::Informer;
 use crate::replicaset::ReplicaSetController;
@@ -114,8 +116,18 @@ fn run_controllers(
         Arc::clone(&replicasets),
         events("replicaset-controller", tasks),
     );
+    let deployments = Informer::<Deployment>::new();
+    let deployment = DeploymentController::new(
+        client.clone(),
+        Arc::clone(&deployments),
+        Arc::clone(&replicasets),
+        Arc::clone(&pods),
+        events("deployment-controller", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&deployments).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(replicaset.run(config.workers, term.clone()));
+    tasks.spawn(deployment.run(config.workers, term.clone()));
 }
