@@ -145,9 +145,29 @@ fn surge_and_unavailable(d: &Deployment) -> (i32, i32) {
     if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable.min(replicas)) }
 }
 
+/// Drops empty objects and lists: the API's semantic equality treats an empty field as an absent one (a
+/// client sending `resources: {}` asks for the same template as one leaving it out).
+fn drop_empty(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for child in map.values_mut() {
+                drop_empty(child);
+            }
+            map.retain(|_, v| {
+                !matches!(v, serde_json::Value::Null)
+                    && !v.as_object().is_some_and(|o| o.is_empty())
+                    && !v.as_array().is_some_and(|a| a.is_empty())
+            });
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_empty),
+        _ => {}
+    }
+}
+
 /// The template without the pod-template-hash label, as JSON, for comparing templates.
 fn template_ignoring_hash(template: Option<&PodTemplateSpec>) -> serde_json::Value {
     let mut value = serde_json::to_value(template).unwrap_or_default();
+    drop_empty(&mut value);
     if let Some(labels) = value.pointer_mut("/metadata/labels").and_then(|l| l.as_object_mut()) {
         labels.remove(POD_TEMPLATE_HASH);
         if labels.is_empty()
@@ -1018,6 +1038,16 @@ mod tests {
         let other = deployment(json!({"template": {"metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}));
         assert_ne!(template_hash(Some(&other.spec.as_ref().unwrap().template), None), hash);
+    }
+
+    #[test]
+    fn templates_differing_only_in_empty_fields_are_the_same_template() {
+        let bare: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [{"name": "c"}]}})).unwrap();
+        let padded: PodTemplateSpec =
+            serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "resources": {}, "env": []}]}}))
+                .unwrap();
+        assert_eq!(template_ignoring_hash(Some(&bare)), template_ignoring_hash(Some(&padded)));
+        assert_eq!(template_hash(Some(&bare), None), template_hash(Some(&padded), None));
     }
 
     #[test]
