@@ -23,6 +23,8 @@
 //!   (default `python3`).
 //! - `GANTRY_TEST_PATIENCE_SECS`: how long anything may take (default 20).
 
+pub mod bench;
+
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
