@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventSink, EventType, reference_to};
 use crate::informer::{Change, Informer};
-use crate::pods::controller_ref;
+use crate::pods::{BY_CONTROLLER, controller_ref, orphans_of};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
 /// The label that ties a ReplicaSet and its pods to one template of a Deployment.
@@ -386,7 +386,9 @@ impl DeploymentController {
         let deleting = d.metadata.deletion_timestamp.is_some();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
         let mut owned = Vec::new();
-        for rs in self.replicasets.list_namespace(namespace) {
+        let mut candidates = self.replicasets.by_index(BY_CONTROLLER, uid);
+        candidates.extend(self.replicasets.by_index(BY_CONTROLLER, &orphans_of(namespace)));
+        for rs in candidates {
             let matches = selector.matches(labels(&rs.metadata));
             let rs_name = rs.metadata.name.clone().unwrap_or_default();
             match controller_ref(&rs.metadata) {
@@ -428,12 +430,11 @@ impl DeploymentController {
 
     fn old_pods_running(&self, old: &[Arc<ReplicaSet>]) -> bool {
         old.iter().any(|rs| {
-            let namespace = rs.metadata.namespace.as_deref().unwrap_or("");
             let uid = rs.metadata.uid.as_deref().unwrap_or("");
-            self.pods.list_namespace(namespace).iter().any(|p| {
-                controller_ref(&p.metadata).is_some_and(|o| o.uid == uid)
-                    && !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-            })
+            self.pods
+                .by_index(BY_CONTROLLER, uid)
+                .iter()
+                .any(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
         })
     }
 

@@ -6,9 +6,9 @@
 //! join another). After a relist (the watch was interrupted), objects that vanished meanwhile are reported
 //! as deleted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -39,11 +39,28 @@ type Handler<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
 /// Objects by namespace (`""` for cluster-scoped ones), then by name.
 pub type Objects<K> = HashMap<String, BTreeMap<String, Arc<K>>>;
 
-/// One kind's objects as the watch shows them, and the handlers told of changes.
+type IndexFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send + Sync>;
+
+/// Objects by index value, as `(namespace, name)`.
+type Index = HashMap<String, BTreeSet<(String, String)>>;
+
+/// One kind's objects as the watch shows them, secondary indexes over them, and the handlers told of changes.
 pub struct Informer<K> {
-    objects: RwLock<Objects<K>>,
+    objects: RwLock<Store<K>>,
     handlers: Mutex<Vec<Handler<K>>>,
+    indexers: RwLock<Vec<(&'static str, IndexFn<K>)>>,
     synced: watch::Sender<bool>,
+}
+
+struct Store<K> {
+    objects: Objects<K>,
+    indexes: HashMap<&'static str, Index>,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Store<K> {
+        Store { objects: HashMap::new(), indexes: HashMap::new() }
+    }
 }
 
 fn namespace_and_name<K: kube::Resource>(object: &K) -> (String, String) {
@@ -57,7 +74,48 @@ where
 {
     /// An informer that has not started.
     pub fn new() -> Arc<Informer<K>> {
-        Arc::new(Informer { objects: RwLock::default(), handlers: Mutex::default(), synced: watch::Sender::new(false) })
+        Arc::new(Informer {
+            objects: RwLock::default(),
+            handlers: Mutex::default(),
+            indexers: RwLock::default(),
+            synced: watch::Sender::new(false),
+        })
+    }
+
+    /// Keeps an index of objects by the values `index` gives each (register before starting). Controllers
+    /// use it to find, say, the pods a ReplicaSet owns without walking every pod of a namespace.
+    pub fn add_index(&self, name: &'static str, index: impl Fn(&K) -> Vec<String> + Send + Sync + 'static) {
+        self.indexers.write().unwrap_or_else(PoisonError::into_inner).push((name, Box::new(index)));
+    }
+
+    /// The objects whose index `name` gives `value`.
+    pub fn by_index(&self, name: &str, value: &str) -> Vec<Arc<K>> {
+        let store = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(keys) = store.indexes.get(name).and_then(|index| index.get(value)) else { return Vec::new() };
+        keys.iter().filter_map(|(ns, n)| store.objects.get(ns).and_then(|o| o.get(n))).cloned().collect()
+    }
+
+    fn unindex(&self, store: &mut Store<K>, object: &K, key: &(String, String)) {
+        for (name, index) in self.indexers.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            let Some(values) = store.indexes.get_mut(name) else { continue };
+            for value in index(object) {
+                if let Some(keys) = values.get_mut(&value) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        values.remove(&value);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reindex(&self, store: &mut Store<K>, object: &K, key: &(String, String)) {
+        for (name, index) in self.indexers.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            let values = store.indexes.entry(name).or_default();
+            for value in index(object) {
+                values.entry(value).or_default().insert(key.clone());
+            }
+        }
     }
 
     /// Calls `handler` on every change from now on (register before starting, to see the initial list).
@@ -65,24 +123,27 @@ where
         self.handlers.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(handler));
     }
 
-    /// The objects, for reading.
-    pub fn read(&self) -> RwLockReadGuard<'_, Objects<K>> {
-        self.objects.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// One object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        self.read().get(namespace).and_then(|objects| objects.get(name)).cloned()
+        let store = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        store.objects.get(namespace).and_then(|objects| objects.get(name)).cloned()
     }
 
     /// The objects of one namespace.
     pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
-        self.read().get(namespace).map(|objects| objects.values().cloned().collect()).unwrap_or_default()
+        let store = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        store.objects.get(namespace).map(|objects| objects.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Every object.
     pub fn list(&self) -> Vec<Arc<K>> {
-        self.read().values().flat_map(|objects| objects.values().cloned()).collect()
+        let store = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        store.objects.values().flat_map(|objects| objects.values().cloned()).collect()
+    }
+
+    /// Whether no object is known.
+    pub fn is_empty(&self) -> bool {
+        self.objects.read().unwrap_or_else(PoisonError::into_inner).objects.is_empty()
     }
 
     /// Whether the first list has been seen.
@@ -106,11 +167,16 @@ where
     }
 
     fn apply(&self, object: K) {
-        let (namespace, name) = namespace_and_name(&object);
+        let key = namespace_and_name(&object);
         let new = Arc::new(object);
         let old = {
-            let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
-            objects.entry(namespace).or_default().insert(name, Arc::clone(&new))
+            let mut store = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+            let old = store.objects.entry(key.0.clone()).or_default().insert(key.1.clone(), Arc::clone(&new));
+            if let Some(old) = &old {
+                self.unindex(&mut store, old, &key);
+            }
+            self.reindex(&mut store, &new, &key);
+            old
         };
         match old {
             Some(old) => self.notify(&Change::Updated { old: &old, new: &new }),
@@ -119,12 +185,15 @@ where
     }
 
     fn delete(&self, object: &K) {
-        let (namespace, name) = namespace_and_name(object);
+        let key = namespace_and_name(object);
         let old = {
-            let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
-            let removed = objects.get_mut(&namespace).and_then(|o| o.remove(&name));
-            if objects.get(&namespace).is_some_and(BTreeMap::is_empty) {
-                objects.remove(&namespace);
+            let mut store = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+            let removed = store.objects.get_mut(&key.0).and_then(|o| o.remove(&key.1));
+            if store.objects.get(&key.0).is_some_and(BTreeMap::is_empty) {
+                store.objects.remove(&key.0);
+            }
+            if let Some(old) = &removed {
+                self.unindex(&mut store, old, &key);
             }
             removed
         };
@@ -213,7 +282,21 @@ mod tests {
         informer.delete(&pod("a", "p", "3"));
         informer.delete(&pod("a", "p", "4"));
         assert_eq!(*seen.lock().unwrap(), vec!["added 1", "updated 1->2", "deleted 2"]);
-        assert!(informer.read().is_empty(), "empty namespaces are dropped");
+        assert!(informer.is_empty(), "empty namespaces are dropped");
+    }
+
+    #[test]
+    fn indexes_follow_updates_and_deletions() {
+        let informer = Informer::<Pod>::new();
+        informer.add_index("version", |p: &Pod| p.metadata.resource_version.clone().into_iter().collect());
+        informer.apply(pod("a", "p1", "1"));
+        informer.apply(pod("a", "p2", "1"));
+        assert_eq!(informer.by_index("version", "1").len(), 2);
+        informer.apply(pod("a", "p1", "2"));
+        assert_eq!(informer.by_index("version", "1").len(), 1);
+        assert_eq!(informer.by_index("version", "2")[0].metadata.name.as_deref(), Some("p1"));
+        informer.delete(&pod("a", "p1", "2"));
+        assert!(informer.by_index("version", "2").is_empty());
     }
 
     #[test]

@@ -6,6 +6,23 @@ use std::cmp::Ordering;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+/// The informer index of objects by controller: the controller's UID, or `orphan/<namespace>` for objects
+/// without one. Owners find what they own, and what they may adopt, without walking their namespace.
+pub const BY_CONTROLLER: &str = "controller";
+
+/// The values of [`BY_CONTROLLER`] for an object.
+pub fn controller_index(meta: &ObjectMeta) -> Vec<String> {
+    match controller_ref(meta) {
+        Some(owner) => vec![owner.uid.clone()],
+        None => vec![orphans_of(meta.namespace.as_deref().unwrap_or(""))],
+    }
+}
+
+/// The [`BY_CONTROLLER`] value of objects without a controller in `namespace`.
+pub fn orphans_of(namespace: &str) -> String {
+    format!("orphan/{namespace}")
+}
+
 /// The owner reference marked as the object's controller.
 pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.iter().flatten().find(|r| r.controller == Some(true))

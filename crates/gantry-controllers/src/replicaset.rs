@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventSink, EventType, reference_to};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
-use crate::pods::{controller_ref, deletion_order, is_active, is_available, is_ready};
+use crate::pods::{BY_CONTROLLER, controller_ref, deletion_order, is_active, is_available, is_ready, orphans_of};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
 /// Pods created or deleted per sync, at most (kube's `burstReplicas`).
@@ -290,7 +290,9 @@ impl ReplicaSetController {
         let mut owned = Vec::new();
         let mut orphans = Vec::new();
         let mut strays = Vec::new();
-        for pod in self.pods.list_namespace(namespace) {
+        let mut candidates = self.pods.by_index(BY_CONTROLLER, uid);
+        candidates.extend(self.pods.by_index(BY_CONTROLLER, &orphans_of(namespace)));
+        for pod in candidates {
             if !is_active(&pod) {
                 continue;
             }
