@@ -129,6 +129,7 @@ fn run_controllers(
         client.clone(),
         Arc::clone(&nodes),
         Arc::clone(&leases),
+        Arc::clone(&pods),
         config.node_lifecycle.clone(),
         events("node-controller", tasks),
     );

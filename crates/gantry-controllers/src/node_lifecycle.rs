@@ -12,16 +12,20 @@
 //! - Ready=False taints the node `node.kubernetes.io/not-ready:NoExecute`, Ready=Unknown
 //!   `node.kubernetes.io/unreachable:NoExecute` (each replacing the other), Ready=True removes both. Other
 //!   taints are kept. The taint eviction controller ([`crate::taint_eviction`]) acts on them.
+//! - NoSchedule taints follow the conditions too (not-ready, unreachable, memory/disk/PID pressure, network
+//!   unavailable) and a cordon (`spec.unschedulable`), for the scheduler.
+//! - When this controller turns a Ready node Unknown, the node's pods get Ready=False, so that services stop
+//!   sending them traffic.
 //!
 //! Not done (kube does it): rate-limited tainting per zone and the disruption modes that stop evictions when a
-//! whole zone goes dark; marking the pods of an unreachable node not ready; the NoSchedule condition taints.
+//! whole zone goes dark.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -94,8 +98,11 @@ pub struct NodeLifecycleController {
     client: Client,
     nodes: Arc<Informer<Node>>,
     leases: Arc<Informer<Lease>>,
+    pods: Arc<Informer<Pod>>,
     queue: Arc<WorkQueue>,
     health: Mutex<HashMap<String, Health>>,
+    /// Nodes whose pods could not all be marked not ready yet.
+    pods_to_mark: Mutex<HashSet<String>>,
     config: NodeLifecycleConfig,
     events: EventSink,
 }
@@ -140,38 +147,78 @@ pub fn silenced_conditions(node: &Node, now: jiff::Timestamp) -> Option<Vec<Node
     changed.then_some(conditions)
 }
 
-/// The node's taints once the NoExecute taint matches its Ready status (`None` if they already do): not-ready
-/// for False, unreachable for Unknown, neither for True; other taints are kept. A node that never reported a
-/// Ready status is left alone.
+/// The NoSchedule taints kube derives from conditions: condition type and status, taint key.
+const CONDITION_TAINTS: [(&str, &str, &str); 6] = [
+    ("Ready", "False", NOT_READY_TAINT),
+    ("Ready", "Unknown", UNREACHABLE_TAINT),
+    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("NetworkUnavailable", "True", "node.kubernetes.io/network-unavailable"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The taint of a cordoned node (`spec.unschedulable`).
+pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// Whether the controller owns the taint (it adds and removes it from the node's conditions).
+fn controller_taint(taint: &Taint) -> bool {
+    match taint.effect.as_str() {
+        "NoSchedule" => taint.key == UNSCHEDULABLE_TAINT || CONDITION_TAINTS.iter().any(|(_, _, k)| *k == taint.key),
+        "NoExecute" => taint.key == NOT_READY_TAINT || taint.key == UNREACHABLE_TAINT,
+        _ => false,
+    }
+}
+
+/// The node's taints once they match its conditions, as kube's controller keeps them (`None` if they
+/// already do): NoSchedule taints for a Ready status False or Unknown, for pressure, an unavailable network
+/// and a cordon; the NoExecute taint not-ready for Ready=False, unreachable for Unknown. Other taints are
+/// kept; added ones carry `timeAdded`. A node that never reported a Ready status gets no Ready taint.
 pub fn taints_for(node: &Node, now: jiff::Timestamp) -> Option<Vec<Taint>> {
-    let wanted = match ready_status(node)? {
-        "False" => Some(NOT_READY_TAINT),
-        "Unknown" => Some(UNREACHABLE_TAINT),
-        _ => None,
-    };
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for c in node.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
+        for (type_, status, key) in CONDITION_TAINTS {
+            if c.type_ == type_ && c.status == status {
+                wanted.push((key, "NoSchedule"));
+            }
+        }
+    }
+    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        wanted.push((UNSCHEDULABLE_TAINT, "NoSchedule"));
+    }
+    match ready_status(node) {
+        Some("False") => wanted.push((NOT_READY_TAINT, "NoExecute")),
+        Some("Unknown") => wanted.push((UNREACHABLE_TAINT, "NoExecute")),
+        _ => {}
+    }
     let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let ours = |t: &Taint| t.effect == "NoExecute" && (t.key == NOT_READY_TAINT || t.key == UNREACHABLE_TAINT);
-    let has_wanted = wanted.is_some_and(|key| current.iter().any(|t| t.effect == "NoExecute" && t.key == key));
-    let has_unwanted = current.iter().any(|t| ours(t) && Some(t.key.as_str()) != wanted);
-    if !has_unwanted && (wanted.is_none() || has_wanted) {
+    let count = current.len();
+    let mut taints: Vec<Taint> = current
+        .into_iter()
+        .filter(|t| !controller_taint(t) || wanted.contains(&(t.key.as_str(), t.effect.as_str())))
+        .collect();
+    let missing: Vec<(&str, &str)> = wanted
+        .into_iter()
+        .filter(|(key, effect)| !taints.iter().any(|t| t.key == *key && t.effect == *effect))
+        .collect();
+    if taints.len() == count && missing.is_empty() {
         return None;
     }
-    let mut taints: Vec<Taint> =
-        current.into_iter().filter(|t| !ours(t) || (Some(t.key.as_str()) == wanted && has_wanted)).collect();
-    if let Some(key) = wanted
-        && !has_wanted
-    {
-        taints.push(Taint { key: key.into(), effect: "NoExecute".into(), time_added: Some(Time(now)), value: None });
-    }
+    taints.extend(missing.into_iter().map(|(key, effect)| Taint {
+        key: key.into(),
+        effect: effect.into(),
+        time_added: Some(Time(now)),
+        value: None,
+    }));
     Some(taints)
 }
 
 impl NodeLifecycleController {
-    /// The controller, following nodes and node Leases through the shared informers.
+    /// The controller, following nodes, node Leases and pods through the shared informers.
     pub fn new(
         client: Client,
         nodes: Arc<Informer<Node>>,
         leases: Arc<Informer<Lease>>,
+        pods: Arc<Informer<Pod>>,
         config: NodeLifecycleConfig,
         events: EventSink,
     ) -> Arc<NodeLifecycleController> {
@@ -179,8 +226,10 @@ impl NodeLifecycleController {
             client,
             nodes: Arc::clone(&nodes),
             leases: Arc::clone(&leases),
+            pods,
             queue: WorkQueue::new(),
             health: Mutex::default(),
+            pods_to_mark: Mutex::default(),
             config,
             events,
         });
@@ -205,6 +254,7 @@ impl NodeLifecycleController {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         self.nodes.wait_synced(&shutdown).await;
         self.leases.wait_synced(&shutdown).await;
+        self.pods.wait_synced(&shutdown).await;
         let monitor = {
             let (nodes, queue, period, shutdown) =
                 (Arc::clone(&self.nodes), Arc::clone(&self.queue), self.config.monitor_period, shutdown.clone());
@@ -278,6 +328,7 @@ impl NodeLifecycleController {
             };
             tracing::info!(node = name, "node lifecycle: the node stopped posting status; its conditions are Unknown");
             if was_ready {
+                self.pods_to_mark.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_string());
                 self.events.publish(
                     reference_to(&node),
                     EventType::Normal,
@@ -297,7 +348,47 @@ impl NodeLifecycleController {
                 Err(source) => return Err(api_error("updating the taints")(source)),
             }
         }
+        let mark = self.pods_to_mark.lock().unwrap_or_else(PoisonError::into_inner).contains(name);
+        if mark {
+            if ready_status(&node) != Some("True") {
+                self.mark_pods_not_ready(name).await?;
+            }
+            self.pods_to_mark.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        }
         Ok(Requeue::No)
+    }
+
+    /// Sets the Ready condition of the node's pods False (kube's `MarkPodsNotReady`).
+    async fn mark_pods_not_ready(&self, node: &str) -> Result<(), SyncError> {
+        let now = jiff::Timestamp::now();
+        for pod in self.pods.list() {
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
+                continue;
+            }
+            let ready = pod.status.iter().flat_map(|s| s.conditions.iter().flatten()).find(|c| c.type_ == "Ready");
+            if ready.is_none_or(|c| c.status == "False") {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
+            let patch = json!({"metadata": {"uid": pod.metadata.uid},
+                "status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": Time(now)}]}});
+            let name = pod.metadata.name.as_deref().unwrap_or("");
+            match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => continue,
+                Err(source) => {
+                    return Err(SyncError::Api { what: "marking its pods not ready", node: node.to_string(), source });
+                }
+            }
+            self.events.publish(
+                reference_to(pod.as_ref()),
+                EventType::Warning,
+                "NodeNotReady",
+                "MarkPodsNotReady",
+                "Node is not ready".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -367,7 +458,7 @@ mod tests {
             keys(&taints),
             vec![
                 "dedicated:NoSchedule".to_string(),
-                format!("{NOT_READY_TAINT}:NoSchedule"),
+                format!("{UNREACHABLE_TAINT}:NoSchedule"),
                 format!("{UNREACHABLE_TAINT}:NoExecute")
             ]
         );
@@ -377,15 +468,39 @@ mod tests {
     #[test]
     fn false_taints_not_ready_and_true_removes_both() {
         let not_ready = taints_for(&node(json!([{"type": "Ready", "status": "False"}]), json!(null)), now()).unwrap();
-        assert_eq!(keys(&not_ready), vec![format!("{NOT_READY_TAINT}:NoExecute")]);
-        let tainted = json!([{"key": UNREACHABLE_TAINT, "effect": "NoExecute"}, {"key": "x", "effect": "NoExecute"}]);
+        assert_eq!(
+            keys(&not_ready),
+            vec![format!("{NOT_READY_TAINT}:NoSchedule"), format!("{NOT_READY_TAINT}:NoExecute")]
+        );
+        let tainted = json!([{"key": UNREACHABLE_TAINT, "effect": "NoExecute"}, {"key": "x", "effect": "NoExecute"},
+                             {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"}]);
         let ready = taints_for(&node(json!([{"type": "Ready", "status": "True"}]), tainted), now()).unwrap();
         assert_eq!(keys(&ready), vec!["x:NoExecute"]);
     }
 
     #[test]
+    fn pressure_and_a_cordon_taint_the_node_no_schedule() {
+        let mut n = node(
+            json!([{"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "True"},
+                   {"type": "MemoryPressure", "status": "False"}]),
+            json!([{"key": "node.kubernetes.io/pid-pressure", "effect": "NoSchedule"}]),
+        );
+        n.spec.as_mut().unwrap().unschedulable = Some(true);
+        let taints = taints_for(&n, now()).unwrap();
+        assert_eq!(
+            keys(&taints),
+            vec![
+                "node.kubernetes.io/disk-pressure:NoSchedule".to_string(),
+                format!("{UNSCHEDULABLE_TAINT}:NoSchedule")
+            ],
+            "the PID pressure is over"
+        );
+    }
+
+    #[test]
     fn taints_already_right_or_a_node_never_reported_change_nothing() {
-        let tainted = json!([{"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": "2026-01-01T00:30:00Z"}]);
+        let tainted = json!([{"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": "2026-01-01T00:30:00Z"},
+                             {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"}]);
         assert!(taints_for(&node(json!([{"type": "Ready", "status": "Unknown"}]), tainted), now()).is_none());
         assert!(taints_for(&node(json!([{"type": "Ready", "status": "True"}]), json!(null)), now()).is_none());
         assert!(taints_for(&node(json!(null), json!(null)), now()).is_none());

@@ -175,6 +175,8 @@ async fn a_silent_node_becomes_unreachable_and_its_pods_are_evicted_as_they_tole
     cluster.pod("after-two", "n1", tolerate_unreachable(Some(2))).await;
     cluster.pod("for-ever", "n1", tolerate_unreachable(None)).await;
     cluster.pod("defaulted", "n1", json!(null)).await;
+    let running = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    cluster.pods().await.patch_status("for-ever", &PatchParams::default(), &Patch::Merge(&running)).await.unwrap();
     let defaulted = cluster.pods().await.get("defaulted").await.unwrap();
     let seconds: Vec<_> = defaulted.spec.unwrap().tolerations.unwrap().iter().map(|t| t.toleration_seconds).collect();
     assert_eq!(seconds, [Some(300), Some(300)], "the API server adds DefaultTolerationSeconds' tolerations");
@@ -210,6 +212,17 @@ async fn a_silent_node_becomes_unreachable_and_its_pods_are_evicted_as_they_tole
     assert!(waited >= 1.9, "evicted {waited:.2} s after the taint, not 2 s");
     assert!(!cluster.is_deleting("for-ever").await, "tolerating without seconds, the pod stays");
     assert!(!cluster.is_deleting("defaulted").await, "the default toleration lasts 300 s");
+    let pods = cluster.pods().await;
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    loop {
+        let pod = pods.get("for-ever").await.unwrap();
+        let conditions = pod.status.unwrap().conditions.unwrap();
+        if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pod of a lost node is still ready: {conditions:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let events: Api<Event> = Api::namespaced(cluster.client().await, "default");
     let notes: Vec<String> =
@@ -246,6 +259,18 @@ async fn a_not_ready_node_is_tainted_and_one_that_never_reported_becomes_unknown
         .eventually_node("mute", "became unknown", |n| ready(n).is_some() && taint(n, UNREACHABLE_TAINT).is_some())
         .await;
     assert_eq!(ready(&mute), Some(("Unknown".into(), Some("NodeStatusNeverUpdated".into()))));
+    let no_schedule: Vec<&str> = mute
+        .spec
+        .as_ref()
+        .unwrap()
+        .taints
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|t| t.effect == "NoSchedule")
+        .map(|t| t.key.as_str())
+        .collect();
+    assert_eq!(no_schedule, [UNREACHABLE_TAINT], "kept off the scheduler's list too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
