@@ -89,8 +89,35 @@ pub enum SyncError {
 #[derive(Debug)]
 struct Health {
     probed: Instant,
+    /// The Ready condition's `lastHeartbeatTime`; `None` while the node never reported a Ready condition.
     heartbeat: Option<Option<jiff::Timestamp>>,
+    /// The Lease's `renewTime`.
     renewed: Option<jiff::Timestamp>,
+}
+
+impl Health {
+    fn new(heartbeat: Option<Option<jiff::Timestamp>>, renewed: Option<jiff::Timestamp>, now: Instant) -> Health {
+        Health { probed: now, heartbeat, renewed }
+    }
+
+    /// Notes the heartbeats seen at `now`: any change of the Ready heartbeat, or a later Lease renewal, counts
+    /// as a sign of life. Returns how long the node has been silent.
+    fn observe(
+        &mut self,
+        heartbeat: Option<Option<jiff::Timestamp>>,
+        renewed: Option<jiff::Timestamp>,
+        now: Instant,
+    ) -> Duration {
+        if self.heartbeat != heartbeat {
+            self.heartbeat = heartbeat;
+            self.probed = now;
+        }
+        if renewed > self.renewed {
+            self.renewed = renewed;
+            self.probed = now;
+        }
+        now.saturating_duration_since(self.probed)
+    }
 }
 
 /// The controller.
@@ -292,17 +319,10 @@ impl NodeLifecycleController {
             .and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0));
         let now = Instant::now();
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        let seen = health.entry(name).or_insert_with(|| Health { probed: now, heartbeat, renewed });
-        if seen.heartbeat != heartbeat {
-            seen.heartbeat = heartbeat;
-            seen.probed = now;
-        }
-        if renewed > seen.renewed {
-            seen.renewed = renewed;
-            seen.probed = now;
-        }
+        let silence =
+            health.entry(name).or_insert_with(|| Health::new(heartbeat, renewed, now)).observe(heartbeat, renewed, now);
         let grace = if heartbeat.is_none() { self.config.startup_grace_period } else { self.config.grace_period };
-        now.duration_since(seen.probed) > grace
+        silence > grace
     }
 
     /// One check of the node `name`.
@@ -405,6 +425,23 @@ mod tests {
 
     fn now() -> jiff::Timestamp {
         "2026-01-01T01:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_moved_heartbeat_or_a_later_renewal_is_a_sign_of_life_and_nothing_else_is() {
+        let t = |s: &str| Some(s.parse::<jiff::Timestamp>().unwrap());
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut health = Health::new(Some(t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:00Z"), start);
+        assert_eq!(health.observe(Some(t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:00Z"), at(30)), at(30) - start);
+        assert_eq!(health.observe(Some(t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:10Z"), at(35)), Duration::ZERO);
+        assert_eq!(
+            health.observe(Some(t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:05Z"), at(50)),
+            Duration::from_secs(15),
+            "an older renewal (a recreated Lease) is no sign of life"
+        );
+        assert_eq!(health.observe(Some(t("2026-01-01T00:01:00Z")), None, at(60)), Duration::ZERO, "a posted status");
+        assert_eq!(health.observe(Some(t("2026-01-01T00:01:00Z")), None, at(100)), Duration::from_secs(40));
     }
 
     fn keys(taints: &[Taint]) -> Vec<String> {
