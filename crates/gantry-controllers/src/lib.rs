@@ -145,6 +145,6 @@ fn run_controllers(
     tasks.spawn(replicaset.run(config.workers, term.clone()));
     tasks.spawn(Arc::clone(&nodes).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(leases.run(Api::namespaced(client.clone(), node_lifecycle::NODE_LEASE_NAMESPACE), term.clone()));
-    tasks.spawn(node_lifecycle.run(term.clone()));
+    tasks.spawn(node_lifecycle.run(config.workers, term.clone()));
     tasks.spawn(taint_eviction.run(config.workers, term.clone()));
 }

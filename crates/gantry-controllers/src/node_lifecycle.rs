@@ -276,9 +276,9 @@ impl NodeLifecycleController {
         controller
     }
 
-    /// Checks nodes until `shutdown` (after the informers have synced): on every change of a node or its
-    /// Lease, and every node each monitor period.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Checks nodes with `workers` workers until `shutdown` (after the informers have synced): on every change
+    /// of a node or its Lease, and every node each monitor period.
+    pub async fn run(self: Arc<Self>, workers: usize, shutdown: CancellationToken) {
         self.nodes.wait_synced(&shutdown).await;
         self.leases.wait_synced(&shutdown).await;
         self.pods.wait_synced(&shutdown).await;
@@ -301,7 +301,7 @@ impl NodeLifecycleController {
         };
         let queue = Arc::clone(&self.queue);
         let controller = self;
-        let workers = run_workers("node-lifecycle", queue, 1, shutdown, move |name| {
+        let workers = run_workers("node-lifecycle", queue, workers, shutdown, move |name| {
             let controller = Arc::clone(&controller);
             async move { controller.sync(&name).await }
         });
@@ -329,6 +329,7 @@ impl NodeLifecycleController {
     pub async fn sync(&self, name: &str) -> Result<Requeue, SyncError> {
         let Some(mut node) = self.nodes.get("", name).map(|n| n.as_ref().clone()) else {
             self.health.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+            self.pods_to_mark.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
             return Ok(Requeue::No);
         };
         let api: Api<Node> = Api::all(self.client.clone());
