@@ -10,9 +10,11 @@ pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod taint_eviction;
 
 use std::sync::Arc;
 
@@ -37,12 +39,19 @@ pub struct ControllerManagerConfig {
     pub election: Option<ElectionConfig>,
     /// Workers per controller (ReplicaSets reconciled at once).
     pub workers: usize,
+    /// When nodes count as silent, and how often they are checked.
+    pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
 impl ControllerManagerConfig {
     /// The defaults: leader election, 16 workers per controller.
     pub fn new(identity: impl Into<String>) -> ControllerManagerConfig {
-        ControllerManagerConfig { identity: identity.into(), election: Some(ElectionConfig::default()), workers: 16 }
+        ControllerManagerConfig {
+            identity: identity.into(),
+            election: Some(ElectionConfig::default()),
+            workers: 16,
+            node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
+        }
     }
 }
 
@@ -126,10 +135,30 @@ fn run_controllers(
         Arc::clone(&pods),
         events("deployment-controller", tasks),
     );
+    let nodes = Informer::<k8s_openapi::api::core::v1::Node>::new();
+    let leases = Informer::<k8s_openapi::api::coordination::v1::Lease>::new();
+    let node_lifecycle = node_lifecycle::NodeLifecycleController::new(
+        client.clone(),
+        Arc::clone(&nodes),
+        Arc::clone(&leases),
+        Arc::clone(&pods),
+        config.node_lifecycle.clone(),
+        events("node-controller", tasks),
+    );
+    let taint_eviction = taint_eviction::TaintEvictionController::new(
+        client.clone(),
+        Arc::clone(&pods),
+        Arc::clone(&nodes),
+        events("taint-eviction-controller", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&deployments).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(replicaset.run(config.workers, term.clone()));
     tasks.spawn(deployment.run(config.workers, term.clone()));
+    tasks.spawn(Arc::clone(&nodes).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(leases.run(Api::namespaced(client.clone(), node_lifecycle::NODE_LEASE_NAMESPACE), term.clone()));
+    tasks.spawn(node_lifecycle.run(config.workers, term.clone()));
+    tasks.spawn(taint_eviction.run(config.workers, term.clone()));
 }
