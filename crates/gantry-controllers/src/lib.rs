@@ -10,9 +10,12 @@ pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod namespace;
+pub mod podgc;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 
@@ -126,10 +129,24 @@ fn run_controllers(
         Arc::clone(&pods),
         events("deployment-controller", tasks),
     );
+    let namespaces = Informer::<k8s_openapi::api::core::v1::Namespace>::new();
+    let accounts = Informer::<k8s_openapi::api::core::v1::ServiceAccount>::new();
+    let nodes = Informer::<k8s_openapi::api::core::v1::Node>::new();
+    let namespace = namespace::NamespaceController::new(client.clone(), Arc::clone(&namespaces));
+    let serviceaccount =
+        serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
+    let podgc =
+        podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&deployments).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&namespaces).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&accounts).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&nodes).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(replicaset.run(config.workers, term.clone()));
     tasks.spawn(deployment.run(config.workers, term.clone()));
+    tasks.spawn(namespace.run(config.workers, term.clone()));
+    tasks.spawn(serviceaccount.run(config.workers, term.clone()));
+    tasks.spawn(podgc.run(term.clone()));
 }
