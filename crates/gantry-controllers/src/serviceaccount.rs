@@ -145,6 +145,21 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_because_the_namespace_is_terminating_is_recognised() {
+        let status = |code: u16, cause: &str| {
+            kube::Error::Api(
+                serde_json::from_value::<kube::core::Status>(json!({"code": code, "message": "forbidden",
+                    "reason": "Forbidden", "details": {"causes": [{"reason": cause}]}}))
+                .unwrap()
+                .boxed(),
+            )
+        };
+        assert!(namespace_terminating(&status(403, "NamespaceTerminating")));
+        assert!(!namespace_terminating(&status(403, "SomethingElse")));
+        assert!(!namespace_terminating(&status(500, "NamespaceTerminating")));
+    }
+
+    #[test]
     fn only_active_namespaces_get_accounts() {
         assert!(is_active(&ns(json!({"metadata": {"name": "a"}, "status": {"phase": "Active"}}))));
         assert!(is_active(&ns(json!({"metadata": {"name": "a"}}))), "a namespace without status yet");

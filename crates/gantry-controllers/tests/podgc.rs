@@ -64,7 +64,11 @@ impl Cluster {
     }
 
     async fn pod(&self, name: &str, node: Option<&str>) {
-        let pod = json!({"metadata": {"name": name},
+        self.pod_with_finalizers(name, node, &[]).await;
+    }
+
+    async fn pod_with_finalizers(&self, name: &str, node: Option<&str>, finalizers: &[&str]) {
+        let pod = json!({"metadata": {"name": name, "finalizers": finalizers},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}});
         self.pods().create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
     }
@@ -122,8 +126,30 @@ async fn pods_bound_to_a_node_that_does_not_exist_are_deleted() {
     cluster.pod("on-ghost", Some("ghost")).await;
     cluster.pod("on-real", Some("real")).await;
     cluster.pod("unscheduled", None).await;
+    // Held by a finalizer, these stay once deleted, and show what the collector did before deleting them.
+    cluster.pod_with_finalizers("held-on-ghost", Some("ghost"), &["example.com/hold"]).await;
+    cluster.pod_with_finalizers("held-unscheduled", None, &["example.com/hold"]).await;
+    cluster.pods().delete("held-unscheduled", &Default::default()).await.unwrap();
     cluster.collector(100);
-    cluster.eventually_pods(&["on-real", "unscheduled"]).await;
+    cluster.eventually_pods(&["held-on-ghost", "held-unscheduled", "on-real", "unscheduled"]).await;
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    let (ghost, unscheduled) = loop {
+        let ghost = cluster.pods().get("held-on-ghost").await.unwrap();
+        let unscheduled = cluster.pods().get("held-unscheduled").await.unwrap();
+        let failed = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+        if ghost.metadata.deletion_timestamp.is_some() && failed(&ghost) && failed(&unscheduled) {
+            break (ghost, unscheduled);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not marked failed: {ghost:?} {unscheduled:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let conditions = ghost.status.unwrap().conditions.unwrap();
+    let disruption = conditions.iter().find(|c| c.type_ == "DisruptionTarget").unwrap();
+    assert_eq!(disruption.reason.as_deref(), Some("DeletionByPodGC"));
+    assert_eq!(disruption.message.as_deref(), Some("PodGC: node no longer exists"));
+    assert!(unscheduled.metadata.deletion_timestamp.is_some());
+    let running = cluster.pods().get("on-real").await.unwrap();
+    assert_eq!(running.status.and_then(|s| s.phase).as_deref(), Some("Pending"), "a pod on a real node stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
