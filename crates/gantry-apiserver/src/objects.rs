@@ -531,7 +531,11 @@ impl Api {
         }
         self.admit_update(resource, &mut new, old)?;
         crate::managed_fields::record_update(old, &mut new, manager, &resource.api_version(), subresource);
-        if deleting && new_finalizers.is_empty() && !self.awaits_graceful_confirmation(resource, &new) {
+        if deleting
+            && new_finalizers.is_empty()
+            && !self.awaits_graceful_confirmation(resource, &new)
+            && !awaits_namespace_finalizers(resource, &new)
+        {
             return Ok(Outcome::Delete(new));
         }
         Ok(Outcome::Write(new))
@@ -900,4 +904,12 @@ impl Api {
             .await?;
         Ok(Written { code: 200, body: self.scale_of(resource, &written.body) })
     }
+}
+
+/// A namespace stays while `spec.finalizers` lists anything: only its `finalize` subresource (the namespace
+/// controller, once the namespace is empty) releases it, whatever other writes (its status) happen meanwhile.
+fn awaits_namespace_finalizers(resource: &ResourceType, obj: &Value) -> bool {
+    resource.group.is_empty()
+        && resource.kind == "Namespace"
+        && obj["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty())
 }

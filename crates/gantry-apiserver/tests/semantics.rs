@@ -379,6 +379,12 @@ async fn namespaces_must_exist_and_be_open() {
     assert_eq!(deleting.body["status"]["phase"], "Terminating");
     let refused = c.call(Method::POST, "/api/v1/namespaces/doomed/configmaps", Some(configmap("a"))).await;
     assert_eq!(refused.code, 403);
+    // Writing its status (the namespace controller's conditions) does not release it: only `finalize` does.
+    let mut status = deleting.body.clone();
+    status["status"]["conditions"] = json!([{"type": "NamespaceContentRemaining", "status": "True"}]);
+    let written = c.call(Method::PUT, "/api/v1/namespaces/doomed/status", Some(status)).await;
+    assert_eq!(written.code, 200, "{}", written.body);
+    assert_eq!(c.get("/api/v1/namespaces/doomed").await.body["status"]["phase"], "Terminating");
     let finalize =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}, "spec": {"finalizers": []}});
     let done = c.call(Method::PUT, "/api/v1/namespaces/doomed/finalize", Some(finalize)).await;

@@ -10,10 +10,13 @@ pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod namespace;
 pub mod node_lifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod taint_eviction;
 
 use std::sync::Arc;
@@ -151,14 +154,26 @@ fn run_controllers(
         Arc::clone(&nodes),
         events("taint-eviction-controller", tasks),
     );
+    let namespaces = Informer::<k8s_openapi::api::core::v1::Namespace>::new();
+    let accounts = Informer::<k8s_openapi::api::core::v1::ServiceAccount>::new();
+    let namespace = namespace::NamespaceController::new(client.clone(), Arc::clone(&namespaces));
+    let serviceaccount =
+        serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
+    let podgc =
+        podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&deployments).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&namespaces).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&accounts).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&nodes).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(replicaset.run(config.workers, term.clone()));
     tasks.spawn(deployment.run(config.workers, term.clone()));
-    tasks.spawn(Arc::clone(&nodes).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(leases.run(Api::namespaced(client.clone(), node_lifecycle::NODE_LEASE_NAMESPACE), term.clone()));
     tasks.spawn(node_lifecycle.run(config.workers, term.clone()));
     tasks.spawn(taint_eviction.run(config.workers, term.clone()));
+    tasks.spawn(namespace.run(config.workers, term.clone()));
+    tasks.spawn(serviceaccount.run(config.workers, term.clone()));
+    tasks.spawn(podgc.run(term.clone()));
 }

@@ -731,7 +731,8 @@ fn objects_can_be_created_only_in_namespaces_that_exist() {
 }
 
 #[test]
-#[ignore = "needs the namespace controller ([4/10]): a deleted namespace stays Terminating until its content is removed"]
+#[ignore = "needs the namespace controller, which runs in the controller manager, and this harness starts only the \
+            API server: a deleted namespace stays Terminating until its content is removed"]
 fn deleting_a_namespace_deletes_what_is_in_it() {
     let cluster = TestCluster::start();
     cluster.kubectl(&["create", "namespace", "doomed"]).ok();
