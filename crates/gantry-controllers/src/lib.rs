@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod informer;
 pub mod pods;
 pub mod queue;
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
+use crate::garbage_collector::GarbageCollector;
 use crate::informer::Informer;
 use crate::replicaset::ReplicaSetController;
 
@@ -118,4 +120,6 @@ fn run_controllers(
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(replicaset.run(config.workers, term.clone()));
+    let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
+    tasks.spawn(gc.run(config.workers, term.clone()));
 }

@@ -1,0 +1,303 @@
+//! The ownerReferences graph, without IO: nodes by UID, each knowing its owners and its dependents, and what
+//! each change means for the garbage collector's queues (as kube-controller-manager's graph builder does).
+//!
+//! An owner named by a reference but not seen yet is a *virtual* node: the collector must check with the API
+//! whether it exists. Every change returns the UIDs to queue; nothing here scans the whole graph.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+/// The finalizer that makes an owner wait for its blocking dependents to be deleted.
+pub const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer that makes an owner wait for its dependents to be released.
+pub const ORPHAN: &str = "orphan";
+
+/// Where an object is, and which one it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// `group/version` (`v1` for the core group).
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// The namespace; empty for a cluster-scoped object (and, for a virtual node, the dependent's namespace:
+    /// where a namespaced owner must be).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// The UID.
+    pub uid: String,
+}
+
+/// What the collector needs of an object the watch shows.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    /// The object.
+    pub identity: Identity,
+    /// Its owner references.
+    pub owners: Vec<OwnerReference>,
+    /// Whether it has a deletionTimestamp.
+    pub being_deleted: bool,
+    /// Its finalizers.
+    pub finalizers: Vec<String>,
+}
+
+/// One object (or a virtual owner) in the graph.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The object.
+    pub identity: Identity,
+    /// Its owner references (empty for a virtual node).
+    pub owners: Vec<OwnerReference>,
+    /// The UIDs of the objects whose references name this one.
+    pub dependents: HashSet<String>,
+    /// Seen by a watch; `false` for a virtual node.
+    pub observed: bool,
+    /// It has a deletionTimestamp.
+    pub being_deleted: bool,
+    /// It has a deletionTimestamp and the `foregroundDeletion` finalizer: it waits for its dependents.
+    pub deleting_dependents: bool,
+    /// It has a deletionTimestamp and the `orphan` finalizer: it waits for its dependents to be released.
+    pub orphaning: bool,
+}
+
+impl Node {
+    fn virtual_owner(identity: Identity) -> Node {
+        Node {
+            identity,
+            owners: Vec::new(),
+            dependents: HashSet::new(),
+            observed: false,
+            being_deleted: false,
+            deleting_dependents: false,
+            orphaning: false,
+        }
+    }
+}
+
+/// What a change asks the collector to look at.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// UIDs for the "attempt to delete" queue.
+    pub attempt_to_delete: Vec<String>,
+    /// UIDs for the "attempt to orphan" queue.
+    pub attempt_to_orphan: Vec<String>,
+}
+
+/// The graph.
+#[derive(Debug, Default)]
+pub struct Graph {
+    nodes: HashMap<String, Node>,
+}
+
+fn blocks(reference: &OwnerReference) -> bool {
+    reference.block_owner_deletion == Some(true)
+}
+
+/// The identity an owner reference gives its owner, seen from a dependent in `namespace`.
+pub fn owner_identity(reference: &OwnerReference, namespace: &str) -> Identity {
+    Identity {
+        api_version: reference.api_version.clone(),
+        kind: reference.kind.clone(),
+        namespace: namespace.to_string(),
+        name: reference.name.clone(),
+        uid: reference.uid.clone(),
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// One node.
+    pub fn node(&self, uid: &str) -> Option<&Node> {
+        self.nodes.get(uid)
+    }
+
+    /// How many nodes (virtual ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the graph is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The dependents of `uid` whose reference to it blocks its deletion.
+    pub fn blocking_dependents(&self, uid: &str) -> Vec<&Node> {
+        let Some(node) = self.nodes.get(uid) else { return Vec::new() };
+        node.dependents
+            .iter()
+            .filter_map(|d| self.nodes.get(d))
+            .filter(|d| d.owners.iter().any(|o| o.uid == uid && blocks(o)))
+            .collect()
+    }
+
+    /// Links `dependent` to the owners named by `references`, creating virtual owners (to be verified).
+    fn link(&mut self, dependent: &str, namespace: &str, references: &[&OwnerReference], work: &mut Work) {
+        for reference in references {
+            let owner = self.nodes.entry(reference.uid.clone()).or_insert_with(|| {
+                work.attempt_to_delete.push(reference.uid.clone());
+                Node::virtual_owner(owner_identity(reference, namespace))
+            });
+            owner.dependents.insert(dependent.to_string());
+        }
+    }
+
+    fn unlink(&mut self, dependent: &str, owner: &str) {
+        let drop_owner = match self.nodes.get_mut(owner) {
+            Some(node) => {
+                node.dependents.remove(dependent);
+                !node.observed && node.dependents.is_empty()
+            }
+            None => false,
+        };
+        // A virtual owner nobody names any more has nothing left to verify.
+        if drop_owner {
+            self.nodes.remove(owner);
+        }
+    }
+
+    /// The watch shows `info` (added or changed).
+    pub fn observe(&mut self, info: ObjectInfo) -> Work {
+        let mut work = Work::default();
+        let uid = info.identity.uid.clone();
+        let namespace = info.identity.namespace.clone();
+        let deleting_dependents = info.being_deleted && info.finalizers.iter().any(|f| f == FOREGROUND);
+        let orphaning = info.being_deleted && info.finalizers.iter().any(|f| f == ORPHAN);
+        let (old_owners, was_deleting_dependents, was_orphaning) = match self.nodes.get(&uid) {
+            Some(node) if node.observed => (node.owners.clone(), node.deleting_dependents, node.orphaning),
+            _ => (Vec::new(), false, false),
+        };
+        let node = self.nodes.entry(uid.clone()).or_insert_with(|| Node::virtual_owner(info.identity.clone()));
+        node.identity = info.identity;
+        node.owners = info.owners.clone();
+        node.observed = true;
+        node.being_deleted = info.being_deleted;
+        node.deleting_dependents = deleting_dependents;
+        node.orphaning = orphaning;
+
+        let added: Vec<&OwnerReference> =
+            info.owners.iter().filter(|new| !old_owners.iter().any(|old| old.uid == new.uid)).collect();
+        self.link(&uid, &namespace, &added, &mut work);
+        for old in &old_owners {
+            let unblocked = match info.owners.iter().find(|new| new.uid == old.uid) {
+                None => {
+                    self.unlink(&uid, &old.uid);
+                    blocks(old)
+                }
+                Some(new) => blocks(old) && !blocks(new),
+            };
+            // An owner waiting for its blocking dependents may be waiting for this one no more.
+            if unblocked && self.nodes.get(&old.uid).is_some_and(|o| o.deleting_dependents) {
+                work.attempt_to_delete.push(old.uid.clone());
+            }
+        }
+
+        if orphaning && !was_orphaning {
+            work.attempt_to_orphan.push(uid);
+        } else if deleting_dependents && !was_deleting_dependents {
+            if let Some(node) = self.nodes.get(&uid) {
+                work.attempt_to_delete.extend(node.dependents.iter().cloned());
+            }
+            work.attempt_to_delete.push(uid);
+        }
+        work
+    }
+
+    /// The watch shows the object `uid` deleted.
+    pub fn observe_deleted(&mut self, uid: &str) -> Work {
+        let mut work = Work::default();
+        let Some(node) = self.nodes.remove(uid) else { return work };
+        work.attempt_to_delete.extend(node.dependents.iter().cloned());
+        for owner in &node.owners {
+            self.unlink(uid, &owner.uid);
+            if self.nodes.get(&owner.uid).is_some_and(|o| o.deleting_dependents) {
+                work.attempt_to_delete.push(owner.uid.clone());
+            }
+        }
+        // Its dependents still name it; keep a virtual node so that a dependent seen again relinks to it.
+        if !node.dependents.is_empty() {
+            let mut placeholder = Node::virtual_owner(node.identity);
+            placeholder.dependents = node.dependents;
+            self.nodes.insert(uid.to_string(), placeholder);
+        }
+        work
+    }
+
+    /// The API says the virtual node `uid` does not exist: forget it, and look at its dependents. An observed
+    /// node stays: its watch will report its deletion.
+    pub fn absent(&mut self, uid: &str) -> Work {
+        let mut work = Work::default();
+        if self.nodes.get(uid).is_some_and(|n| !n.observed)
+            && let Some(node) = self.nodes.remove(uid)
+        {
+            work.attempt_to_delete.extend(node.dependents);
+        }
+        work
+    }
+}
+
+/// What a dependent's owner turned out to be, checked against the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerState {
+    /// It exists and is not waiting for its dependents' deletion.
+    Solid,
+    /// It does not exist (absent, or present with another UID).
+    Dangling,
+    /// It is being deleted in the foreground: its dependents must go first.
+    WaitingForDependentsDeletion,
+}
+
+/// How to delete an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Its dependents go in the background.
+    Background,
+    /// It waits for its dependents.
+    Foreground,
+    /// Its dependents are released.
+    Orphan,
+}
+
+/// What to do with a dependent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It has owners; nothing to do.
+    Keep,
+    /// It keeps an owner but names some that are gone or going: remove those references (these UIDs).
+    RemoveReferences(Vec<String>),
+    /// Every owner is gone or going: delete it.
+    Delete(Propagation),
+}
+
+/// Decides a dependent's fate from its owners' states, as kube-controller-manager's `attemptToDeleteItem`
+/// does: one solid owner keeps it (references to the others are removed); an owner deleting in the
+/// foreground makes a dependent with dependents of its own delete in the foreground too, so that the
+/// deletion cascades; otherwise the dependent is deleted the way its own finalizers ask (background by
+/// default).
+pub fn decide(owners: &[(String, OwnerState)], has_dependents: bool, finalizers: &[String]) -> Decision {
+    if owners.is_empty() {
+        return Decision::Keep;
+    }
+    let solid = owners.iter().any(|(_, state)| *state == OwnerState::Solid);
+    if solid {
+        let gone: Vec<String> =
+            owners.iter().filter(|(_, state)| *state != OwnerState::Solid).map(|(uid, _)| uid.clone()).collect();
+        return if gone.is_empty() { Decision::Keep } else { Decision::RemoveReferences(gone) };
+    }
+    let waiting = owners.iter().any(|(_, state)| *state == OwnerState::WaitingForDependentsDeletion);
+    if waiting && has_dependents {
+        return Decision::Delete(Propagation::Foreground);
+    }
+    if finalizers.iter().any(|f| f == ORPHAN) {
+        Decision::Delete(Propagation::Orphan)
+    } else if finalizers.iter().any(|f| f == FOREGROUND) {
+        Decision::Delete(Propagation::Foreground)
+    } else {
+        Decision::Delete(Propagation::Background)
+    }
+}
