@@ -26,8 +26,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::discovery::{Discovery, Scope, verbs};
 use kube::core::PartialObjectMeta;
+use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -37,10 +37,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventSink, EventType};
 use crate::queue::{Requeue, WorkQueue, run_workers};
-use graph::{Decision, decide, FOREGROUND, Graph, Identity, ORPHAN, ObjectInfo, OwnerState, Propagation};
+use graph::{Decision, FOREGROUND, Graph, Identity, ORPHAN, ObjectInfo, OwnerState, Propagation, decide};
 
 /// How often the served resource types are discovered again.
 pub const REDISCOVERY_PERIOD: Duration = Duration::from_secs(30);
+
+/// How long the collector waits for every resource's first list before it starts collecting anyway.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Owners remembered as absent, at most.
 const ABSENT_OWNERS: usize = 500;
@@ -70,7 +73,7 @@ pub enum GcError {
         name: String,
         /// The cause.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The object exists but its watch has not shown it yet.
     #[error("{namespace}/{name} exists but has not been observed yet")]
@@ -82,7 +85,7 @@ pub enum GcError {
     },
     /// Discovery failed.
     #[error("discovering resources: {0}")]
-    Discovery(#[source] kube::Error),
+    Discovery(#[source] Box<kube::Error>),
 }
 
 /// A served resource type.
@@ -129,7 +132,7 @@ pub struct GarbageCollector {
 }
 
 fn api_error(what: &'static str, identity: &Identity, source: kube::Error) -> GcError {
-    GcError::Api { what, namespace: identity.namespace.clone(), name: identity.name.clone(), source }
+    GcError::Api { what, namespace: identity.namespace.clone(), name: identity.name.clone(), source: Box::new(source) }
 }
 
 fn is_code(err: &kube::Error, codes: &[u16]) -> bool {
@@ -225,12 +228,20 @@ impl GarbageCollector {
                 Err(err) => tracing::warn!(error = %err, "garbage collector: discovery failed; retrying"),
             }
             if !started && !monitors.is_empty() {
-                // Collect only from a complete graph: an owner not listed yet would look absent.
-                for rx in &mut first_sync {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = rx.wait_for(|s| *s) => {}
+                // Collect from a complete graph, or after a while from what there is: owners are always checked
+                // against the API before a dependent is deleted, so a type that cannot be listed only delays
+                // the work that depends on it.
+                let all_synced = async {
+                    for rx in &mut first_sync {
+                        // An error means the monitor ended: nothing more to wait for.
+                        let _ = rx.wait_for(|s| *s).await;
                     }
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    synced = tokio::time::timeout(SYNC_TIMEOUT, all_synced) => if synced.is_err() {
+                        tracing::warn!("garbage collector: some resources have not been listed; collecting anyway");
+                    },
                 }
                 first_sync.clear();
                 started = true;
@@ -269,7 +280,7 @@ impl GarbageCollector {
 
     /// Finds the served resource types; records every kind for lookups and returns those to watch.
     async fn discover(&self) -> Result<Vec<ApiResource>, GcError> {
-        let discovery = Discovery::new(self.client.clone()).run().await.map_err(GcError::Discovery)?;
+        let discovery = Discovery::new(self.client.clone()).run().await.map_err(|e| GcError::Discovery(Box::new(e)))?;
         let mut kinds = HashMap::new();
         let mut watched = Vec::new();
         for group in discovery.groups() {
@@ -358,19 +369,19 @@ impl GarbageCollector {
     }
 
     /// The API for `identity`'s kind, in its namespace if the kind is namespaced.
-    fn api_for(&self, identity: &Identity) -> Result<(Api<DynamicObject>, bool), GcError> {
+    fn api_for(&self, identity: &Identity) -> Result<Api<DynamicObject>, GcError> {
         let served = self.served(&identity.api_version, &identity.kind)?;
         let api = if served.namespaced {
             Api::namespaced_with(self.client.clone(), &identity.namespace, &served.resource)
         } else {
             Api::all_with(self.client.clone(), &served.resource)
         };
-        Ok((api, served.namespaced))
+        Ok(api)
     }
 
     /// The object's metadata as the API has it now; `None` if absent or replaced (another UID).
     async fn live(&self, identity: &Identity) -> Result<Option<ObjectMeta>, GcError> {
-        let (api, _) = self.api_for(identity)?;
+        let api = self.api_for(identity)?;
         match api.get_metadata_opt(&identity.name).await {
             Ok(Some(object)) if object.metadata.uid.as_deref() == Some(identity.uid.as_str()) => {
                 Ok(Some(object.metadata))
@@ -494,12 +505,7 @@ impl GarbageCollector {
     async fn unblock_circular(&self, item: &graph::Node) -> Result<(), GcError> {
         let waiting: Vec<graph::Node> = {
             let graph = self.graph();
-            item.dependents
-                .iter()
-                .filter_map(|d| graph.node(d))
-                .filter(|d| d.deleting_dependents)
-                .cloned()
-                .collect()
+            item.dependents.iter().filter_map(|d| graph.node(d)).filter(|d| d.deleting_dependents).cloned().collect()
         };
         for dependent in waiting {
             let references: Vec<serde_json::Value> = dependent
@@ -519,7 +525,7 @@ impl GarbageCollector {
     }
 
     async fn patch(&self, identity: &Identity, patch: &serde_json::Value) -> Result<(), GcError> {
-        let (api, _) = self.api_for(identity)?;
+        let api = self.api_for(identity)?;
         match api.patch(&identity.name, &PatchParams::default(), &Patch::Strategic(patch)).await {
             Ok(_) => Ok(()),
             // Gone, or replaced by another object with the same name: nothing to patch.
@@ -530,13 +536,14 @@ impl GarbageCollector {
 
     /// Removes the references to `owners` from `item`.
     async fn remove_references(&self, item: &Identity, owners: &[String]) -> Result<(), GcError> {
-        let deletions: Vec<serde_json::Value> = owners.iter().map(|uid| json!({"$patch": "delete", "uid": uid})).collect();
+        let deletions: Vec<serde_json::Value> =
+            owners.iter().map(|uid| json!({"$patch": "delete", "uid": uid})).collect();
         let patch = json!({"metadata": {"ownerReferences": deletions, "uid": item.uid}});
         self.patch(item, &patch).await
     }
 
     async fn delete(&self, item: &Identity, propagation: Propagation) -> Result<(), GcError> {
-        let (api, _) = self.api_for(item)?;
+        let api = self.api_for(item)?;
         let params = DeleteParams {
             propagation_policy: Some(match propagation {
                 Propagation::Background => PropagationPolicy::Background,
@@ -557,7 +564,7 @@ impl GarbageCollector {
 
     /// Removes `finalizer` from the object, on its current resourceVersion (a conflict is retried).
     async fn remove_finalizer(&self, identity: &Identity, finalizer: &str) -> Result<(), GcError> {
-        let (api, _) = self.api_for(identity)?;
+        let api = self.api_for(identity)?;
         let Some(meta) = self.live(identity).await? else { return Ok(()) };
         let finalizers = meta.finalizers.unwrap_or_default();
         if !finalizers.iter().any(|f| f == finalizer) {

@@ -327,7 +327,11 @@ impl ReplicaSetController {
             let fresh = match sets.get_opt(name).await {
                 Ok(fresh) => fresh,
                 Err(source) => {
-                    return Err(SyncError::Api { what: "reading the ReplicaSet", key: key_of(namespace, name), source });
+                    return Err(SyncError::Api {
+                        what: "reading the ReplicaSet",
+                        key: key_of(namespace, name),
+                        source,
+                    });
                 }
             };
             let can_adopt = fresh

@@ -301,3 +301,181 @@ pub fn decide(owners: &[(String, OwnerState)], has_dependents: bool, finalizers:
         Decision::Delete(Propagation::Background)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn identity(name: &str) -> Identity {
+        Identity {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }
+    }
+
+    fn reference(owner: &str, block: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: owner.into(),
+            uid: format!("uid-{owner}"),
+            block_owner_deletion: Some(block),
+            controller: None,
+        }
+    }
+
+    fn object(name: &str, owners: Vec<OwnerReference>) -> ObjectInfo {
+        ObjectInfo { identity: identity(name), owners, being_deleted: false, finalizers: Vec::new() }
+    }
+
+    fn deleting(name: &str, owners: Vec<OwnerReference>, finalizer: &str) -> ObjectInfo {
+        ObjectInfo { being_deleted: true, finalizers: vec![finalizer.into()], ..object(name, owners) }
+    }
+
+    fn sorted(mut uids: Vec<String>) -> Vec<String> {
+        uids.sort();
+        uids
+    }
+
+    #[test]
+    fn an_owner_not_seen_yet_is_a_virtual_node_queued_for_verification() {
+        let mut graph = Graph::new();
+        let work = graph.observe(object("child", vec![reference("parent", false)]));
+        assert_eq!(work.attempt_to_delete, vec!["uid-parent".to_string()]);
+        let parent = graph.node("uid-parent").unwrap();
+        assert!(!parent.observed);
+        assert!(parent.dependents.contains("uid-child"));
+
+        let work = graph.observe(object("parent", vec![]));
+        assert_eq!(work, Work::default(), "seeing the owner queues nothing");
+        assert!(graph.node("uid-parent").unwrap().observed);
+    }
+
+    #[test]
+    fn a_deleted_owner_queues_its_dependents() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        graph.observe(object("a", vec![reference("parent", false)]));
+        graph.observe(object("b", vec![reference("parent", true)]));
+        let work = graph.observe_deleted("uid-parent");
+        assert_eq!(sorted(work.attempt_to_delete), vec!["uid-a".to_string(), "uid-b".to_string()]);
+    }
+
+    #[test]
+    fn an_owner_verified_absent_leaves_the_graph_and_queues_its_dependents() {
+        let mut graph = Graph::new();
+        graph.observe(object("child", vec![reference("ghost", false)]));
+        assert_eq!(graph.absent("uid-ghost").attempt_to_delete, vec!["uid-child".to_string()]);
+        assert!(graph.node("uid-ghost").is_none());
+    }
+
+    #[test]
+    fn an_observed_node_is_not_removed_by_a_lookup_that_missed_it() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        assert_eq!(graph.absent("uid-parent"), Work::default());
+        assert!(graph.node("uid-parent").is_some(), "its watch reports its deletion");
+    }
+
+    #[test]
+    fn a_dependent_whose_every_owner_is_gone_is_deleted_in_the_background() {
+        let owners = [("a".to_string(), OwnerState::Dangling), ("b".to_string(), OwnerState::Dangling)];
+        assert_eq!(decide(&owners, false, &[]), Decision::Delete(Propagation::Background));
+    }
+
+    #[test]
+    fn a_dependent_with_one_owner_left_only_loses_the_references_to_the_others() {
+        let owners = [
+            ("a".to_string(), OwnerState::Dangling),
+            ("b".to_string(), OwnerState::Solid),
+            ("c".to_string(), OwnerState::WaitingForDependentsDeletion),
+        ];
+        assert_eq!(decide(&owners, true, &[]), Decision::RemoveReferences(vec!["a".into(), "c".into()]));
+        assert_eq!(decide(&[("b".to_string(), OwnerState::Solid)], false, &[]), Decision::Keep);
+        assert_eq!(decide(&[], false, &[]), Decision::Keep, "no owners, nothing to collect");
+    }
+
+    #[test]
+    fn a_dependent_of_a_foreground_deletion_with_dependents_of_its_own_cascades_in_the_foreground() {
+        let owners = [("a".to_string(), OwnerState::WaitingForDependentsDeletion)];
+        assert_eq!(decide(&owners, true, &[]), Decision::Delete(Propagation::Foreground));
+        assert_eq!(decide(&owners, false, &[]), Decision::Delete(Propagation::Background));
+    }
+
+    #[test]
+    fn a_dependent_is_deleted_the_way_its_own_finalizers_ask() {
+        let owners = [("a".to_string(), OwnerState::Dangling)];
+        assert_eq!(decide(&owners, true, &[ORPHAN.into()]), Decision::Delete(Propagation::Orphan));
+        assert_eq!(decide(&owners, true, &[FOREGROUND.into()]), Decision::Delete(Propagation::Foreground));
+    }
+
+    #[test]
+    fn an_owner_starting_foreground_deletion_queues_itself_and_its_dependents() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        graph.observe(object("a", vec![reference("parent", true)]));
+        let work = graph.observe(deleting("parent", vec![], FOREGROUND));
+        assert_eq!(sorted(work.attempt_to_delete), vec!["uid-a".to_string(), "uid-parent".to_string()]);
+        assert!(graph.node("uid-parent").unwrap().deleting_dependents);
+        let again = graph.observe(deleting("parent", vec![], FOREGROUND));
+        assert_eq!(again, Work::default(), "only the transition queues work");
+    }
+
+    #[test]
+    fn only_dependents_with_block_owner_deletion_block_a_foreground_deletion() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        graph.observe(object("blocking", vec![reference("parent", true)]));
+        graph.observe(object("free", vec![reference("parent", false)]));
+        let blocking: Vec<&str> =
+            graph.blocking_dependents("uid-parent").iter().map(|n| n.identity.name.as_str()).collect();
+        assert_eq!(blocking, vec!["blocking"]);
+    }
+
+    #[test]
+    fn the_last_blocking_dependent_leaving_requeues_the_waiting_owner() {
+        let mut graph = Graph::new();
+        graph.observe(deleting("parent", vec![], FOREGROUND));
+        graph.observe(object("blocking", vec![reference("parent", true)]));
+        let work = graph.observe_deleted("uid-blocking");
+        assert_eq!(work.attempt_to_delete, vec!["uid-parent".to_string()]);
+        assert!(graph.blocking_dependents("uid-parent").is_empty());
+    }
+
+    #[test]
+    fn a_dependent_unblocking_or_dropping_its_reference_requeues_the_waiting_owner() {
+        let mut graph = Graph::new();
+        graph.observe(deleting("parent", vec![], FOREGROUND));
+        graph.observe(object("a", vec![reference("parent", true)]));
+        graph.observe(object("b", vec![reference("parent", true)]));
+        let unblocked = graph.observe(object("a", vec![reference("parent", false)]));
+        assert_eq!(unblocked.attempt_to_delete, vec!["uid-parent".to_string()]);
+        let dropped = graph.observe(object("b", vec![]));
+        assert_eq!(dropped.attempt_to_delete, vec!["uid-parent".to_string()]);
+        assert!(graph.node("uid-parent").unwrap().dependents.contains("uid-a"));
+        assert!(!graph.node("uid-parent").unwrap().dependents.contains("uid-b"));
+    }
+
+    #[test]
+    fn an_owner_starting_orphan_deletion_is_queued_for_orphaning() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        graph.observe(object("a", vec![reference("parent", true)]));
+        let work = graph.observe(deleting("parent", vec![], ORPHAN));
+        assert_eq!(work.attempt_to_orphan, vec!["uid-parent".to_string()]);
+        assert!(work.attempt_to_delete.is_empty(), "orphaning deletes nothing");
+    }
+
+    #[test]
+    fn a_virtual_owner_nobody_names_any_more_is_forgotten() {
+        let mut graph = Graph::new();
+        graph.observe(object("child", vec![reference("ghost", false)]));
+        graph.observe(object("child", vec![]));
+        assert!(graph.node("uid-ghost").is_none());
+        assert_eq!(graph.len(), 1);
+    }
+}
