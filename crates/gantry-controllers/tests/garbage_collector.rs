@@ -95,6 +95,35 @@ impl Cluster {
         }
     }
 
+    /// Runs the real kubectl against this cluster (a blocking call, off the runtime's workers).
+    async fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        let home = self.dir.path().join("home");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&home).unwrap();
+            let output = std::process::Command::new(kubectl_path())
+                .env_clear()
+                .env("HOME", &home)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg(format!("--request-timeout={}s", gantry_store::testing::patience().as_secs()))
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "kubectl {args:?} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output
+        })
+        .await
+        .unwrap()
+    }
+
     async fn delete(&self, name: &str, params: DeleteParams) {
         self.config_maps().await.delete(name, &params).await.unwrap();
     }
@@ -104,6 +133,22 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The real kubectl: `GANTRY_KUBECTL` if set, else the one `scripts/fetch-clients` provides.
+fn kubectl_path() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("GANTRY_KUBECTL").filter(|p| !p.is_empty()) {
+            return path.into();
+        }
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch-clients");
+        let output = std::process::Command::new("sh").arg(&script).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        std::path::Path::new(stdout.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap()).join("kubectl")
+    })
+    .clone()
 }
 
 fn owner_uids(cm: &ConfigMap) -> Vec<String> {
@@ -259,4 +304,31 @@ async fn a_dependent_created_after_its_owner_was_deleted_is_deleted() {
     cluster.delete("owner", DeleteParams::background()).await;
     cluster.config_map("late-dependent", &[(&owner, true)], json!({})).await;
     cluster.eventually("late-dependent", "deleted", |cm| cm.is_none()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_cascades_in_the_background_the_foreground_or_not_at_all() {
+    let cluster = Cluster::start().await;
+    for cascade in ["background", "foreground", "orphan"] {
+        let owner = cluster.config_map(&format!("{cascade}-owner"), &[], json!({})).await;
+        let dependent = format!("{cascade}-dependent");
+        cluster.config_map(&dependent, &[(&owner, true)], json!({})).await;
+        // kubectl waits for the owner to be gone, so the foreground and orphan work is done when it returns.
+        let deleted = cluster
+            .kubectl(&["delete", "configmap", &format!("{cascade}-owner"), &format!("--cascade={cascade}")])
+            .await;
+        assert!(String::from_utf8_lossy(&deleted.stdout).contains("deleted"), "{deleted:?}");
+        let api = cluster.config_maps().await;
+        assert!(api.get_opt(&format!("{cascade}-owner")).await.unwrap().is_none());
+        match cascade {
+            "background" => {
+                cluster.eventually(&dependent, "deleted", |cm| cm.is_none()).await;
+            }
+            "foreground" => assert!(api.get_opt(&dependent).await.unwrap().is_none(), "deleted before its owner"),
+            _ => {
+                let kept = api.get(&dependent).await.unwrap();
+                assert!(owner_uids(&kept).is_empty(), "released before its owner went: {kept:?}");
+            }
+        }
+    }
 }
