@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{Discovery, Scope, verbs};
@@ -184,6 +184,9 @@ impl GarbageCollector {
     }
 
     fn queue(&self, work: graph::Work) {
+        for (dependent, owner) in work.invalid_namespace {
+            self.report_invalid_namespace(&dependent, &owner);
+        }
         for uid in work.attempt_to_delete {
             self.attempt_to_delete.add(uid);
         }
@@ -381,6 +384,11 @@ impl GarbageCollector {
 
     /// The object's metadata as the API has it now; `None` if absent or replaced (another UID).
     async fn live(&self, identity: &Identity) -> Result<Option<ObjectMeta>, GcError> {
+        let served = self.served(&identity.api_version, &identity.kind)?;
+        if served.namespaced && identity.namespace.is_empty() {
+            // A namespaced owner named by a cluster-scoped dependent: it cannot exist there.
+            return Ok(None);
+        }
         let api = self.api_for(identity)?;
         match api.get_metadata_opt(&identity.name).await {
             Ok(Some(object)) if object.metadata.uid.as_deref() == Some(identity.uid.as_str()) => {
@@ -436,24 +444,15 @@ impl GarbageCollector {
     async fn classify(
         &self,
         item: &Identity,
-        references: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+        references: &[OwnerReference],
     ) -> Result<Option<Vec<(String, OwnerState)>>, GcError> {
         let mut owners = Vec::with_capacity(references.len());
         for reference in references {
             let owner = graph::owner_identity(reference, &item.namespace);
             let served = self.served(&owner.api_version, &owner.kind)?;
             if served.namespaced && item.namespace.is_empty() {
-                self.events.publish(
-                    reference_of(item),
-                    EventType::Warning,
-                    "OwnerRefInvalidNamespace",
-                    "GarbageCollect",
-                    format!(
-                        "ownerRef [{}, Kind={}, Name={}, UID={}] does not exist in namespace \"\": a cluster-scoped \
-                         object cannot have a namespaced owner",
-                        reference.api_version, reference.kind, reference.name, reference.uid
-                    ),
-                );
+                // Retrying cannot help: a cluster-scoped object cannot have a namespaced owner.
+                self.report_invalid_namespace(item, reference);
                 return Ok(None);
             }
             let absent_key =
@@ -478,6 +477,19 @@ impl GarbageCollector {
             owners.push((reference.uid.clone(), state));
         }
         Ok(Some(owners))
+    }
+
+    fn report_invalid_namespace(&self, dependent: &Identity, owner: &OwnerReference) {
+        self.events.publish(
+            reference_of(dependent),
+            EventType::Warning,
+            "OwnerRefInvalidNamespace",
+            "GarbageCollect",
+            format!(
+                "ownerRef [{}/{}, namespace: {}, name: {}, uid: {}] does not exist in namespace {:?}",
+                owner.api_version, owner.kind, dependent.namespace, owner.name, owner.uid, dependent.namespace
+            ),
+        );
     }
 
     /// An owner deleting in the foreground: its blocking dependents go first, then its finalizer.
@@ -534,12 +546,30 @@ impl GarbageCollector {
         }
     }
 
-    /// Removes the references to `owners` from `item`.
+    /// Removes the references to `owners` from `item`: a strategic merge patch deleting them by UID, or, for a
+    /// kind that takes no strategic merge patch, a merge patch of the remaining list on the object's current
+    /// resourceVersion (a conflict is retried).
     async fn remove_references(&self, item: &Identity, owners: &[String]) -> Result<(), GcError> {
         let deletions: Vec<serde_json::Value> =
             owners.iter().map(|uid| json!({"$patch": "delete", "uid": uid})).collect();
         let patch = json!({"metadata": {"ownerReferences": deletions, "uid": item.uid}});
-        self.patch(item, &patch).await
+        match self.patch(item, &patch).await {
+            Err(GcError::Api { source, .. }) if is_code(&source, &[415]) => {}
+            done => return done,
+        }
+        let Some(meta) = self.live(item).await? else { return Ok(()) };
+        let references = meta.owner_references.unwrap_or_default();
+        let kept: Vec<_> = references.iter().filter(|r| !owners.contains(&r.uid)).collect();
+        if kept.len() == references.len() {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"ownerReferences": kept, "resourceVersion": meta.resource_version}});
+        let api = self.api_for(item)?;
+        match api.patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_code(&err, &[404]) => Ok(()),
+            Err(source) => Err(api_error("removing owner references from", item, source)),
+        }
     }
 
     async fn delete(&self, item: &Identity, propagation: Propagation) -> Result<(), GcError> {

@@ -332,3 +332,51 @@ async fn kubectl_delete_cascades_in_the_background_the_foreground_or_not_at_all(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scoped_dependents_follow_cluster_scoped_owners_and_ignore_namespaced_ones() {
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::events::v1::Event;
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = |name: &str, owner: Option<(&str, &str, &str, String)>| {
+        let references: Vec<serde_json::Value> = owner
+            .into_iter()
+            .map(|(api_version, kind, name, uid)| json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}))
+            .collect();
+        serde_json::from_value::<Node>(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "ownerReferences": references}}))
+        .unwrap()
+    };
+    let owner = nodes.create(&PostParams::default(), &node("owner-node", None)).await.unwrap();
+    let owner_uid = owner.metadata.uid.clone().unwrap();
+    nodes
+        .create(&PostParams::default(), &node("dependent-node", Some(("v1", "Node", "owner-node", owner_uid))))
+        .await
+        .unwrap();
+    let config_map = cluster.config_map("namespaced-owner", &[], json!({})).await;
+    let invalid = Some(("v1", "ConfigMap", "namespaced-owner", config_map.metadata.uid.clone().unwrap()));
+    nodes.create(&PostParams::default(), &node("invalid-dependent", invalid)).await.unwrap();
+
+    nodes.delete("owner-node", &DeleteParams::background()).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    let events: Api<Event> = Api::namespaced(client, "default");
+    loop {
+        let dependent_gone = nodes.get_opt("dependent-node").await.unwrap().is_none();
+        let reported = events.list(&Default::default()).await.unwrap().items.iter().any(|e| {
+            e.reason.as_deref() == Some("OwnerRefInvalidNamespace")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("invalid-dependent")
+        });
+        if dependent_gone && reported {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dependent deleted: {dependent_gone}, invalid reference reported: {reported}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(nodes.get_opt("invalid-dependent").await.unwrap().is_some(), "an invalid reference deletes nothing");
+}

@@ -76,12 +76,14 @@ impl Node {
 }
 
 /// What a change asks the collector to look at.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Work {
     /// UIDs for the "attempt to delete" queue.
     pub attempt_to_delete: Vec<String>,
     /// UIDs for the "attempt to orphan" queue.
     pub attempt_to_orphan: Vec<String>,
+    /// Dependents naming, by UID, an owner observed in another namespace (to report).
+    pub invalid_namespace: Vec<(Identity, OwnerReference)>,
 }
 
 /// The graph.
@@ -136,14 +138,39 @@ impl Graph {
             .collect()
     }
 
-    /// Links `dependent` to the owners named by `references`, creating virtual owners (to be verified).
-    fn link(&mut self, dependent: &str, namespace: &str, references: &[&OwnerReference], work: &mut Work) {
+    /// Links `dependent` to the owners named by `references`, creating virtual owners (to be verified). A
+    /// reference that disagrees with what the graph knows of its owner (another namespace, kind or name) has
+    /// the dependent verified too: its owner may not exist where the reference says.
+    fn link(&mut self, dependent: &Identity, references: &[&OwnerReference], work: &mut Work) {
+        let namespace = dependent.namespace.as_str();
+        let mut suspicious = false;
         for reference in references {
-            let owner = self.nodes.entry(reference.uid.clone()).or_insert_with(|| {
+            let Some(owner) = self.nodes.get_mut(&reference.uid) else {
+                let mut owner = Node::virtual_owner(owner_identity(reference, namespace));
+                owner.dependents.insert(dependent.uid.clone());
+                self.nodes.insert(reference.uid.clone(), owner);
                 work.attempt_to_delete.push(reference.uid.clone());
-                Node::virtual_owner(owner_identity(reference, namespace))
-            });
-            owner.dependents.insert(dependent.to_string());
+                continue;
+            };
+            owner.dependents.insert(dependent.uid.clone());
+            let known = &owner.identity;
+            if !known.namespace.is_empty() && known.namespace != namespace {
+                if owner.observed {
+                    work.invalid_namespace.push((dependent.clone(), (*reference).clone()));
+                }
+                suspicious = true;
+            } else if known.api_version.split('/').rev().nth(1) != reference.api_version.split('/').rev().nth(1)
+                || known.kind != reference.kind
+                || known.name != reference.name
+            {
+                suspicious = true;
+            } else if known.namespace.is_empty() && !namespace.is_empty() && !owner.observed {
+                // A virtual cluster-scoped owner may be a namespaced one wrongly named by a cluster-scoped object.
+                suspicious = true;
+            }
+        }
+        if suspicious {
+            work.attempt_to_delete.push(dependent.uid.clone());
         }
     }
 
@@ -165,7 +192,7 @@ impl Graph {
     pub fn observe(&mut self, info: ObjectInfo) -> Work {
         let mut work = Work::default();
         let uid = info.identity.uid.clone();
-        let namespace = info.identity.namespace.clone();
+        let dependent = info.identity.clone();
         let deleting_dependents = info.being_deleted && info.finalizers.iter().any(|f| f == FOREGROUND);
         let orphaning = info.being_deleted && info.finalizers.iter().any(|f| f == ORPHAN);
         let (old_owners, was_deleting_dependents, was_orphaning) = match self.nodes.get(&uid) {
@@ -182,7 +209,7 @@ impl Graph {
 
         let added: Vec<&OwnerReference> =
             info.owners.iter().filter(|new| !old_owners.iter().any(|old| old.uid == new.uid)).collect();
-        self.link(&uid, &namespace, &added, &mut work);
+        self.link(&dependent, &added, &mut work);
         for old in &old_owners {
             let unblocked = match info.owners.iter().find(|new| new.uid == old.uid) {
                 None => {
@@ -468,6 +495,26 @@ mod tests {
         let work = graph.observe(deleting("parent", vec![], ORPHAN));
         assert_eq!(work.attempt_to_orphan, vec!["uid-parent".to_string()]);
         assert!(work.attempt_to_delete.is_empty(), "orphaning deletes nothing");
+    }
+
+    #[test]
+    fn a_reference_to_an_owner_observed_in_another_namespace_is_reported_and_its_dependent_verified() {
+        let mut graph = Graph::new();
+        graph.observe(ObjectInfo {
+            identity: Identity { namespace: "elsewhere".into(), ..identity("parent") },
+            ..object("parent", vec![])
+        });
+        let work = graph.observe(object("child", vec![reference("parent", false)]));
+        assert_eq!(work.attempt_to_delete, vec!["uid-child".to_string()]);
+        assert_eq!(work.invalid_namespace.len(), 1);
+        assert_eq!(work.invalid_namespace[0].0.name, "child");
+    }
+
+    #[test]
+    fn a_reference_that_matches_its_observed_owner_queues_nothing() {
+        let mut graph = Graph::new();
+        graph.observe(object("parent", vec![]));
+        assert_eq!(graph.observe(object("child", vec![reference("parent", false)])), Work::default());
     }
 
     #[test]
