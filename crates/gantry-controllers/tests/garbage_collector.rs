@@ -380,3 +380,25 @@ async fn cluster_scoped_dependents_follow_cluster_scoped_owners_and_ignore_names
     }
     assert!(nodes.get_opt("invalid-dependent").await.unwrap().is_some(), "an invalid reference deletes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_dependents_go_with_their_owner() {
+    use futures::StreamExt;
+    let cluster = Cluster::start().await;
+    let owner = cluster.config_map("owner", &[], json!({})).await;
+    let names: Vec<String> = (0..300).map(|i| format!("dependent-{i}")).collect();
+    futures::stream::iter(&names)
+        .for_each_concurrent(16, |name| {
+            let (cluster, owner) = (&cluster, &owner);
+            async move {
+                cluster.config_map(name, &[(owner, true)], json!({})).await;
+            }
+        })
+        .await;
+
+    cluster.delete("owner", DeleteParams::foreground()).await;
+
+    cluster.eventually("owner", "deleted after its dependents", |cm| cm.is_none()).await;
+    let left = cluster.config_maps().await.list(&Default::default()).await.unwrap().items;
+    assert!(left.is_empty(), "{} dependents left", left.len());
+}
