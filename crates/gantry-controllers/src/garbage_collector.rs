@@ -202,7 +202,11 @@ impl GarbageCollector {
         let mut first_sync: Vec<watch::Receiver<bool>> = Vec::new();
         let mut started = false;
         loop {
-            match self.discover().await {
+            let discovered = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                discovered = self.discover() => discovered,
+            };
+            match discovered {
                 Ok(watched) => {
                     let wanted: HashSet<(String, String)> =
                         watched.iter().map(|r| (r.group.clone(), r.plural.clone())).collect();
