@@ -617,7 +617,8 @@ impl GarbageCollector {
     async fn attempt_to_orphan(&self, uid: &str) -> Result<Requeue, GcError> {
         let (owner, dependents) = {
             let graph = self.graph();
-            let Some(owner) = graph.node(uid) else { return Ok(Requeue::No) };
+            // No longer waiting (its orphan finalizer went, or it did): nothing to release.
+            let Some(owner) = graph.node(uid).filter(|o| o.orphaning) else { return Ok(Requeue::No) };
             let dependents: Vec<Identity> =
                 owner.dependents.iter().filter_map(|d| graph.node(d)).map(|d| d.identity.clone()).collect();
             (owner.identity.clone(), dependents)
@@ -633,5 +634,24 @@ impl GarbageCollector {
         }
         self.remove_finalizer(&owner, ORPHAN).await?;
         Ok(Requeue::No)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_owners_are_remembered_up_to_a_bound_oldest_forgotten_first() {
+        let mut absent = AbsentOwners::default();
+        for i in 0..=ABSENT_OWNERS {
+            absent.add(format!("default/uid-{i}"));
+        }
+        assert!(!absent.contains("default/uid-0"), "the oldest is forgotten");
+        assert!(absent.contains("default/uid-1"));
+        assert!(absent.contains(&format!("default/uid-{ABSENT_OWNERS}")));
+        assert_eq!(absent.set.len(), ABSENT_OWNERS);
+        absent.add("default/uid-1".into());
+        assert_eq!(absent.order.len(), ABSENT_OWNERS, "adding a known owner again changes nothing");
     }
 }
