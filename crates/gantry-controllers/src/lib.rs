@@ -9,6 +9,7 @@
 pub mod deployment;
 pub mod events;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod informer;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deployment::DeploymentController;
 use crate::events::EventSink;
+use crate::garbage_collector::GarbageCollector;
 use crate::informer::Informer;
 use crate::replicaset::ReplicaSetController;
 
@@ -176,4 +178,6 @@ fn run_controllers(
     tasks.spawn(namespace.run(config.workers, term.clone()));
     tasks.spawn(serviceaccount.run(config.workers, term.clone()));
     tasks.spawn(podgc.run(term.clone()));
+    let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
+    tasks.spawn(gc.run(config.workers, term.clone()));
 }
