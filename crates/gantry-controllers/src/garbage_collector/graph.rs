@@ -200,6 +200,7 @@ impl Graph {
             _ => (Vec::new(), false, false),
         };
         let node = self.nodes.entry(uid.clone()).or_insert_with(|| Node::virtual_owner(info.identity.clone()));
+        let was_virtual = !node.observed;
         node.identity = info.identity;
         node.owners = info.owners.clone();
         node.observed = true;
@@ -207,6 +208,22 @@ impl Graph {
         node.deleting_dependents = deleting_dependents;
         node.orphaning = orphaning;
 
+        // Dependents that named this object before it was seen took it to be in their own namespace; those
+        // elsewhere (a cluster-scoped object naming a namespaced owner, say) name an owner that is not there.
+        if was_virtual && !dependent.namespace.is_empty() {
+            let dependents: Vec<String> =
+                self.nodes.get(&uid).map(|n| n.dependents.iter().cloned().collect()).unwrap_or_default();
+            for d in dependents {
+                let Some(other) = self.nodes.get(&d) else { continue };
+                if other.identity.namespace == dependent.namespace {
+                    continue;
+                }
+                if let Some(reference) = other.owners.iter().find(|o| o.uid == uid) {
+                    work.invalid_namespace.push((other.identity.clone(), reference.clone()));
+                }
+                work.attempt_to_delete.push(d);
+            }
+        }
         let added: Vec<&OwnerReference> =
             info.owners.iter().filter(|new| !old_owners.iter().any(|old| old.uid == new.uid)).collect();
         self.link(&dependent, &added, &mut work);
@@ -508,6 +525,18 @@ mod tests {
         assert_eq!(work.attempt_to_delete, vec!["uid-child".to_string()]);
         assert_eq!(work.invalid_namespace.len(), 1);
         assert_eq!(work.invalid_namespace[0].0.name, "child");
+    }
+
+    #[test]
+    fn a_namespaced_owner_seen_after_a_cluster_scoped_dependent_named_it_is_reported() {
+        let mut graph = Graph::new();
+        let mut child = object("child", vec![reference("parent", false)]);
+        child.identity.namespace = String::new();
+        graph.observe(child);
+        let work = graph.observe(object("parent", vec![]));
+        assert_eq!(work.invalid_namespace.len(), 1);
+        assert_eq!(work.invalid_namespace[0].0.name, "child");
+        assert!(work.attempt_to_delete.contains(&"uid-child".to_string()));
     }
 
     #[test]
