@@ -6,7 +6,7 @@
 //! join another). After a relist (the watch was interrupted), objects that vanished meanwhile are reported
 //! as deleted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -36,13 +36,14 @@ pub enum Change<'a, K> {
 
 type Handler<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
 
-/// Objects by namespace (`""` for cluster-scoped ones), then by name.
-pub type Objects<K> = HashMap<String, BTreeMap<String, Arc<K>>>;
+/// Objects by namespace (`""` for cluster-scoped ones), then by name (hash maps: names of a set's pods share long
+/// prefixes, which ordered maps compare again and again).
+pub type Objects<K> = HashMap<String, HashMap<String, Arc<K>>>;
 
 type IndexFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send + Sync>;
 
 /// Objects by index value, as `(namespace, name)`.
-type Index = HashMap<String, BTreeSet<(String, String)>>;
+type Index = HashMap<String, HashSet<(String, String)>>;
 
 /// One kind's objects as the watch shows them, secondary indexes over them, and the handlers told of changes.
 pub struct Informer<K> {
@@ -189,7 +190,7 @@ where
         let old = {
             let mut store = self.objects.write().unwrap_or_else(PoisonError::into_inner);
             let removed = store.objects.get_mut(&key.0).and_then(|o| o.remove(&key.1));
-            if store.objects.get(&key.0).is_some_and(BTreeMap::is_empty) {
+            if store.objects.get(&key.0).is_some_and(HashMap::is_empty) {
                 store.objects.remove(&key.0);
             }
             if let Some(old) = &removed {

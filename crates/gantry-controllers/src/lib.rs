@@ -122,6 +122,7 @@ fn run_controllers(
     let pods = Informer::<Pod>::new();
     let replicasets = Informer::<ReplicaSet>::new();
     pods.add_index(pods::BY_CONTROLLER, |pod: &Pod| pods::controller_index(&pod.metadata));
+    pods.add_index(pods::BY_NODE, pods::node_index);
     replicasets.add_index(pods::BY_CONTROLLER, |rs: &ReplicaSet| pods::controller_index(&rs.metadata));
     let events = |name: &'static str, tasks: &mut JoinSet<()>| {
         EventSink::start(client.clone(), name, &config.identity, term.clone(), tasks)

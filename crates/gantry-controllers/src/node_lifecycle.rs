@@ -382,10 +382,7 @@ impl NodeLifecycleController {
     /// Sets the Ready condition of the node's pods False (kube's `MarkPodsNotReady`).
     async fn mark_pods_not_ready(&self, node: &str) -> Result<(), SyncError> {
         let now = jiff::Timestamp::now();
-        for pod in self.pods.list() {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
-                continue;
-            }
+        for pod in self.pods.by_index(crate::pods::BY_NODE, node) {
             let ready = pod.status.iter().flat_map(|s| s.conditions.iter().flatten()).find(|c| c.type_ == "Ready");
             if ready.is_none_or(|c| c.status == "False") {
                 continue;

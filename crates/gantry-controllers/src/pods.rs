@@ -23,6 +23,14 @@ pub fn orphans_of(namespace: &str) -> String {
     format!("orphan/{namespace}")
 }
 
+/// The informer index of pods by the node they are bound to (`spec.nodeName`).
+pub const BY_NODE: &str = "node";
+
+/// The values of [`BY_NODE`] for a pod: its node, if bound.
+pub fn node_index(pod: &Pod) -> Vec<String> {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()).into_iter().collect()
+}
+
 /// The owner reference marked as the object's controller.
 pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.iter().flatten().find(|r| r.controller == Some(true))

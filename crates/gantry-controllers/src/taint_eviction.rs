@@ -146,10 +146,8 @@ impl TaintEvictionController {
                 _ => return,
             };
             let name = node.metadata.name.as_deref().unwrap_or("");
-            for pod in controller.pods.list() {
-                if node_of(&pod) == Some(name) {
-                    controller.queue.add(key_of(&pod));
-                }
+            for pod in controller.pods.by_index(crate::pods::BY_NODE, name) {
+                controller.queue.add(key_of(&pod));
             }
         });
         controller
