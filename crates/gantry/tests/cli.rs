@@ -130,6 +130,45 @@ fn the_server_schedules_pods_onto_nodes() {
     assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
 }
 
+#[test]
+fn the_server_runs_deployments_to_pods_and_a_separate_controller_manager_can_take_over() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let mut server = start_server(&data, &["--disable-scheduler"]);
+    kubectl(&data, &home, &["create", "deployment", "web", "--image=busybox", "--replicas=2"]).ok();
+    let pods = eventually(|| {
+        let out = kubectl(&data, &home, &["get", "pods", "-l", "app=web", "-o", "name"]).ok();
+        let count = out.stdout.lines().count();
+        if count == 2 { Ok(out.stdout) } else { Err(format!("{count} pods")) }
+    });
+    assert!(pods.lines().all(|p| p.starts_with("pod/web-")), "{pods}");
+    let sets = kubectl(&data, &home, &["get", "replicasets", "-l", "app=web", "-o", "name"]).ok();
+    assert_eq!(sets.stdout.lines().count(), 1, "{}", sets.stdout);
+    let account = kubectl(&data, &home, &["get", "serviceaccount", "default", "-o", "name"]).ok();
+    assert_eq!(account.stdout.trim(), "serviceaccount/default");
+    server.process.signal("TERM");
+    assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
+
+    // The same data, the controllers now in their own process.
+    let mut server = start_server(&data, &["--disable-scheduler", "--disable-controllers"]);
+    let kubeconfig = data.join("kubeconfig");
+    let mut manager = gantry_e2e::Background::spawn({
+        let mut command = gantry_e2e::client_command(env!("CARGO_BIN_EXE_gantry"), &home);
+        command.args(["controller-manager", "--kubeconfig"]).arg(&kubeconfig);
+        command
+    });
+    kubectl(&data, &home, &["scale", "deployment", "web", "--replicas=3"]).ok();
+    eventually(|| {
+        let out = kubectl(&data, &home, &["get", "pods", "-l", "app=web", "-o", "name"]).ok();
+        let count = out.stdout.lines().count();
+        if count == 3 { Ok(()) } else { Err(format!("{count} pods")) }
+    });
+    manager.signal("TERM");
+    assert_eq!(manager.wait().code(), Some(0), "stderr:\n{}", manager.stderr());
+    server.process.signal("TERM");
+    assert_eq!(server.process.wait().code(), Some(0), "stderr:\n{}", server.process.stderr());
+}
+
 /// Runs `gantry ARGS` as a client, with nothing from this environment but `PATH` (and `HOME` in the test's
 /// directory, so that no `~/.kube/config` is found by accident).
 fn gantry(home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
