@@ -443,7 +443,14 @@ impl WatchCache {
             self.advance(revision);
             return;
         };
-        let prev = event.prev.as_ref().and_then(|p| Entry::from_stored(key, &p.value, p.mod_revision)).map(Arc::new);
+        // The previous version is the one the cache holds: reuse it rather than parse the store's copy again
+        // (most events are updates, and parsing is most of what an event costs here).
+        let cached = self.resource(prefix).read().objects.get(key).cloned();
+        let prev = match (&event.prev, cached) {
+            (Some(p), Some(cached)) if cached.revision == p.mod_revision => Some(cached),
+            (Some(p), _) => Entry::from_stored(key, &p.value, p.mod_revision).map(Arc::new),
+            (None, _) => None,
+        };
         let (kind, object) = match event.kind {
             EventKind::Create => (EventType::Added, Entry::from_stored(key, &event.kv.value, revision)),
             EventKind::Update => (EventType::Modified, Entry::from_stored(key, &event.kv.value, revision)),
