@@ -60,9 +60,25 @@ pub struct ServerConfig {
     pub token_file: Option<PathBuf>,
 }
 
+impl ServerConfig {
+    /// A server for tests and benchmarks: `127.0.0.1` on a free port, its data in `data_dir`.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            bind_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            secure_port: 0,
+            tls_sans: Vec::new(),
+            token_file: None,
+        }
+    }
+}
+
 /// Failures while starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The embedded store could not be opened.
+    #[error(transparent)]
+    Store(#[from] gantry_store::StoreError),
     /// Certificates could not be loaded or created.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
@@ -109,6 +125,17 @@ impl RunningServer {
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Starts a server for tests and benchmarks ([`ServerConfig::loopback`]) over a new SQLite store in
+/// `data_dir/state.db`; its admin kubeconfig is `data_dir/kubeconfig`.
+pub async fn start_loopback(
+    data_dir: &std::path::Path,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, StartError> {
+    let store =
+        gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(data_dir.join("state.db")))?;
+    start(ServerConfig::loopback(data_dir), Arc::new(store), shutdown).await
 }
 
 /// The namespaces every cluster has from the start.

@@ -51,13 +51,7 @@ async fn cluster() -> Cluster {
     std::fs::write(&tokens, format!("{TOKEN},alice,uid-1\n")).unwrap();
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("state.db"))).unwrap();
     let shutdown = CancellationToken::new();
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind_address: "127.0.0.1".parse().unwrap(),
-        secure_port: 0,
-        tls_sans: vec![],
-        token_file: Some(tokens),
-    };
+    let config = ServerConfig { token_file: Some(tokens), ..ServerConfig::loopback(dir.path()) };
     let server = gantry_apiserver::start(config, Arc::new(store), shutdown.clone()).await.unwrap();
     let ca_pem = std::fs::read_to_string(dir.path().join("pki").join("ca.crt")).unwrap();
     Cluster { server, ca_pem, shutdown, _dir: dir }

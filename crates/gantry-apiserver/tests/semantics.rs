@@ -10,8 +10,7 @@ use bytes::Bytes;
 use gantry_apiserver::api::{ApiRequest, Reply};
 use gantry_apiserver::auth::User;
 use gantry_apiserver::request::Query;
-use gantry_apiserver::{Api, RunningServer, ServerConfig};
-use gantry_store::sqlite::{SqliteConfig, SqliteStore};
+use gantry_apiserver::{Api, RunningServer};
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -36,16 +35,8 @@ fn patience() -> Duration {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("state.db"))).unwrap();
     let shutdown = CancellationToken::new();
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind_address: "127.0.0.1".parse().unwrap(),
-        secure_port: 0,
-        tls_sans: vec![],
-        token_file: None,
-    };
-    let server = gantry_apiserver::start(config, Arc::new(store), shutdown.clone()).await.unwrap();
+    let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
     let api = Arc::clone(&server.api);
     Cluster { server: Some(server), api, shutdown, _dir: dir }
 }

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_controllers::ControllerManagerConfig;
@@ -28,19 +27,8 @@ impl Cluster {
     /// An API server and the controller manager.
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let store = gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(
-            dir.path().join("state.db"),
-        ))
-        .unwrap();
-        let config = gantry_apiserver::ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            secure_port: 0,
-            tls_sans: vec![],
-            token_file: None,
-        };
         let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start(config, Arc::new(store), shutdown.clone()).await.unwrap();
+        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
         let kubeconfig = Kubeconfig::read_from(dir.path().join("kubeconfig")).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
         let client = kube::Client::try_from(config).unwrap();

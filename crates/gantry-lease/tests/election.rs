@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
@@ -18,17 +17,7 @@ struct Server {
 
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(dir.path().join("state.db")))
-            .unwrap();
-    let config = gantry_apiserver::ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind_address: "127.0.0.1".parse().unwrap(),
-        secure_port: 0,
-        tls_sans: vec![],
-        token_file: None,
-    };
-    let server = gantry_apiserver::start(config, Arc::new(store), CancellationToken::new()).await.unwrap();
+    let server = gantry_apiserver::start_loopback(dir.path(), CancellationToken::new()).await.unwrap();
     Server { _server: server, dir }
 }
 

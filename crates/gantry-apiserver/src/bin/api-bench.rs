@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use bytes::{Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
-use gantry_apiserver::{RunningServer, ServerConfig};
+use gantry_apiserver::RunningServer;
 use gantry_store::Store;
 use gantry_store::sqlite::{SqliteConfig, SqliteStore};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -1053,17 +1053,8 @@ fn main() -> anyhow::Result<()> {
         .context("the client runtime")?;
 
     let shutdown = CancellationToken::new();
-    let server: RunningServer = server_runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(data_dir.join("store.db")))?);
-        let config = ServerConfig {
-            data_dir: data_dir.clone(),
-            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            secure_port: 0,
-            tls_sans: Vec::new(),
-            token_file: None,
-        };
-        anyhow::Ok(gantry_apiserver::start(config, store, shutdown.clone()).await?)
-    })?;
+    let server: RunningServer = server_runtime
+        .block_on(async { anyhow::Ok(gantry_apiserver::start_loopback(&data_dir, shutdown.clone()).await?) })?;
     let addr = server.addr;
     eprintln!("api-bench: server on https://{addr}, data in {}, load average {}", data_dir.display(), load_average());
 

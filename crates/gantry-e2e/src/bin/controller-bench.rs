@@ -17,7 +17,6 @@
 //! `server`, `controllers` and `bench`, so the CPU each used can be told apart.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,11 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::StreamExt;
-use gantry_apiserver::{RunningServer, ServerConfig};
+use gantry_apiserver::RunningServer;
 use gantry_controllers::ControllerManagerConfig;
 use gantry_e2e::bench::{client_from, cpu_usage, create_many, load_average, post};
-use gantry_store::Store;
-use gantry_store::sqlite::{SqliteConfig, SqliteStore};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::core::Request;
@@ -213,17 +210,8 @@ fn start_cluster(
     let dir = tempfile::Builder::new().prefix("gantry-controller-bench-").tempdir().context("a temporary directory")?;
     let data_dir = dir.path().to_path_buf();
     let shutdown = CancellationToken::new();
-    let server = server_rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(data_dir.join("state.db")))?);
-        let config = ServerConfig {
-            data_dir: data_dir.clone(),
-            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            secure_port: 0,
-            tls_sans: Vec::new(),
-            token_file: None,
-        };
-        anyhow::Ok(gantry_apiserver::start(config, store, shutdown.clone()).await?)
-    })?;
+    let server = server_rt
+        .block_on(async { anyhow::Ok(gantry_apiserver::start_loopback(&data_dir, shutdown.clone()).await?) })?;
     let kubeconfig = server.kubeconfig.clone();
     let mut controller_tasks = JoinSet::new();
     controllers_rt.block_on(async {
