@@ -478,21 +478,15 @@ impl DeploymentController {
     ) -> Result<(), SyncError> {
         let replicas = replicas_of(d);
         let active: Vec<usize> = (0..old.len()).filter(|i| rs_replicas(&old[*i]) > 0).collect();
-        let new_active = new_rs.as_ref().is_some_and(|rs| rs_replicas(rs) > 0);
         // One active ReplicaSet (or none): it takes the whole size.
-        if active.is_empty() || (!new_active && active.len() == 1 && new_rs.is_none()) {
+        if active.is_empty() {
             if let Some(rs) = new_rs.as_mut() {
-                if rs_replicas(rs) != replicas || active.is_empty() {
-                    self.scale_to(d, rs, replicas).await?;
-                }
-                return Ok(());
-            }
-            if let [only] = active.as_slice() {
-                self.scale_to(d, &mut old[*only], replicas).await?;
+                self.scale_to(d, rs, replicas).await?;
             }
             return Ok(());
         }
-        if new_rs.as_ref().is_some_and(|rs| rs_replicas(rs) == replicas) && active.is_empty() {
+        if let ([only], None) = (active.as_slice(), new_rs.as_ref()) {
+            self.scale_to(d, &mut old[*only], replicas).await?;
             return Ok(());
         }
         let (surge, _) = surge_and_unavailable(d);
@@ -504,14 +498,15 @@ impl DeploymentController {
             return Ok(());
         }
         // Bigger sets take their share first (newest first when scaling up, as kube sorts them).
-        let mut targets: Vec<(i32, bool, usize)> = active.iter().map(|i| (rs_replicas(&old[*i]), false, *i)).collect();
+        // Each target: its size, and its position among the old sets (`None`: the new set).
+        let mut targets: Vec<(i32, Option<usize>)> = active.iter().map(|i| (rs_replicas(&old[*i]), Some(*i))).collect();
         if let Some(rs) = new_rs.as_ref().filter(|rs| rs_replicas(rs) > 0) {
-            targets.push((rs_replicas(rs), true, usize::MAX));
+            targets.push((rs_replicas(rs), None));
         }
-        targets.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        targets.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.is_none().cmp(&a.1.is_none())));
         let mut added = 0;
         let mut sizes: Vec<i32> = Vec::with_capacity(targets.len());
-        for (size, _, _) in &targets {
+        for (size, _) in &targets {
             let share = if current > 0 {
                 (f64::from(*size) * f64::from(to_add) / f64::from(current)).round() as i32
             } else {
@@ -525,14 +520,12 @@ impl DeploymentController {
         if let Some(first) = sizes.first_mut() {
             *first = (*first + to_add - added).max(0);
         }
-        for ((_, is_new, i), size) in targets.into_iter().zip(sizes) {
-            if is_new {
-                if let Some(rs) = new_rs.as_mut() {
-                    self.scale_to(d, rs, size).await?;
-                }
-            } else {
-                self.scale_to(d, &mut old[i], size).await?;
-            }
+        for ((_, position), size) in targets.into_iter().zip(sizes) {
+            match (position, new_rs.as_mut()) {
+                (Some(i), _) => self.scale_to(d, &mut old[i], size).await?,
+                (None, Some(rs)) => self.scale_to(d, rs, size).await?,
+                (None, None) => false,
+            };
         }
         Ok(())
     }
