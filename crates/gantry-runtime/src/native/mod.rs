@@ -1,0 +1,1 @@
+//! The native backend: libcontainer containers owned by per-container shim processes.
