@@ -1,0 +1,237 @@
+//! Sandbox operations of the native runtime: the pod's namespaces, cgroup, network and `/etc` files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::spec::JoinedNamespaces;
+use super::state::{self, SandboxRecord};
+use super::{NativeRuntime, blocking, io_err, new_id};
+use crate::cri::{ContainerFilter, NamespaceMode, PodSandboxConfig, PodSandboxStatus, RuntimeError, SandboxState};
+
+fn sandbox_dir(root: &Path, id: &str) -> Result<PathBuf, RuntimeError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(RuntimeError::NotFound { kind: "sandbox", id: id.to_string() });
+    }
+    Ok(root.join(id))
+}
+
+/// The pod's cgroup name: the one asked for, or one derived from the pod's UID as the kubelet names them.
+fn pod_cgroup(config: &PodSandboxConfig, id: &str) -> String {
+    let given = config.cgroup_parent.trim_matches('/');
+    if !given.is_empty() {
+        return given.to_string();
+    }
+    let uid: String = config.metadata.uid.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if uid.is_empty() { format!("pod{}", &id[..16]) } else { format!("pod{uid}") }
+}
+
+fn hosts_file(hostname: &str, ips: &[String]) -> String {
+    let mut hosts = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    for ip in ips {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    hosts
+}
+
+fn resolv_conf(config: &PodSandboxConfig) -> String {
+    match &config.dns_config {
+        Some(dns) => {
+            let mut text = String::new();
+            if !dns.searches.is_empty() {
+                text.push_str(&format!("search {}\n", dns.searches.join(" ")));
+            }
+            for server in &dns.servers {
+                text.push_str(&format!("nameserver {server}\n"));
+            }
+            if !dns.options.is_empty() {
+                text.push_str(&format!("options {}\n", dns.options.join(" ")));
+            }
+            text
+        }
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}
+
+impl NativeRuntime {
+    fn load_sandbox(&self, id: &str) -> Result<(PathBuf, SandboxRecord), RuntimeError> {
+        let dir = sandbox_dir(&self.sandboxes_dir(), id)?;
+        match state::read_json_opt::<SandboxRecord>(&dir.join("sandbox.json"))? {
+            Some(record) => Ok((dir, record)),
+            None => Err(RuntimeError::NotFound { kind: "sandbox", id: id.to_string() }),
+        }
+    }
+
+    fn pod_cgroup_path(&self, record: &SandboxRecord) -> String {
+        format!("/{}/{}", self.inner.config.cgroup_root, record.cgroup)
+    }
+
+    pub(super) async fn run_pod_sandbox_impl(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
+        if config.metadata.name.is_empty() || config.metadata.namespace.is_empty() {
+            return Err(RuntimeError::Invalid("a sandbox needs the pod's name and namespace".to_string()));
+        }
+        let id = new_id();
+        let dir = self.sandboxes_dir().join(&id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let hostname = if config.hostname.is_empty() { config.metadata.name.clone() } else { config.hostname.clone() };
+        let mut record = SandboxRecord {
+            id: id.clone(),
+            config: config.clone(),
+            created_at: state::now_nanos(),
+            state: SandboxState::Ready,
+            ips: Vec::new(),
+            cgroup: pod_cgroup(config, &id),
+            namespaces: BTreeMap::new(),
+        };
+        record.config.hostname = hostname;
+        let runtime = self.clone();
+        let result = {
+            let record = record.clone();
+            let dir = dir.clone();
+            blocking(move || runtime.prepare_sandbox(&dir, &record)).await
+        };
+        match result {
+            Ok(namespaces) => {
+                record.namespaces = namespaces;
+                self.write_etc_files(&dir, &record)?;
+                state::write_json(&dir.join("sandbox.json"), &record)?;
+                Ok(id)
+            }
+            Err(err) => {
+                let runtime = self.clone();
+                let _ = blocking(move || runtime.teardown_sandbox_files(&dir, &record)).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates the pod's cgroup and namespaces. Returns the pinned namespaces.
+    fn prepare_sandbox(&self, _dir: &Path, record: &SandboxRecord) -> Result<BTreeMap<String, PathBuf>, RuntimeError> {
+        self.inner.cgroups.create_pod(&self.pod_cgroup_path(record), &record.config.resources)?;
+        let namespaces = BTreeMap::new();
+        if record.config.namespaces.network != NamespaceMode::Node {
+            return Err(RuntimeError::Prerequisite(
+                "pod networks are not available on this node yet: only hostNetwork pods can run".to_string(),
+            ));
+        }
+        Ok(namespaces)
+    }
+
+    fn write_etc_files(&self, dir: &Path, record: &SandboxRecord) -> Result<(), RuntimeError> {
+        let hostname = &record.config.hostname;
+        let files = [
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", hosts_file(hostname, &record.ips)),
+            ("resolv.conf", resolv_conf(&record.config)),
+        ];
+        for (name, content) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, content).map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pod's cgroup and namespaces and the sandbox's directory; what is already gone is fine.
+    fn teardown_sandbox_files(&self, dir: &Path, record: &SandboxRecord) -> Result<(), RuntimeError> {
+        self.inner.cgroups.remove_pod(&self.pod_cgroup_path(record))?;
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(RuntimeError::Io { path: dir.to_path_buf(), source }),
+        }
+    }
+
+    /// What a container of this sandbox joins, and the `/etc` files it gets.
+    pub(super) fn sandbox_for_container(
+        &self,
+        id: &str,
+    ) -> Result<(SandboxRecord, JoinedNamespaces, Vec<(String, PathBuf)>), RuntimeError> {
+        let (dir, record) = self.load_sandbox(id)?;
+        let ns = &record.namespaces;
+        let joined = JoinedNamespaces {
+            net: ns.get("net").cloned(),
+            ipc: ns.get("ipc").cloned(),
+            uts: ns.get("uts").cloned(),
+            new_pid: record.config.namespaces.pid != NamespaceMode::Node,
+            pid_path: None,
+        };
+        let mut etc = vec![
+            ("/etc/hosts".to_string(), dir.join("hosts")),
+            ("/etc/resolv.conf".to_string(), dir.join("resolv.conf")),
+        ];
+        if joined.uts.is_some() {
+            etc.push(("/etc/hostname".to_string(), dir.join("hostname")));
+        }
+        Ok((record, joined, etc))
+    }
+
+    pub(super) async fn stop_pod_sandbox_impl(&self, id: &str) -> Result<(), RuntimeError> {
+        let (dir, mut record) = match self.load_sandbox(id) {
+            Ok(found) => found,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let filter = ContainerFilter { sandbox_id: Some(id.to_string()), ..Default::default() };
+        for container in self.list_containers_impl(&filter).await? {
+            self.stop_container_impl(&container.id, 0).await?;
+        }
+        if record.state == SandboxState::Ready {
+            record.state = SandboxState::NotReady;
+            state::write_json(&dir.join("sandbox.json"), &record)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn remove_pod_sandbox_impl(&self, id: &str) -> Result<(), RuntimeError> {
+        let (dir, record) = match self.load_sandbox(id) {
+            Ok(found) => found,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        self.stop_pod_sandbox_impl(id).await?;
+        let filter = ContainerFilter { sandbox_id: Some(id.to_string()), ..Default::default() };
+        for container in self.list_containers_impl(&filter).await? {
+            self.remove_container_impl(&container.id).await?;
+        }
+        let runtime = self.clone();
+        blocking(move || runtime.teardown_sandbox_files(&dir, &record)).await
+    }
+
+    fn sandbox_status(record: &SandboxRecord) -> PodSandboxStatus {
+        PodSandboxStatus {
+            id: record.id.clone(),
+            metadata: record.config.metadata.clone(),
+            state: record.state,
+            created_at: record.created_at,
+            ip: record.ips.first().cloned().unwrap_or_default(),
+            additional_ips: record.ips.iter().skip(1).cloned().collect(),
+            namespaces: record.config.namespaces.clone(),
+            labels: record.config.labels.clone(),
+            annotations: record.config.annotations.clone(),
+        }
+    }
+
+    pub(super) async fn pod_sandbox_status_impl(&self, id: &str) -> Result<PodSandboxStatus, RuntimeError> {
+        let (_, record) = self.load_sandbox(id)?;
+        Ok(Self::sandbox_status(&record))
+    }
+
+    pub(super) async fn list_pod_sandboxes_impl(&self) -> Result<Vec<PodSandboxStatus>, RuntimeError> {
+        let root = self.sandboxes_dir();
+        let runtime = self.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
+                let id = entry.file_name().to_string_lossy().to_string();
+                if let Ok((_, record)) = runtime.load_sandbox(&id) {
+                    out.push(Self::sandbox_status(&record));
+                }
+            }
+            out.sort_by_key(|s| s.created_at);
+            Ok(out)
+        })
+        .await
+    }
+}
