@@ -179,3 +179,165 @@ async fn a_restarted_runtime_re_adopts_a_running_container_and_sees_its_exit() {
     assert_eq!((status.state, status.exit_code), (ContainerState::Exited, 42));
     second.remove_pod_sandbox(&sandbox).await.expect("remove");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_ends_in_oom_killed() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let test = TestRuntime::new();
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs");
+    let sandbox_config = host_sandbox("hungry", &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    // dd fills a 256 MiB buffer from /dev/zero: far beyond the 32 MiB limit.
+    let mut config = shell("hungry", "dd if=/dev/zero of=/dev/null bs=256M count=1; echo survived");
+    config.resources.memory_limit_bytes = Some(32 << 20);
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let status = wait_exited(rt, &id).await;
+    assert_eq!((status.reason.as_str(), status.exit_code), ("OOMKilled", 0), "{status:?}");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+}
+
+async fn run_to_completion(
+    test: &TestRuntime,
+    pod: &str,
+    config: gantry_runtime::cri::ContainerConfig,
+) -> (ContainerStatus, Vec<String>) {
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs").join(pod);
+    let sandbox_config = host_sandbox(pod, &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let status = wait_exited(rt, &id).await;
+    let lines = log_lines(&status.log_path).into_iter().map(|(_, line)| line).collect();
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+    (status, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_env_working_dir_and_mounts_are_applied() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let test = TestRuntime::new();
+    let volume = test.root.path().join("volume");
+    std::fs::create_dir_all(&volume).expect("volume");
+    std::fs::write(volume.join("greeting"), "from the node\n").expect("write");
+
+    let mut config = shell(
+        "main",
+        "id -u; id -g; echo $GREETING; pwd; cat /data/greeting; touch /data/new 2>/dev/null || echo read-only",
+    );
+    config.security.run_as_username = Some("app".to_string());
+    config.envs.push(("GREETING".to_string(), "hi".to_string()));
+    config.working_dir = "/tmp".to_string();
+    config.mounts.push(gantry_runtime::cri::Mount {
+        container_path: "/data".to_string(),
+        host_path: volume.clone(),
+        readonly: true,
+    });
+    let (status, lines) = run_to_completion(&test, "identity", config).await;
+    assert_eq!(status.exit_code, 0, "{lines:?}");
+    assert_eq!(lines[..6], ["1000", "1000", "hi", "/tmp", "from the node", "read-only"], "{lines:?}");
+    assert!(!volume.join("new").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_filesystem_refuses_writes_and_capabilities_are_dropped() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let test = TestRuntime::new();
+    let mut config = shell(
+        "main",
+        "touch /file 2>/dev/null && echo wrote || echo refused; grep CapBnd /proc/self/status; cat /proc/self/mountinfo | grep -E 'proc|sys' | cut -d' ' -f5 | tr '\\n' ' '",
+    );
+    config.security.readonly_rootfs = true;
+    config.security.capabilities.drop = vec!["ALL".to_string()];
+    config.security.no_new_privs = true;
+    let (status, lines) = run_to_completion(&test, "locked", config).await;
+    assert_eq!(status.exit_code, 0, "{lines:?}");
+    assert_eq!(lines[0], "refused");
+    assert_eq!(lines[1].split_whitespace().nth(1), Some("0000000000000000"), "{lines:?}");
+    // Masked and read-only paths are mounts over /proc and /sys.
+    let mounts: Vec<&str> = lines[2].split_whitespace().collect();
+    for path in ["/proc/keys", "/proc/timer_list", "/proc/sys", "/sys/firmware"] {
+        assert!(mounts.contains(&path), "{path} not covered: {mounts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_come_from_the_containers_cgroup() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let test = TestRuntime::new();
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs");
+    let sandbox_config = host_sandbox("busy", &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let config = shell("main", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000");
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    wait_for_log(&logs.join("main/0.log"), "ready").await;
+    let stats = rt.container_stats(&id).await.expect("stats");
+    assert!(stats.cpu_usage_core_nanoseconds > 1_000_000, "{stats:?}");
+    assert!(stats.memory_usage_bytes > 0 && stats.memory_working_set_bytes <= stats.memory_usage_bytes, "{stats:?}");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_relays_stdin_and_stdout() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let test = TestRuntime::new();
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs");
+    let sandbox_config = host_sandbox("echo", &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let mut config = shell("main", "while read line; do echo \"got $line\"; done; echo done");
+    config.stdin = true;
+    config.stdin_once = true;
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let options = gantry_runtime::cri::StreamOptions { stdin: true, stdout: true, stderr: true, tty: false };
+    let mut session = rt.attach(&id, &options).await.expect("attach");
+    let mut stdin = session.stdin.take().expect("stdin");
+    stdin.write_all(b"one\ntwo\n").await.expect("write");
+    stdin.shutdown().await.expect("close stdin");
+    drop(stdin);
+    let mut output = String::new();
+    session.stdout.take().expect("stdout").read_to_string(&mut output).await.expect("read");
+    assert_eq!(output, "got one\ngot two\ndone\n");
+    let code = tokio::time::timeout(patience(), session.exit).await.expect("exit in time").expect("exit");
+    assert_eq!(code, 0);
+    // Attached output also lands in the log.
+    wait_for_log(&logs.join("main/0.log"), "got two").await;
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_container_writes_to_its_terminal() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let test = TestRuntime::new();
+    let mut config = shell("main", "tty; [ -t 1 ] && echo is-a-terminal");
+    config.tty = true;
+    let (status, lines) = run_to_completion(&test, "terminal", config).await;
+    assert_eq!(status.exit_code, 0, "{lines:?}");
+    let lines: Vec<String> = lines.iter().map(|l| l.trim_end_matches('\r').to_string()).collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{lines:?}");
+    assert_eq!(lines[1], "is-a-terminal");
+}

@@ -302,15 +302,30 @@ impl NativeRuntime {
                 message: format!("cannot start a container in state {:?}", status.state),
             });
         }
+        // libcontainer's own `start` changes the process's working directory to reach the socket, which a
+        // multi-threaded runtime cannot allow; the protocol is one message on that socket.
         let lc = dirs.libcontainer_root().join(id);
+        // Taken before the init runs, so that a container exiting at once never finishes before it started.
+        let started_at = state::now_nanos();
+        let container_error = |message: String| RuntimeError::Container { id: id.to_string(), message };
+        let mut socket = super::shim::connect_in(&lc, "notify.sock")
+            .await
+            .map_err(|err| container_error(format!("the container's init does not wait to start: {err}")))?;
+        tokio::io::AsyncWriteExt::write_all(&mut socket, b"start container")
+            .await
+            .map_err(|err| container_error(format!("starting the container's init: {err}")))?;
+        drop(socket);
         let owned_id = id.to_string();
         blocking(move || {
             let mut container = libcontainer::container::Container::load(lc)
                 .map_err(|err| RuntimeError::Container { id: owned_id.clone(), message: err.to_string() })?;
-            container.start().map_err(|err| RuntimeError::Container { id: owned_id, message: err.to_string() })
+            container
+                .set_status(libcontainer::container::ContainerStatus::Running)
+                .save()
+                .map_err(|err| RuntimeError::Container { id: owned_id, message: err.to_string() })
         })
         .await?;
-        let record = ContainerRecord { started_at: state::now_nanos(), ..record };
+        let record = ContainerRecord { started_at, ..record };
         let path = dirs.record();
         blocking(move || state::write_json(&path, &record)).await
     }
@@ -455,9 +470,11 @@ impl NativeRuntime {
     pub(super) async fn reopen_log_impl(&self, id: &str) -> Result<(), RuntimeError> {
         let (dirs, _) = self.load_record(id)?;
         let socket = dirs.control_socket();
-        let mut stream = tokio::net::UnixStream::connect(&socket).await.map_err(|err| RuntimeError::WrongState {
-            id: id.to_string(),
-            message: format!("the container's shim is not running ({err})"),
+        let mut stream = super::shim::connect_in(&dirs.dir, super::shim::CONTROL_SOCKET).await.map_err(|err| {
+            RuntimeError::WrongState {
+                id: id.to_string(),
+                message: format!("the container's shim is not running ({err})"),
+            }
         })?;
         tokio::io::AsyncWriteExt::write_all(&mut stream, b"reopen\n").await.map_err(io_err(&socket))?;
         let mut answer = String::new();

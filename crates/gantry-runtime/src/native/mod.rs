@@ -155,8 +155,8 @@ impl crate::cri::RuntimeService for NativeRuntime {
         config: &crate::cri::ContainerConfig,
         sandbox_config: &crate::cri::PodSandboxConfig,
     ) -> Result<String, RuntimeError> {
-        let (sandbox, joined, etc_files) = self.sandbox_for_container(sandbox_id)?;
-        self.create_container_impl(&sandbox, joined, etc_files, config, sandbox_config).await
+        let view = self.sandbox_for_container(sandbox_id)?;
+        self.create_container_impl(&view.record, view.joined, view.etc_files, config, sandbox_config).await
     }
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {

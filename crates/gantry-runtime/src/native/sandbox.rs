@@ -8,6 +8,14 @@ use super::state::{self, SandboxRecord};
 use super::{NativeRuntime, blocking, io_err, new_id};
 use crate::cri::{ContainerFilter, NamespaceMode, PodSandboxConfig, PodSandboxStatus, RuntimeError, SandboxState};
 
+/// What a container needs from its sandbox.
+pub(super) struct SandboxView {
+    pub record: SandboxRecord,
+    pub joined: JoinedNamespaces,
+    /// `/etc` files to bind-mount: container path, host path.
+    pub etc_files: Vec<(String, PathBuf)>,
+}
+
 fn sandbox_dir(root: &Path, id: &str) -> Result<PathBuf, RuntimeError> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(RuntimeError::NotFound { kind: "sandbox", id: id.to_string() });
@@ -144,10 +152,7 @@ impl NativeRuntime {
     }
 
     /// What a container of this sandbox joins, and the `/etc` files it gets.
-    pub(super) fn sandbox_for_container(
-        &self,
-        id: &str,
-    ) -> Result<(SandboxRecord, JoinedNamespaces, Vec<(String, PathBuf)>), RuntimeError> {
+    pub(super) fn sandbox_for_container(&self, id: &str) -> Result<SandboxView, RuntimeError> {
         let (dir, record) = self.load_sandbox(id)?;
         let ns = &record.namespaces;
         let joined = JoinedNamespaces {
@@ -164,7 +169,7 @@ impl NativeRuntime {
         if joined.uts.is_some() {
             etc.push(("/etc/hostname".to_string(), dir.join("hostname")));
         }
-        Ok((record, joined, etc))
+        Ok(SandboxView { record, joined, etc_files: etc })
     }
 
     pub(super) async fn stop_pod_sandbox_impl(&self, id: &str) -> Result<(), RuntimeError> {

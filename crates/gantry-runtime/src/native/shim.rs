@@ -86,6 +86,19 @@ pub struct ExecResult {
 /// Name of the shim's control socket in the container directory.
 pub const CONTROL_SOCKET: &str = "shim.sock";
 
+/// Name of the socket the container's init sends its terminal to.
+const CONSOLE_SOCKET: &str = "console.sock";
+
+/// Connects to a socket in `dir` whatever the length of `dir`'s path: through `/proc/self/fd`, the address
+/// stays short (a socket address holds 108 bytes).
+pub async fn connect_in(dir: &Path, name: &str) -> std::io::Result<tokio::net::UnixStream> {
+    let handle = File::open(dir)?;
+    let short = format!("/proc/self/fd/{}/{name}", handle.as_raw_fd());
+    let stream = tokio::net::UnixStream::connect(short).await;
+    drop(handle);
+    stream
+}
+
 /// Frame types of the attach protocol: `[type: u8][length: u32 big-endian][payload]`.
 pub mod frame {
     /// Client → shim: bytes for stdin.
@@ -119,6 +132,12 @@ fn run_shim(dir: &Path) -> i32 {
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
+    // Sockets are bound by relative path from here: the container's directory may be deeper than the 108 bytes
+    // a socket address holds.
+    if let Err(err) = std::env::set_current_dir(dir) {
+        println!("error cannot enter {}: {err}", dir.display());
+        return 1;
+    }
     let config: ShimConfig = match state::read_json(&dir.join("shim.json")) {
         Ok(config) => config,
         Err(err) => {
@@ -149,10 +168,13 @@ struct Created {
 }
 
 fn create(dir: &Path, config: &ShimConfig) -> Result<Created, String> {
-    let console_path = dir.join("console.sock");
+    let console_path = dir.join(CONSOLE_SOCKET);
     let console = if config.tty {
         let _ = std::fs::remove_file(&console_path);
-        Some(UnixListener::bind(&console_path).map_err(|e| format!("console socket {}: {e}", console_path.display()))?)
+        Some(
+            UnixListener::bind(CONSOLE_SOCKET)
+                .map_err(|e| format!("console socket {}: {e}", console_path.display()))?,
+        )
     } else {
         None
     };
@@ -314,7 +336,8 @@ fn supervise(dir: &Path, config: &ShimConfig, created: Created) -> i32 {
     }
     drop(done_tx);
 
-    match UnixListener::bind(dir.join(CONTROL_SOCKET)) {
+    let _ = std::fs::remove_file(CONTROL_SOCKET);
+    match UnixListener::bind(CONTROL_SOCKET) {
         Ok(listener) => {
             let log = log.clone();
             let streams = streams.clone();

@@ -79,12 +79,12 @@ impl NativeRuntime {
                 message: "cannot attach to a container that is not running".to_string(),
             });
         }
-        let socket = self.dirs(id)?.dir.join(super::shim::CONTROL_SOCKET);
+        let dir = self.dirs(id)?.dir;
         let shim_gone = |err: std::io::Error| RuntimeError::WrongState {
             id: id.to_string(),
             message: format!("the container's shim does not answer: {err}"),
         };
-        let stream = tokio::net::UnixStream::connect(&socket).await.map_err(shim_gone)?;
+        let stream = super::shim::connect_in(&dir, super::shim::CONTROL_SOCKET).await.map_err(shim_gone)?;
         let (read_half, mut write_half) = stream.into_split();
         write_half.write_all(b"attach\n").await.map_err(shim_gone)?;
         let mut reader = BufReader::new(read_half);
