@@ -120,8 +120,15 @@ async fn exec_captures_output_and_exit_code() {
     let logs = test.root.path().join("logs");
     let sandbox_config = host_sandbox("execer", &logs);
     let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
-    let id = rt.create_container(&sandbox, &shell("main", "exec sleep 1000"), &sandbox_config).await.expect("create");
+    let mut config = shell("main", "exec sleep 1000");
+    config.security.run_as_user = Some(1000);
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
     rt.start_container(&id).await.expect("start");
+
+    // An exec'd process runs as the container's user, in its working directory.
+    let id_cmd = vec!["sh".to_string(), "-c".to_string(), "id -u; pwd".to_string()];
+    let result = rt.exec_sync(&id, &id_cmd, None).await.expect("exec");
+    assert_eq!(String::from_utf8_lossy(&result.stdout), "1000\n/\n");
 
     let cmd: Vec<String> = ["sh", "-c", "echo out; echo err >&2; exit 7"].iter().map(|s| s.to_string()).collect();
     let result = rt.exec_sync(&id, &cmd, Some(patience())).await.expect("exec");
@@ -340,4 +347,53 @@ async fn a_terminal_container_writes_to_its_terminal() {
     let lines: Vec<String> = lines.iter().map(|l| l.trim_end_matches('\r').to_string()).collect();
     assert!(lines[0].starts_with("/dev/pts/"), "{lines:?}");
     assert_eq!(lines[1], "is-a-terminal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_terminal_streams_both_ways_and_resizes() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let test = TestRuntime::new();
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs");
+    let sandbox_config = host_sandbox("interactive", &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let id = rt.create_container(&sandbox, &shell("main", "exec sleep 1000"), &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+
+    let options = gantry_runtime::cri::StreamOptions { stdin: true, stdout: true, stderr: false, tty: true };
+    // A new terminal is 0x0 until the resize lands; the script waits for it rather than racing it.
+    let script =
+        "read line; while [ \"$(stty size)\" = '0 0' ]; do sleep 0.01; done; stty size; echo \"got $line\"; exit 5";
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let mut session = rt.exec(&id, &cmd, &options).await.expect("exec");
+    session
+        .resize
+        .as_ref()
+        .expect("resize")
+        .send(gantry_runtime::cri::TerminalSize { width: 91, height: 17 })
+        .await
+        .expect("resize");
+    let mut stdin = session.stdin.take().expect("stdin");
+    stdin.write_all(b"hello\n").await.expect("write");
+    let mut stdout = session.stdout.take().expect("stdout");
+    let mut output = Vec::new();
+    let deadline = Instant::now() + patience();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&output).contains("got hello") {
+        assert!(Instant::now() < deadline, "no output: {:?}", String::from_utf8_lossy(&output));
+        match tokio::time::timeout(patience(), stdout.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => output.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&output);
+    assert!(text.contains("17 91"), "{text:?}");
+    assert!(text.contains("got hello"), "{text:?}");
+    let code = tokio::time::timeout(patience(), session.exit).await.expect("exit in time").expect("exit");
+    assert_eq!(code, 5);
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
 }

@@ -491,6 +491,7 @@ impl NativeRuntime {
         id: &str,
         cmd: &[String],
         stdin: bool,
+        console_socket: Option<PathBuf>,
     ) -> Result<(tokio::process::Child, PathBuf, PathBuf), RuntimeError> {
         let (dirs, record) = self.load_record(id)?;
         if self.status_of(&dirs, &record).state != ContainerState::Running {
@@ -510,6 +511,8 @@ impl NativeRuntime {
             libcontainer_root: dirs.libcontainer_root(),
             args: cmd.to_vec(),
             result_path: result_path.clone(),
+            console_socket,
+            bundle: dirs.bundle(),
         };
         state::write_json(&request_path, &request)?;
         let shim = &self.inner.config.shim;
@@ -535,7 +538,7 @@ impl NativeRuntime {
         cmd: &[String],
         timeout: Option<Duration>,
     ) -> Result<ExecSyncResponse, RuntimeError> {
-        let (mut child, request_path, result_path) = self.spawn_exec(id, cmd, false).await?;
+        let (mut child, request_path, result_path) = self.spawn_exec(id, cmd, false, None).await?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let collect = async {

@@ -72,6 +72,11 @@ pub struct ExecRequest {
     pub args: Vec<String>,
     /// Where to write the [`ExecResult`].
     pub result_path: PathBuf,
+    /// Socket to send the process's terminal to, for an exec with a terminal.
+    pub console_socket: Option<PathBuf>,
+    /// The container's bundle: the exec'd process takes the container's user, environment, working directory
+    /// and capabilities from its `config.json`, as `runc exec` does.
+    pub bundle: PathBuf,
 }
 
 /// What the exec helper reports.
@@ -248,6 +253,11 @@ fn restore_default_sigpipe() {
 fn receive_terminal(listener: &UnixListener) -> Result<OwnedFd, String> {
     listener.set_nonblocking(true).map_err(|e| format!("console socket: {e}"))?;
     let (stream, _) = listener.accept().map_err(|e| format!("console socket: no terminal was sent: {e}"))?;
+    receive_fd(&stream)
+}
+
+/// Receives one file descriptor sent over a connected socket (a terminal's master side).
+pub fn receive_fd(stream: &UnixStream) -> Result<OwnedFd, String> {
     stream.set_nonblocking(false).map_err(|e| format!("console socket: {e}"))?;
     let mut space = [0u8; rustix::cmsg_space!(ScmRights(1))];
     let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
@@ -522,6 +532,16 @@ fn run_exec(request_path: &Path) -> i32 {
     exit
 }
 
+/// The exec'd process: the container's process with other arguments and, when asked, a terminal.
+fn write_exec_process(request: &ExecRequest, terminal: bool, path: &Path) -> Result<(), String> {
+    let spec: oci_spec::runtime::Spec =
+        state::read_json(&request.bundle.join("config.json")).map_err(|e| e.to_string())?;
+    let mut process = spec.process().clone().ok_or_else(|| "the container's spec has no process".to_string())?;
+    process.set_args(Some(request.args.clone()));
+    process.set_terminal(Some(terminal));
+    state::write_json(path, &process).map_err(|e| e.to_string())
+}
+
 fn exec_in_container(request: &ExecRequest) -> ExecResult {
     let builder = match ContainerBuilder::new(request.id.clone(), SyscallType::default())
         .with_root_path(&request.libcontainer_root)
@@ -529,13 +549,21 @@ fn exec_in_container(request: &ExecRequest) -> ExecResult {
         Ok(builder) => builder,
         Err(err) => return ExecResult { exit_code: None, error: Some(format!("libcontainer root: {err}")) },
     };
-    let pid = match builder
+    // With a terminal, libcontainer sends the terminal to the runtime's socket and leaves the process to us.
+    let terminal = request.console_socket.is_some();
+    let process_path = request.result_path.with_extension("process.json");
+    if let Err(error) = write_exec_process(request, terminal, &process_path) {
+        return ExecResult { exit_code: None, error: Some(error) };
+    }
+    let built = builder
+        .with_console_socket(request.console_socket.as_ref())
         .with_executor(DefaultSignals)
         .as_tenant()
-        .with_container_args(request.args.clone())
-        .with_detach(false)
-        .build()
-    {
+        .with_process(Some(&process_path))
+        .with_detach(terminal)
+        .build();
+    let _ = std::fs::remove_file(&process_path);
+    let pid = match built {
         Ok(pid) => pid,
         Err(err) => return ExecResult { exit_code: None, error: Some(err.to_string()) },
     };

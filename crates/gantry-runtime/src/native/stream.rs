@@ -22,7 +22,7 @@ impl NativeRuntime {
         options: &StreamOptions,
     ) -> Result<StreamSession, RuntimeError> {
         if options.tty {
-            return Err(RuntimeError::Invalid("exec with a terminal is not supported by this runtime yet".to_string()));
+            return self.exec_with_terminal(id, cmd, options).await;
         }
         let (mut child, request_path, result_path) =
             self.spawn_exec_with(id, cmd, options.stdin, options.stdout, options.stderr).await?;
@@ -59,7 +59,7 @@ impl NativeRuntime {
         stdout: bool,
         stderr: bool,
     ) -> Result<(tokio::process::Child, std::path::PathBuf, std::path::PathBuf), RuntimeError> {
-        let (child, request, result) = self.spawn_exec(id, cmd, stdin).await?;
+        let (child, request, result) = self.spawn_exec(id, cmd, stdin, None).await?;
         // Streams nobody asked for are drained so the process never blocks on a full pipe.
         let mut child = child;
         if !stdout && let Some(mut pipe) = child.stdout.take() {
@@ -69,6 +69,86 @@ impl NativeRuntime {
             tokio::spawn(async move { tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await });
         }
         Ok((child, request, result))
+    }
+
+    /// An exec with a terminal: the process's terminal comes straight to the runtime (libcontainer sends it over
+    /// a socket the runtime listens on), so output, input and resizes need no relay.
+    async fn exec_with_terminal(
+        &self,
+        id: &str,
+        cmd: &[String],
+        options: &StreamOptions,
+    ) -> Result<StreamSession, RuntimeError> {
+        let dir = self.dirs(id)?.dir;
+        let name = format!("exec-{}.console.sock", uuid::Uuid::new_v4().simple());
+        let socket_path = dir.join(&name);
+        let io = |err: std::io::Error| RuntimeError::Io { path: socket_path.clone(), source: err };
+        let listener = {
+            // Bound through /proc/self/fd so that a deep container directory does not overflow the address.
+            let handle = std::fs::File::open(&dir).map_err(io)?;
+            let short = format!("/proc/self/fd/{}/{name}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+            std::os::unix::net::UnixListener::bind(short).map_err(io)?
+        };
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(io)?;
+        let spawned = self.spawn_exec(id, cmd, false, Some(socket_path.clone())).await;
+        let (mut child, request_path, result_path) = match spawned {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                let _ = std::fs::remove_file(&socket_path);
+                return Err(err);
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted.map_err(io),
+            status = child.wait() => Err(RuntimeError::Container {
+                id: id.to_string(),
+                message: format!("exec helper ended ({status:?}) before sending a terminal: {}",
+                    std::fs::read_to_string(&result_path).unwrap_or_default()),
+            }),
+        };
+        let _ = std::fs::remove_file(&socket_path);
+        let (stream, _) = accepted?;
+        let stream = stream.into_std().map_err(io)?;
+        let owned_id = id.to_string();
+        let master = super::blocking(move || {
+            super::shim::receive_fd(&stream).map_err(|message| RuntimeError::Container { id: owned_id, message })
+        })
+        .await?;
+        let master = std::fs::File::from(master);
+        let writer = master.try_clone().map_err(io)?;
+        let resizer = master.try_clone().map_err(io)?;
+        let (resize_tx, mut resize_rx) = mpsc::channel::<TerminalSize>(4);
+        tokio::spawn(async move {
+            while let Some(size) = resize_rx.recv().await {
+                let size =
+                    rustix::termios::Winsize { ws_col: size.width, ws_row: size.height, ws_xpixel: 0, ws_ypixel: 0 };
+                let _ = rustix::termios::tcsetwinsize(&resizer, size);
+            }
+        });
+        let owned_id = id.to_string();
+        let exit = async move {
+            let waited = child.wait().await;
+            let _ = std::fs::remove_file(&request_path);
+            let result = state::read_json::<ExecResult>(&result_path);
+            let _ = std::fs::remove_file(&result_path);
+            let result = result.map_err(|err| RuntimeError::Shim {
+                id: owned_id.clone(),
+                message: format!("exec helper ({waited:?}): {err}"),
+            })?;
+            result.exit_code.ok_or_else(|| RuntimeError::Container {
+                id: owned_id,
+                message: format!("exec failed: {}", result.error.unwrap_or_default()),
+            })
+        }
+        .boxed();
+        Ok(StreamSession {
+            stdin: options.stdin.then(|| Box::pin(tokio::fs::File::from_std(writer)) as ByteWriter),
+            stdout: options.stdout.then(|| Box::pin(tokio::fs::File::from_std(master)) as ByteReader),
+            stderr: None,
+            resize: Some(resize_tx),
+            exit,
+        })
     }
 
     pub(super) async fn attach_impl(&self, id: &str, options: &StreamOptions) -> Result<StreamSession, RuntimeError> {
