@@ -125,6 +125,18 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
+    // `gantry shim run DIR` and `gantry shim exec REQUEST` are the container runtime re-executing this binary
+    // as a container's shim or exec helper. They must start single-threaded and without an async runtime (they
+    // create containers, which forks), so they are dispatched before anything else, and kept out of `--help`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .init();
+        let code = gantry_runtime::native::shim::main(&args[2..]);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     // One line per failure, whatever RUST_BACKTRACE says: this is for people, not for debugging.
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
