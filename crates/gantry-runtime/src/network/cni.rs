@@ -472,7 +472,9 @@ impl CniClient {
                     if let Err(del) = invocation.del_chain(None).await {
                         tracing::warn!(error = %del, "CNI DEL after a failed ADD");
                     }
-                    self.remove_cache(&pod.sandbox_id)?;
+                    if let Err(cache) = self.remove_cache(&pod.sandbox_id) {
+                        tracing::warn!(error = %cache, "removing the CNI cache entry after a failed ADD");
+                    }
                     return Err(err);
                 }
             }
