@@ -69,7 +69,9 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.context(format!("waiting for {what}"))),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(err.context(format!("waiting for {what}")));
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -114,6 +116,11 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         anyhow::Ok(response)
     };
     tokio::time::timeout(Duration::from_secs(3), exchange).await.context("HTTP GET timed out")?
+}
+
+/// Where host-local keeps a network's address allocations.
+fn ipam_dir(network: &str) -> PathBuf {
+    Path::new("/var/lib/cni/networks").join(network)
 }
 
 /// Removes the namespaces when the test ends, however it ends.
@@ -166,6 +173,8 @@ struct Fixture {
     client: CniClient,
     sandboxes: Vec<Sandbox>,
     servers: Vec<std::process::Child>,
+    /// Further networks a test configured (by name, which is also the bridge's): deleted like the fixture's own.
+    other_networks: Vec<String>,
     root: tempfile::TempDir,
 }
 
@@ -180,7 +189,15 @@ impl Fixture {
         write_default_config(&conf_dir, &name, &format!("{subnet_prefix}.0/24"))?;
         let mut options = CniOptions::new(conf_dir, root.path().join("cni-cache"));
         options.plugin_dirs = vec![PathBuf::from(PLUGIN_DIR)];
-        Ok(Fixture { name, subnet_prefix, client: CniClient::new(options), sandboxes: Vec::new(), servers: Vec::new(), root })
+        Ok(Fixture {
+            name,
+            subnet_prefix,
+            client: CniClient::new(options),
+            sandboxes: Vec::new(),
+            servers: Vec::new(),
+            other_networks: Vec::new(),
+            root,
+        })
     }
 
     fn gateway(&self) -> Result<IpAddr> {
@@ -188,7 +205,7 @@ impl Fixture {
     }
 
     fn ipam_dir(&self) -> PathBuf {
-        Path::new("/var/lib/cni/networks").join(&self.name)
+        ipam_dir(&self.name)
     }
 
     /// Creates a sandbox's namespaces and attaches it to the network; returns its index.
@@ -261,11 +278,10 @@ impl Drop for Fixture {
                 eprintln!("cleanup: namespaces of {}: {err}", sandbox.id);
             }
         }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(self.ipam_dir());
+        for network in std::iter::once(&self.name).chain(&self.other_networks) {
+            let _ = std::process::Command::new("ip").args(["link", "del", network]).stderr(Stdio::null()).status();
+            let _ = std::fs::remove_dir_all(ipam_dir(network));
+        }
     }
 }
 
@@ -353,8 +369,8 @@ async fn a_pod_gets_an_address_in_the_pod_cidr_that_the_host_reaches_and_del_und
     assert_eq!(status.network, fixture.name);
     assert_eq!(status.ips[0].gateway, Some(fixture.gateway()?));
 
-    let inside = run("nsenter", &[&format!("--net={}", fixture.sandboxes[pod].netns().display()), "ip", "-o", "addr"])
-        .await?;
+    let inside =
+        run("nsenter", &[&format!("--net={}", fixture.sandboxes[pod].netns().display()), "ip", "-o", "addr"]).await?;
     assert!(inside.contains(&format!("eth0    inet {ip}/24")), "eth0 lacks {ip}: {inside}");
 
     fixture.serve(pod, 8080, "hello from a")?;
@@ -485,5 +501,34 @@ async fn a_missing_plugin_names_the_debian_package_and_runs_nothing() -> Result<
     assert!(message.contains("gantry-no-such-plugin"), "{message}");
     assert!(message.contains("containernetworking-plugins"), "{message}");
     assert!(!root.path().join("cache/s1.json").exists(), "a cache entry was written");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_del_after_a_restart_uses_the_configuration_recorded_at_add() -> Result<()> {
+    skip_unless_privileged!("a_del_after_a_restart_uses_the_configuration_recorded_at_add");
+    let mut fixture = Fixture::new(5)?;
+    let pod = fixture.add_sandbox("a", Vec::new()).await?;
+    let ip = fixture.sandboxes[pod].ip()?;
+    let veth = fixture.sandboxes[pod].host_veth(&fixture.name)?;
+    let allocation = fixture.ipam_dir().join(ip.to_string());
+    assert!(allocation.exists());
+
+    // The node's configuration changes while the agent is down: another bridge, another subnet.
+    let conf_dir = fixture.client.options().conf_dir.clone();
+    std::fs::remove_dir_all(&conf_dir)?;
+    let other_bridge = format!("{}x", fixture.name);
+    fixture.other_networks.push(other_bridge.clone());
+    write_default_config(&conf_dir, &other_bridge, "10.229.0.0/24")?;
+    let restarted = CniClient::new(fixture.client.options().clone());
+    assert_eq!(restarted.load_network()?.name, other_bridge);
+
+    let id = fixture.sandboxes[pod].id.clone();
+    let namespaces = PodNamespaces::open(fixture.sandboxes[pod].namespaces.dir());
+    let netns = namespaces.path(NamespaceKind::Network).context("the pinned netns is not found again")?;
+    restarted.teardown(&id, Some(netns)).await?;
+    assert!(!Path::new("/sys/class/net").join(&veth).exists(), "DEL left the host veth {veth}");
+    assert!(!allocation.exists(), "DEL left the IPAM allocation {}", allocation.display());
+    assert!(!Path::new("/sys/class/net").join(&other_bridge).exists(), "DEL ran the new configuration");
     Ok(())
 }
