@@ -532,3 +532,145 @@ async fn a_del_after_a_restart_uses_the_configuration_recorded_at_add() -> Resul
     assert!(!Path::new("/sys/class/net").join(&other_bridge).exists(), "DEL ran the new configuration");
     Ok(())
 }
+
+/// A directory of script plugins that speak the CNI protocol without touching the kernel, to watch what the client
+/// sends: each call appends `COMMAND NAME CNI_ARGS` to `calls.log` and saves its input as `NAME.COMMAND.json`.
+struct ScriptPlugins {
+    root: tempfile::TempDir,
+}
+
+impl ScriptPlugins {
+    /// `plugins` is the chain (by type); `rec-*` record and succeed, `fail` returns a CNI error, `slow` hangs.
+    fn new(plugins: &str) -> Result<ScriptPlugins> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::Builder::new().prefix("gantry-cni-script-").tempdir()?;
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin)?;
+        let recorder = r#"#!/bin/sh
+dir=$(dirname "$0")/..
+name=$(basename "$0")
+cat > "$dir/$name.$CNI_COMMAND.json"
+echo "$CNI_COMMAND $name $CNI_IFNAME $CNI_ARGS" >> "$dir/calls.log"
+case "$name" in rec-a) n=1 ;; *) n=2 ;; esac
+if [ "$CNI_COMMAND" = ADD ]; then
+  printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"address":"10.9.0.%s/24","interface":0}]}' "$CNI_IFNAME" "$CNI_NETNS" "$n"
+fi
+"#;
+        let failing = r#"#!/bin/sh
+cat > /dev/null
+echo "$CNI_COMMAND fail" >> "$(dirname "$0")/../calls.log"
+if [ "$CNI_COMMAND" = ADD ]; then
+  printf '{"cniVersion":"1.0.0","code":7,"msg":"invalid network config","details":"no bridge named x"}'
+  exit 1
+fi
+"#;
+        let slow = "#!/bin/sh\nexec sleep 30\n";
+        for (name, script) in [("rec-a", recorder), ("rec-b", recorder), ("fail", failing), ("slow", slow)] {
+            let path = bin.join(name);
+            std::fs::write(&path, script)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let conf_dir = root.path().join("net.d");
+        std::fs::create_dir_all(&conf_dir)?;
+        std::fs::write(
+            conf_dir.join("10-script.conflist"),
+            format!(r#"{{"cniVersion":"1.0.0","name":"script","plugins":{plugins}}}"#),
+        )?;
+        Ok(ScriptPlugins { root })
+    }
+
+    fn client(&self, timeout: Duration) -> CniClient {
+        let mut options = CniOptions::new(self.root.path().join("net.d"), self.root.path().join("cache"));
+        options.plugin_dirs = vec![self.root.path().join("bin")];
+        options.timeout = timeout;
+        CniClient::new(options)
+    }
+
+    fn pod(&self, port_mappings: Vec<PortMapping>) -> PodNetwork {
+        PodNetwork {
+            sandbox_id: "sb1".into(),
+            netns: self.root.path().join("netns"),
+            pod_namespace: "team-a".into(),
+            pod_name: "web-0".into(),
+            pod_uid: "uid-1".into(),
+            port_mappings,
+            ifname: "eth0".into(),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.root.path().join("calls.log")).unwrap_or_default();
+        log.lines().map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect()
+    }
+
+    fn input(&self, plugin: &str, command: &str) -> Result<serde_json::Value> {
+        let path = self.root.path().join(format!("{plugin}.{command}.json"));
+        Ok(serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?)
+    }
+}
+
+#[tokio::test]
+async fn add_chains_prev_results_and_del_runs_in_reverse_with_the_add_result() -> Result<()> {
+    let plugins = ScriptPlugins::new(r#"[{"type":"rec-a"},{"type":"rec-b","capabilities":{"portMappings":true}}]"#)?;
+    let client = plugins.client(Duration::from_secs(10));
+    let mapping = PortMapping { protocol: Protocol::Tcp, container_port: 80, host_port: 8080, host_ip: String::new() };
+    let status = client.setup(&plugins.pod(vec![mapping])).await?;
+    assert_eq!(status.network, "script");
+    assert_eq!(status.primary_ip(), Some("10.9.0.2".parse()?));
+
+    let a = plugins.input("rec-a", "ADD")?;
+    assert_eq!((a["name"].as_str(), a["cniVersion"].as_str()), (Some("script"), Some("1.0.0")));
+    assert!(a.get("prevResult").is_none() && a.get("runtimeConfig").is_none(), "{a}");
+    let b = plugins.input("rec-b", "ADD")?;
+    assert_eq!(b["prevResult"]["ips"][0]["address"], "10.9.0.1/24");
+    assert_eq!(b["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
+    let log = std::fs::read_to_string(plugins.root.path().join("calls.log"))?;
+    let first = log.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "ADD rec-a eth0 IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;\
+         K8S_POD_INFRA_CONTAINER_ID=sb1;K8S_POD_UID=uid-1"
+    );
+
+    client.check("sb1", &plugins.pod(Vec::new()).netns).await?;
+    client.teardown("sb1", None).await?;
+    assert_eq!(plugins.calls(), ["ADD rec-a", "ADD rec-b", "CHECK rec-a", "CHECK rec-b", "DEL rec-b", "DEL rec-a"]);
+    let del_a = plugins.input("rec-a", "DEL")?;
+    assert_eq!(del_a["prevResult"]["ips"][0]["address"], "10.9.0.2/24", "DEL's prevResult is the ADD's result");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_plugin_reports_its_error_object_and_the_chain_is_deleted() -> Result<()> {
+    let plugins = ScriptPlugins::new(r#"[{"type":"rec-a"},{"type":"fail"}]"#)?;
+    let client = plugins.client(Duration::from_secs(10));
+    let err = client.setup(&plugins.pod(Vec::new())).await.err().context("ADD succeeded")?;
+    let NetworkError::Plugin { plugin, command, code, msg, details } = &err else { bail!("not a plugin error: {err}") };
+    assert_eq!((plugin.as_str(), *command, *code), ("fail", "ADD", 7));
+    assert_eq!((msg.as_str(), details.as_str()), ("invalid network config", "no bridge named x"));
+    assert_eq!(plugins.calls(), ["ADD rec-a", "ADD fail", "DEL fail", "DEL rec-a"]);
+    let RuntimeError::Network(message) = RuntimeError::from(err) else { bail!("not a network error") };
+    assert!(message.contains("code 7: invalid network config"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plugin_that_hangs_is_killed_at_the_deadline() -> Result<()> {
+    let plugins = ScriptPlugins::new(r#"[{"type":"slow"}]"#)?;
+    let client = plugins.client(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = client.setup(&plugins.pod(Vec::new())).await.err().context("ADD succeeded")?;
+    assert!(matches!(err, NetworkError::PluginTimeout { command: "ADD", .. }), "{err}");
+    // ADD and the DEL that undoes it each get the deadline; neither waits for the 30 s sleep.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn del_without_any_record_or_configuration_succeeds() -> Result<()> {
+    let plugins = ScriptPlugins::new(r#"[{"type":"rec-a"}]"#)?;
+    std::fs::remove_dir_all(plugins.root.path().join("net.d"))?;
+    plugins.client(Duration::from_secs(10)).teardown("never-added", None).await?;
+    assert_eq!(plugins.calls(), Vec::<String>::new());
+    Ok(())
+}

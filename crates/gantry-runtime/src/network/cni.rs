@@ -439,8 +439,17 @@ impl CniClient {
     /// Attaches a pod's network namespace to the network: ADD through the whole plugin chain. Every plugin binary
     /// is looked up before any runs, so a missing one changes nothing. If a plugin fails, the chain is deleted
     /// again (best effort) before the error is returned.
+    ///
+    /// Not for `hostNetwork` pods, which have no network namespace of their own: an empty `netns` is refused.
     #[tracing::instrument(skip_all, fields(sandbox = %pod.sandbox_id))]
     pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
+        if pod.netns.as_os_str().is_empty() {
+            return Err(NetworkError::InvalidValue {
+                what: "network namespace",
+                value: String::new(),
+                reason: "a pod network needs the path of a network namespace",
+            });
+        }
         let list = self.load_network()?;
         let binaries = self.resolve_plugins(&list)?;
         let cni_args = pod.cni_args()?;
