@@ -319,6 +319,12 @@ async fn namespaces_are_pinned_with_the_hostname_and_lo_up_and_removed_without_a
     let reopened = PodNamespaces::open(&dir);
     assert_eq!(&reopened, namespaces);
 
+    let again = PodNamespaces::create(&dir, &spec).map(PinnedGuard);
+    let Err(NetworkError::Io { source, .. }) = &again else { bail!("a second create over pinned files did not fail") };
+    assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(PodNamespaces::open(&dir), reopened, "the failed create disturbed the pinned namespaces");
+    assert_eq!(mounts_under(&dir).len(), 3, "{:?}", mounts_under(&dir));
+
     namespaces.remove()?;
     assert_eq!(mounts_under(&dir), Vec::<PathBuf>::new());
     assert!(!dir.exists(), "the namespace directory is left behind");

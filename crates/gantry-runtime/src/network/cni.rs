@@ -76,6 +76,8 @@ pub struct NetworkConfigList {
     pub cni_version: String,
     /// Each plugin's configuration object, in chain order; each has a string `type`.
     pub plugins: Vec<Map<String, Value>>,
+    /// The list's `disableCheck`: CHECK is skipped.
+    pub disable_check: bool,
     /// The file it was read from.
     pub source: PathBuf,
 }
@@ -141,12 +143,18 @@ impl NetworkConfigList {
             }
             checked.push(plugin);
         }
-        Ok(NetworkConfigList { name, cni_version, plugins: checked, source: path.to_path_buf() })
+        let disable_check = is_list && object.get("disableCheck").and_then(Value::as_bool) == Some(true);
+        Ok(NetworkConfigList { name, cni_version, plugins: checked, disable_check, source: path.to_path_buf() })
     }
 
     /// The configuration as a `.conflist` object, as cached and as plugins' `name`/`cniVersion` come from.
     fn to_value(&self) -> Value {
-        json!({ "cniVersion": self.cni_version, "name": self.name, "plugins": self.plugins })
+        json!({
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "disableCheck": self.disable_check,
+            "plugins": self.plugins
+        })
     }
 
     fn from_cached(value: &Value, cache_path: &Path) -> Result<NetworkConfigList, NetworkError> {
@@ -535,7 +543,7 @@ impl CniClient {
     }
 
     /// Asks every plugin whether the sandbox's network is still as ADD left it (CHECK, for configurations of CNI
-    /// 0.4.0 and later; older ones pass unchecked).
+    /// 0.4.0 and later; older ones, and lists with `disableCheck`, pass unchecked).
     #[tracing::instrument(skip_all, fields(sandbox = %sandbox_id))]
     pub async fn check(&self, sandbox_id: &str, netns: &Path) -> Result<(), NetworkError> {
         let Some((entry, list)) = self.read_cache(sandbox_id)? else {
@@ -544,7 +552,7 @@ impl CniClient {
         let Some(result) = entry.result.as_ref() else {
             return Err(NetworkError::NotAttached { sandbox_id: sandbox_id.into() });
         };
-        if version_tuple(&list.cni_version) < (0, 4, 0) {
+        if list.disable_check || version_tuple(&list.cni_version) < (0, 4, 0) {
             return Ok(());
         }
         let binaries = self.resolve_plugins(&list)?;
@@ -839,6 +847,16 @@ mod tests {
         let dir = temp_dir("empty");
         assert!(matches!(NetworkConfigList::load(&dir), Err(NetworkError::NoConfig { .. })));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn disable_check_is_read_from_a_list_and_kept_in_its_cached_form() {
+        let bytes = br#"{"cniVersion":"1.0.0","name":"n","disableCheck":true,"plugins":[{"type":"bridge"}]}"#;
+        let list = NetworkConfigList::parse(Path::new("a.conflist"), bytes).unwrap();
+        assert!(list.disable_check);
+        let cached = NetworkConfigList::from_cached(&list.to_value(), Path::new("/c/sb.json")).unwrap();
+        assert!(cached.disable_check);
+        assert_eq!(cached.plugins, list.plugins);
     }
 
     #[test]

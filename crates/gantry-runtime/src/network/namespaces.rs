@@ -133,16 +133,21 @@ impl PodNamespaces {
         if kinds.is_empty() {
             return Ok(namespaces);
         }
+        if let Some(path) = NamespaceKind::ALL.iter().map(|kind| dir.join(kind.file_name())).find(|p| is_pinned(p)) {
+            // A second bind mount would hide the first and leak the namespace it pins; the caller removes first.
+            return Err(NetworkError::Io {
+                path,
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "a namespace is already pinned here"),
+            });
+        }
         for kind in &kinds {
             let path = dir.join(kind.file_name());
-            if is_pinned(&path) {
-                // A second bind mount would hide the first, leaking the namespace it pins.
-                return Err(NetworkError::Io {
-                    path,
-                    source: io::Error::new(io::ErrorKind::AlreadyExists, "a namespace is already pinned here"),
-                });
+            if let Err(source) = fs::File::create(&path) {
+                if let Err(cleanup) = namespaces.remove() {
+                    tracing::warn!(dir = %dir.display(), error = %cleanup, "cleaning up after a failed file creation");
+                }
+                return Err(NetworkError::Io { path, source });
             }
-            fs::File::create(&path).map_err(|source| NetworkError::Io { path: path.clone(), source })?;
         }
 
         let result = run_helper_thread(dir.to_path_buf(), kinds.clone(), spec.hostname.clone());
