@@ -528,14 +528,17 @@ async fn a_del_after_a_restart_uses_the_configuration_recorded_at_add() -> Resul
     write_default_config(&conf_dir, &other_bridge, "10.229.0.0/24")?;
     let restarted = CniClient::new(fixture.client.options().clone());
     assert_eq!(restarted.load_network()?.name, other_bridge);
-
     let id = fixture.sandboxes[pod].id.clone();
+    let recorded = restarted.cached_status(&id)?.context("no recorded status after the restart")?;
+    assert_eq!((recorded.network.as_str(), recorded.ipv4()), (fixture.name.as_str(), Some(ip)));
+
     let namespaces = PodNamespaces::open(fixture.sandboxes[pod].namespaces.dir());
     let netns = namespaces.path(NamespaceKind::Network).context("the pinned netns is not found again")?;
     restarted.teardown(&id, Some(netns)).await?;
     assert!(!Path::new("/sys/class/net").join(&veth).exists(), "DEL left the host veth {veth}");
     assert!(!allocation.exists(), "DEL left the IPAM allocation {}", allocation.display());
     assert!(!Path::new("/sys/class/net").join(&other_bridge).exists(), "DEL ran the new configuration");
+    assert_eq!(restarted.cached_status(&id)?, None, "the record outlived the DEL");
     Ok(())
 }
 

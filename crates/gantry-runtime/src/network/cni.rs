@@ -331,7 +331,7 @@ pub struct PodIp {
 }
 
 /// The outcome of a pod's network ADD.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PodNetworkStatus {
     /// The network's name.
     pub network: String,
@@ -540,6 +540,13 @@ impl CniClient {
         self.remove_cache(sandbox_id)?;
         tracing::debug!(network = %list.name, "pod network detached");
         Ok(())
+    }
+
+    /// The outcome of the sandbox's ADD as recorded on disk, for a restarted agent that needs the pod's IPs again;
+    /// `None` when the sandbox is not attached (never added, deleted, or an ADD that did not finish).
+    pub fn cached_status(&self, sandbox_id: &str) -> Result<Option<PodNetworkStatus>, NetworkError> {
+        let Some((entry, list)) = self.read_cache(sandbox_id)? else { return Ok(None) };
+        Ok(entry.result.map(|result| PodNetworkStatus { network: list.name, ips: pod_ips(&result), result }))
     }
 
     /// Asks every plugin whether the sandbox's network is still as ADD left it (CHECK, for configurations of CNI
