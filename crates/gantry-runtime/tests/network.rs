@@ -641,8 +641,10 @@ async fn add_chains_prev_results_and_del_runs_in_reverse_with_the_add_result() -
          K8S_POD_INFRA_CONTAINER_ID=sb1;K8S_POD_UID=uid-1"
     );
 
+    assert_eq!(client.recorded_sandboxes()?, ["sb1"]);
     client.check("sb1", &plugins.pod(Vec::new()).netns).await?;
     client.teardown("sb1", None).await?;
+    assert_eq!(client.recorded_sandboxes()?, Vec::<String>::new());
     assert_eq!(plugins.calls(), ["ADD rec-a", "ADD rec-b", "CHECK rec-a", "CHECK rec-b", "DEL rec-b", "DEL rec-a"]);
     let del_a = plugins.input("rec-a", "DEL")?;
     assert_eq!(del_a["prevResult"]["ips"][0]["address"], "10.9.0.2/24", "DEL's prevResult is the ADD's result");

@@ -48,8 +48,8 @@ pub struct CniOptions {
     pub conf_dir: PathBuf,
     /// Directories searched, in order, for plugin binaries (also given to plugins as `CNI_PATH`).
     pub plugin_dirs: Vec<PathBuf>,
-    /// Directory of the per-sandbox records of ADDs. Must survive agent restarts (not a tmpfs cleared at boot is
-    /// fine: namespaces do not survive a reboot either).
+    /// Directory of the per-sandbox records of ADDs. Keep it on persistent storage (under `/var/lib`): host-local's
+    /// address allocations survive a reboot, and a DEL of each recorded sandbox is what releases them.
     pub cache_dir: PathBuf,
     /// Deadline of one plugin call.
     pub timeout: Duration,
@@ -547,6 +547,27 @@ impl CniClient {
     pub fn cached_status(&self, sandbox_id: &str) -> Result<Option<PodNetworkStatus>, NetworkError> {
         let Some((entry, list)) = self.read_cache(sandbox_id)? else { return Ok(None) };
         Ok(entry.result.map(|result| PodNetworkStatus { network: list.name, ips: pod_ips(&result), result }))
+    }
+
+    /// The sandboxes with a record of an ADD (finished or not) and no DEL yet, sorted: after a restart or a reboot,
+    /// those the agent no longer knows are to be torn down.
+    pub fn recorded_sandboxes(&self) -> Result<Vec<String>, NetworkError> {
+        let dir = &self.options.cache_dir;
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(NetworkError::Io { path: dir.clone(), source }),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| NetworkError::Io { path: dir.clone(), source })?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(|name| name.strip_suffix(".json")) {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
     }
 
     /// Asks every plugin whether the sandbox's network is still as ADD left it (CHECK, for configurations of CNI
