@@ -12,8 +12,9 @@
 //!   small shim process that holds its stdio, writes its log and records its exit, so containers outlive the
 //!   agent and are re-adopted from their state on disk.
 //!
-//! Invariant: kernel work that forks (creating a container, joining namespaces) never happens on an async
-//! worker thread; it runs in a shim or helper process started with `exec`.
+//! Invariant: kernel work never happens on an async worker thread. What forks (creating a container, joining
+//! its namespaces for exec) runs in a shim or helper process started with `exec`; what changes a thread's own
+//! namespaces (creating a pod's namespaces) runs on a dedicated thread that ends right after.
 
 pub mod cri;
 pub mod image;

@@ -207,7 +207,7 @@ impl NativeRuntime {
         let prepared = {
             let dirs = dirs.clone();
             let config = config.clone();
-            let hostname = sandbox_config.hostname.clone();
+            let hostname = sandbox.config.hostname.clone();
             let record = record.clone();
             blocking(move || {
                 prepare_bundle(&dirs, &layers, &image, &config, joined, &hostname, &cgroup, etc_files)?;
@@ -307,6 +307,19 @@ impl NativeRuntime {
         let lc = dirs.libcontainer_root().join(id);
         // Taken before the init runs, so that a container exiting at once never finishes before it started.
         let started_at = state::now_nanos();
+        // libcontainer's record says running before the init is told to go: a container that exits at once is
+        // reaped by its shim, and its state could no longer be refreshed from /proc afterwards.
+        let owned_id = id.to_string();
+        let lc_dir = lc.clone();
+        blocking(move || {
+            let mut container = libcontainer::container::Container::load(lc_dir)
+                .map_err(|err| RuntimeError::Container { id: owned_id.clone(), message: err.to_string() })?;
+            container
+                .set_status(libcontainer::container::ContainerStatus::Running)
+                .save()
+                .map_err(|err| RuntimeError::Container { id: owned_id, message: err.to_string() })
+        })
+        .await?;
         let container_error = |message: String| RuntimeError::Container { id: id.to_string(), message };
         let mut socket = super::shim::connect_in(&lc, "notify.sock")
             .await
@@ -315,16 +328,6 @@ impl NativeRuntime {
             .await
             .map_err(|err| container_error(format!("starting the container's init: {err}")))?;
         drop(socket);
-        let owned_id = id.to_string();
-        blocking(move || {
-            let mut container = libcontainer::container::Container::load(lc)
-                .map_err(|err| RuntimeError::Container { id: owned_id.clone(), message: err.to_string() })?;
-            container
-                .set_status(libcontainer::container::ContainerStatus::Running)
-                .save()
-                .map_err(|err| RuntimeError::Container { id: owned_id, message: err.to_string() })
-        })
-        .await?;
         let record = ContainerRecord { started_at, ..record };
         let path = dirs.record();
         blocking(move || state::write_json(&path, &record)).await

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cri::{Image, RuntimeError};
+use crate::network::cni::CniClient;
 
 pub use container::ContainerDirs;
 
@@ -76,16 +77,22 @@ struct Inner {
     config: NativeConfig,
     images: Arc<dyn ImageResolver>,
     cgroups: cgroups::Cgroups,
+    cni: Option<CniClient>,
 }
 
 impl NativeRuntime {
-    /// A runtime rooted at `config.root`, creating its directories.
-    pub fn new(config: NativeConfig, images: Arc<dyn ImageResolver>) -> Result<NativeRuntime, RuntimeError> {
+    /// A runtime rooted at `config.root`, creating its directories. `cni` wires pod networks; without it only
+    /// `hostNetwork` sandboxes can run, and others fail with an error that names what is missing.
+    pub fn new(
+        config: NativeConfig,
+        images: Arc<dyn ImageResolver>,
+        cni: Option<CniClient>,
+    ) -> Result<NativeRuntime, RuntimeError> {
         for dir in [config.root.join("containers"), config.root.join("sandboxes")] {
             std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io { path: dir.clone(), source })?;
         }
         let cgroups = cgroups::Cgroups::detect();
-        Ok(NativeRuntime { inner: Arc::new(Inner { config, images, cgroups }) })
+        Ok(NativeRuntime { inner: Arc::new(Inner { config, images, cgroups, cni }) })
     }
 
     /// The runtime's settings.

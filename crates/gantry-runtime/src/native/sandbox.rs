@@ -7,6 +7,8 @@ use super::spec::JoinedNamespaces;
 use super::state::{self, SandboxRecord};
 use super::{NativeRuntime, blocking, io_err, new_id};
 use crate::cri::{ContainerFilter, NamespaceMode, PodSandboxConfig, PodSandboxStatus, RuntimeError, SandboxState};
+use crate::network::cni::PodNetwork;
+use crate::network::namespaces::{NamespaceKind, NamespaceSpec, PodNamespaces};
 
 /// What a container needs from its sandbox.
 pub(super) struct SandboxView {
@@ -80,6 +82,14 @@ impl NativeRuntime {
         if config.metadata.name.is_empty() || config.metadata.namespace.is_empty() {
             return Err(RuntimeError::Invalid("a sandbox needs the pod's name and namespace".to_string()));
         }
+        let pod_network = config.namespaces.network != NamespaceMode::Node;
+        if pod_network && self.inner.cni.is_none() {
+            return Err(RuntimeError::Prerequisite(
+                "no pod network is configured on this node (CNI plugins from the Debian package \
+                 containernetworking-plugins): only hostNetwork pods can run"
+                    .to_string(),
+            ));
+        }
         let id = new_id();
         let dir = self.sandboxes_dir().join(&id);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -94,20 +104,15 @@ impl NativeRuntime {
             namespaces: BTreeMap::new(),
         };
         record.config.hostname = hostname;
-        let runtime = self.clone();
-        let result = {
-            let record = record.clone();
-            let dir = dir.clone();
-            blocking(move || runtime.prepare_sandbox(&dir, &record)).await
-        };
+        let result = self.prepare_sandbox(&dir, &mut record).await;
         match result {
-            Ok(namespaces) => {
-                record.namespaces = namespaces;
+            Ok(()) => {
                 self.write_etc_files(&dir, &record)?;
                 state::write_json(&dir.join("sandbox.json"), &record)?;
                 Ok(id)
             }
             Err(err) => {
+                let _ = self.teardown_network(&record).await;
                 let runtime = self.clone();
                 let _ = blocking(move || runtime.teardown_sandbox_files(&dir, &record)).await;
                 Err(err)
@@ -115,16 +120,43 @@ impl NativeRuntime {
         }
     }
 
-    /// Creates the pod's cgroup and namespaces. Returns the pinned namespaces.
-    fn prepare_sandbox(&self, _dir: &Path, record: &SandboxRecord) -> Result<BTreeMap<String, PathBuf>, RuntimeError> {
-        self.inner.cgroups.create_pod(&self.pod_cgroup_path(record), &record.config.resources)?;
-        let namespaces = BTreeMap::new();
-        if record.config.namespaces.network != NamespaceMode::Node {
-            return Err(RuntimeError::Prerequisite(
-                "pod networks are not available on this node yet: only hostNetwork pods can run".to_string(),
-            ));
+    /// Creates the pod's cgroup and namespaces, then its network; fills in the record as it goes so that a
+    /// failure part-way can be undone.
+    async fn prepare_sandbox(&self, dir: &Path, record: &mut SandboxRecord) -> Result<(), RuntimeError> {
+        let runtime = self.clone();
+        let ns_dir = dir.join("ns");
+        let snapshot = record.clone();
+        let pinned = blocking(move || {
+            runtime.inner.cgroups.create_pod(&runtime.pod_cgroup_path(&snapshot), &snapshot.config.resources)?;
+            PodNamespaces::create(&ns_dir, &NamespaceSpec::for_sandbox(&snapshot.config)).map_err(RuntimeError::from)
+        })
+        .await?;
+        for kind in NamespaceKind::ALL {
+            if let Some(path) = pinned.path(kind) {
+                record.namespaces.insert(kind.file_name().to_string(), path.to_path_buf());
+            }
         }
-        Ok(namespaces)
+        if let (Some(cni), Some(netns)) = (self.inner.cni.as_ref(), record.namespaces.get("net")) {
+            let network = PodNetwork::for_sandbox(&record.id, netns, &record.config);
+            let status = cni.setup(&network).await?;
+            record.ips = std::iter::once(status.primary_ip())
+                .flatten()
+                .chain(status.additional_ips())
+                .map(|ip| ip.to_string())
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// Releases the pod's network (CNI DEL); idempotent, and a no-op for host networking.
+    async fn teardown_network(&self, record: &SandboxRecord) -> Result<(), RuntimeError> {
+        match (self.inner.cni.as_ref(), record.namespaces.get("net")) {
+            (Some(cni), Some(netns)) => {
+                let netns = netns.exists().then_some(netns.as_path());
+                cni.teardown(&record.id, netns).await.map_err(RuntimeError::from)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn write_etc_files(&self, dir: &Path, record: &SandboxRecord) -> Result<(), RuntimeError> {
@@ -141,8 +173,9 @@ impl NativeRuntime {
         Ok(())
     }
 
-    /// Removes the pod's cgroup and namespaces and the sandbox's directory; what is already gone is fine.
+    /// Removes the pod's namespaces, cgroup and directory; what is already gone is fine.
     fn teardown_sandbox_files(&self, dir: &Path, record: &SandboxRecord) -> Result<(), RuntimeError> {
+        PodNamespaces::open(&dir.join("ns")).remove()?;
         self.inner.cgroups.remove_pod(&self.pod_cgroup_path(record))?;
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
@@ -182,6 +215,8 @@ impl NativeRuntime {
         for container in self.list_containers_impl(&filter).await? {
             self.stop_container_impl(&container.id, 0).await?;
         }
+        // The network goes with the sandbox's readiness, while the namespace it lives in is still pinned.
+        self.teardown_network(&record).await?;
         if record.state == SandboxState::Ready {
             record.state = SandboxState::NotReady;
             state::write_json(&dir.join("sandbox.json"), &record)?;

@@ -12,6 +12,15 @@ use gantry_runtime::cri::{
     RuntimeError,
 };
 use gantry_runtime::native::{ImageResolver, NativeConfig, NativeRuntime, ShimCommand};
+use gantry_runtime::network::cni::{CniClient, CniOptions, write_default_config};
+
+/// Whether the pod network tests can run here: they also need the CNI plugins.
+pub fn network_skip_reason() -> Option<&'static str> {
+    skip_reason().or_else(|| {
+        (!Path::new("/usr/lib/cni/bridge").exists())
+            .then_some("needs the CNI plugins in /usr/lib/cni (Debian package containernetworking-plugins)")
+    })
+}
 
 /// Whether the tests can run here: they need root and busybox.
 pub fn skip_reason() -> Option<&'static str> {
@@ -71,30 +80,81 @@ pub struct TestRuntime {
     pub runtime: NativeRuntime,
     pub root: tempfile::TempDir,
     pub cgroup_root: String,
+    /// The bridge and the CNI client, for runtimes with a pod network.
+    network: Option<(String, CniClient)>,
 }
 
 pub fn shim() -> ShimCommand {
     ShimCommand { program: PathBuf::from(env!("CARGO_BIN_EXE_gantry-shim")), args: vec![] }
 }
 
+/// A pod network of its own for one test: a bridge and a /24 no other test uses.
+pub struct TestNetwork {
+    pub bridge: String,
+    pub subnet_prefix: String,
+}
+
+impl TestNetwork {
+    /// The network for test number `index` (unique within a test binary).
+    pub fn new(index: u8) -> TestNetwork {
+        let pid = std::process::id();
+        TestNetwork {
+            bridge: format!("gtp{index}-{:x}", pid & 0xff_ffff),
+            subnet_prefix: format!("10.{}.{}", 200 + u32::from(index), pid % 250),
+        }
+    }
+
+    /// The bridge's own address on the host.
+    pub fn gateway(&self) -> String {
+        format!("{}.1", self.subnet_prefix)
+    }
+}
+
 impl TestRuntime {
     pub fn new() -> TestRuntime {
+        Self::build(None)
+    }
+
+    /// A runtime whose pods get addresses on `network`.
+    pub fn with_network(network: &TestNetwork) -> TestRuntime {
+        Self::build(Some(network))
+    }
+
+    fn build(network: Option<&TestNetwork>) -> TestRuntime {
         let root = tempfile::tempdir().expect("tempdir");
         let cgroup_root = format!("gantry-test-{}", uuid_like());
-        let runtime = Self::open(root.path(), &cgroup_root);
-        TestRuntime { runtime, root, cgroup_root }
+        let network = network.map(|n| {
+            let conf_dir = root.path().join("cni/net.d");
+            write_default_config(&conf_dir, &n.bridge, &format!("{}.0/24", n.subnet_prefix)).expect("CNI config");
+            (n.bridge.clone(), CniClient::new(CniOptions::new(conf_dir, root.path().join("cni/cache"))))
+        });
+        let runtime = Self::open(root.path(), &cgroup_root, network.as_ref().map(|(_, c)| c.clone()));
+        TestRuntime { runtime, root, cgroup_root, network }
     }
 
     /// A second runtime on the same root, as after a restart of the node agent.
     pub fn reopen(&self) -> NativeRuntime {
-        Self::open(self.root.path(), &self.cgroup_root)
+        Self::open(self.root.path(), &self.cgroup_root, self.network.as_ref().map(|(_, c)| c.clone()))
     }
 
-    fn open(root: &Path, cgroup_root: &str) -> NativeRuntime {
+    fn open(root: &Path, cgroup_root: &str, cni: Option<CniClient>) -> NativeRuntime {
         let mut config = NativeConfig::new(root.join("run"), shim());
         config.cgroup_root = cgroup_root.to_string();
-        NativeRuntime::new(config, Arc::new(BusyboxImages)).expect("runtime")
+        NativeRuntime::new(config, Arc::new(BusyboxImages), cni).expect("runtime")
     }
+}
+
+/// Mount points under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    mounts
 }
 
 fn uuid_like() -> String {
@@ -104,7 +164,22 @@ fn uuid_like() -> String {
 
 impl Drop for TestRuntime {
     fn drop(&mut self) {
-        // Best effort, synchronous: kill what runs, unmount, remove cgroups.
+        // First the runtime's own teardown of every sandbox left (a test that failed part-way), on a thread with
+        // a runtime of its own since this may run on a test runtime's thread.
+        let runtime = self.runtime.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(tokio) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            tokio.block_on(async {
+                use gantry_runtime::cri::RuntimeService;
+                for sandbox in runtime.list_pod_sandboxes().await.unwrap_or_default() {
+                    if let Err(err) = runtime.remove_pod_sandbox(&sandbox.id).await {
+                        eprintln!("cleanup: sandbox {}: {err}", sandbox.id);
+                    }
+                }
+            });
+        })
+        .join();
+        // Then, best effort and synchronous: kill what runs, unmount, remove cgroups.
         let containers = self.root.path().join("run/containers");
         if let Ok(entries) = std::fs::read_dir(&containers) {
             for entry in entries.flatten() {
@@ -122,6 +197,16 @@ impl Drop for TestRuntime {
                 }
                 let _ = nix::mount::umount2(&entry.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
             }
+        }
+        for mount in mounts_under(self.root.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if let Some((bridge, _)) = &self.network {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", bridge])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(bridge));
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for controller in [
@@ -168,6 +253,11 @@ fn remove_cgroup_tree(dir: &Path) -> bool {
 /// Patience for polls, from `GANTRY_TEST_PATIENCE_SECS` (default 30 s).
 pub fn patience() -> Duration {
     Duration::from_secs(std::env::var("GANTRY_TEST_PATIENCE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30))
+}
+
+/// A sandbox config with a network namespace of its own, for a pod named `name`.
+pub fn pod_sandbox(name: &str, log_dir: &Path) -> PodSandboxConfig {
+    PodSandboxConfig { namespaces: NamespaceOptions::default(), ..host_sandbox(name, log_dir) }
 }
 
 /// A host-network sandbox config for a pod named `name`.
