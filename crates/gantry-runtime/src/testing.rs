@@ -248,6 +248,13 @@ pub struct TestLayer {
     pub diff_id: String,
 }
 
+/// An image's index.json, its blobs by digest, and what was built.
+struct Built {
+    index: Vec<u8>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    image: TestImage,
+}
+
 /// Builds an OCI image from a busybox base and/or described layers.
 #[derive(Clone, Debug)]
 pub struct ImageBuilder {
@@ -299,8 +306,8 @@ impl ImageBuilder {
         self
     }
 
-    /// Builds the blobs: `(index.json bytes, blobs by digest, what was built)`.
-    fn build(&self) -> Result<(Vec<u8>, BTreeMap<String, Vec<u8>>, TestImage), ImageError> {
+    /// Builds the blobs.
+    fn build(&self) -> Result<Built, ImageError> {
         let reference = Reference::parse(&self.reference)
             .map_err(|source| ImageError::InvalidReference { reference: self.reference.clone(), source })?;
         let mut tars: Vec<Arc<Vec<u8>>> = Vec::new();
@@ -377,12 +384,12 @@ impl ImageBuilder {
         blobs.insert(manifest_digest.clone(), manifest_bytes);
         let index_bytes = serde_json::to_vec(&index).map_err(ImageError::json("test image index"))?;
         let image = TestImage { reference: reference.to_string(), id: config_digest, manifest_digest, layers };
-        Ok((index_bytes, blobs, image))
+        Ok(Built { index: index_bytes, blobs, image })
     }
 
     /// Writes the image as an OCI archive: an (uncompressed) tar of an OCI image layout.
     pub fn write_archive(&self, path: &Path) -> Result<TestImage, ImageError> {
-        let (index, blobs, image) = self.build()?;
+        let Built { index, blobs, image } = self.build()?;
         let file = std::fs::File::create(path).map_err(ImageError::io(path))?;
         let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
         let io_error = ImageError::io(path);
@@ -409,7 +416,7 @@ impl ImageBuilder {
 
     /// Writes the image as an OCI image layout directory (created if needed).
     pub fn write_layout(&self, dir: &Path) -> Result<TestImage, ImageError> {
-        let (index, blobs, image) = self.build()?;
+        let Built { index, blobs, image } = self.build()?;
         let blob_dir = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blob_dir).map_err(ImageError::io(&blob_dir))?;
         let write = |path: PathBuf, bytes: &[u8]| std::fs::write(&path, bytes).map_err(ImageError::io(&path));

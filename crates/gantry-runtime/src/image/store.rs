@@ -437,8 +437,8 @@ impl ImageStore {
         index.images[&id].layers.iter().map(|l| self.layer_path(&l.diff_id)).collect()
     }
 
-    /// Removes what a string names: a reference loses its tag (or digest) and the image goes once it has no
-    /// reference left; an ID removes the image with all its references. Content nothing refers to any more is
+    /// Removes what a string names: a reference loses its tag (or digest) and the image goes once it has no tag
+    /// left (or, named only by digests, no digest left); an ID removes the image with all its references. Content nothing refers to any more is
     /// collected unless another process is writing to the store (a later collection takes it then).
     pub fn remove(&self, reference_or_id: &str) -> Result<RemoveOutcome, ImageError> {
         let outcome = {
@@ -448,6 +448,7 @@ impl ImageStore {
                 find(&index, reference_or_id)?.ok_or_else(|| ImageError::NotFound(reference_or_id.to_string()))?;
             let mut outcome = RemoveOutcome::default();
             let by_id = matches!(named, Named::Id);
+            let by_tag = matches!(named, Named::Tag(_));
             let record = index.images.get_mut(&id).ok_or_else(|| ImageError::NotFound(id.clone()))?;
             match named {
                 Named::Tag(tag) => {
@@ -460,7 +461,9 @@ impl ImageStore {
                 }
                 Named::Id => {}
             }
-            let gone = by_id || (record.references.is_empty() && record.repo_digests.is_empty());
+            // As Docker does: the last tag takes the image (and its digests) with it; an image named only by
+            // digests goes with its last digest.
+            let gone = by_id || (record.references.is_empty() && (by_tag || record.repo_digests.is_empty()));
             if gone && let Some(record) = index.images.remove(&id) {
                 outcome.untagged.extend(record.references);
                 outcome.untagged.extend(record.repo_digests);
