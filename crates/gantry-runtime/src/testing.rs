@@ -447,6 +447,92 @@ pub fn write_busybox_archive(path: &Path, reference: &str) -> Result<TestImage, 
     ImageBuilder::busybox(reference).write_archive(path)
 }
 
+/// A registry (Debian's `docker-registry`, Distribution 2.8) serving plain HTTP on a free loopback port, with
+/// its storage in a temporary directory; killed when dropped.
+pub struct TestRegistry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// Starts an open registry and waits until it listens.
+    pub fn start() -> std::io::Result<TestRegistry> {
+        TestRegistry::start_with(None)
+    }
+
+    /// Starts a registry that only lets the users of `htpasswd` (lines of `user:bcrypt-hash`) push and pull.
+    pub fn start_with_htpasswd(htpasswd: &str) -> std::io::Result<TestRegistry> {
+        TestRegistry::start_with(Some(htpasswd))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> std::io::Result<TestRegistry> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+             http: {{addr: 127.0.0.1:{port}}}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(htpasswd) = htpasswd {
+            std::fs::write(dir.path().join("htpasswd"), htpasswd)?;
+            config.push_str(&format!(
+                "auth: {{htpasswd: {{realm: gantry-test, path: {}}}}}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config)?;
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut registry = TestRegistry { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = registry.child.try_wait()? {
+                return Err(std::io::Error::other(format!("docker-registry exited: {status}")));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "docker-registry did not listen"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(registry)
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of references to it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes the image tagged `tag` in an OCI archive as `repository:tag` with `skopeo` (`creds`: `user:password`).
+    pub fn push(&self, archive: &Path, repository: &str, tag: &str, creds: Option<&str>) -> std::io::Result<()> {
+        let mut command = std::process::Command::new("skopeo");
+        command
+            .args(["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}:{tag}", archive.display()))
+            .arg(format!("docker://{}/{repository}:{tag}", self.host()));
+        if let Some(creds) = creds {
+            command.arg(format!("--dest-creds={creds}"));
+        }
+        let out = command.output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,32 +3,12 @@
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
 use std::collections::HashSet;
-use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use gantry_runtime::cri::{ImageService, PullProgress, RegistryAuth};
 use gantry_runtime::image::{ImageError, ImageStore, mount_overlay, unmount};
-use gantry_runtime::testing::{Compression, ImageBuilder, Layer, TestImage, write_busybox_archive};
-
-/// How long to wait for things that should happen soon (`GANTRY_TEST_PATIENCE` seconds, default 30).
-fn patience() -> Duration {
-    let secs = std::env::var("GANTRY_TEST_PATIENCE").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    Duration::from_secs(secs)
-}
-
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + patience();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use gantry_runtime::testing::{Compression, ImageBuilder, Layer, TestImage, TestRegistry, write_busybox_archive};
 
 /// Why this test cannot run here, if it cannot.
 fn missing(tools: &[&str]) -> Option<String> {
@@ -356,70 +336,6 @@ fn concurrent_imports_and_collections_lose_no_image() {
     }
 }
 
-/// A `docker-registry` on a loopback port, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Registry {
-    /// Starts a registry; with `htpasswd`, only that user (bcrypt) may push and pull.
-    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
-             http: {{addr: 127.0.0.1:{port}}}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = htpasswd {
-            let hash = bcrypt::hash(password, 4).unwrap();
-            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth: {{htpasswd: {{realm: gantry-test, path: {}}}}}\n",
-                dir.path().join("htpasswd").display()
-            ));
-        }
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = Registry { child, port, _dir: dir };
-        eventually("the registry to listen", || TcpStream::connect(("127.0.0.1", port)).ok());
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Pushes an OCI archive (written with the tag `tag`) as `name:tag`.
-    fn push(&self, archive: &Path, name: &str, tag: &str, creds: Option<&str>) {
-        let mut command = Command::new("skopeo");
-        command
-            .args(["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci-archive:{}:{tag}", archive.display()))
-            .arg(format!("docker://{}/{name}:{tag}", self.host()));
-        if let Some(creds) = creds {
-            command.arg(format!("--dest-creds={creds}"));
-        }
-        let out = command.output().unwrap();
-        assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<PullProgress>) -> Vec<PullProgress> {
     let mut events = Vec::new();
     while let Ok(event) = rx.try_recv() {
@@ -432,14 +348,14 @@ fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<PullProgress>) -> Vec<Pul
 fn pulls_from_a_loopback_registry_report_progress_and_skip_present_layers() {
     require!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(None);
+    let registry = TestRegistry::start().unwrap();
     let base = write_busybox_archive(&dir.path().join("base.tar"), "busybox:latest").unwrap();
     let app = ImageBuilder::busybox("app:v1")
         .layer(Layer::new().file("etc/app", "app\n", 0o644))
         .write_archive(&dir.path().join("app.tar"))
         .unwrap();
-    registry.push(&dir.path().join("base.tar"), "library/busybox", "latest", None);
-    registry.push(&dir.path().join("app.tar"), "team/app", "v1", None);
+    registry.push(&dir.path().join("base.tar"), "library/busybox", "latest", None).unwrap();
+    registry.push(&dir.path().join("app.tar"), "team/app", "v1", None).unwrap();
 
     let store = ImageStore::open(dir.path().join("store")).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -483,9 +399,10 @@ fn pulls_from_a_loopback_registry_report_progress_and_skip_present_layers() {
 fn a_registry_with_basic_auth_serves_pulls_with_the_right_credentials_only() {
     require!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(Some(("puller", "open-sesame")));
+    let htpasswd = format!("puller:{}\n", bcrypt::hash("open-sesame", 4).unwrap());
+    let registry = TestRegistry::start_with_htpasswd(&htpasswd).unwrap();
     let image = write_busybox_archive(&dir.path().join("base.tar"), "private:1").unwrap();
-    registry.push(&dir.path().join("base.tar"), "private", "1", Some("puller:open-sesame"));
+    registry.push(&dir.path().join("base.tar"), "private", "1", Some("puller:open-sesame")).unwrap();
     let store = ImageStore::open(dir.path().join("store")).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let reference = format!("{}/private:1", registry.host());
@@ -500,4 +417,146 @@ fn a_registry_with_basic_auth_serves_pulls_with_the_right_credentials_only() {
         gantry_runtime::image::credentials_from_docker_config(secret.as_bytes(), &registry.host()).unwrap().unwrap();
     let pulled = runtime.block_on(store.pull(&reference, &auth, None)).unwrap();
     assert_eq!(pulled.id, image.id);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[test]
+fn archive_names_follow_containerd_bare_tags_need_a_base_name() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = ImageBuilder::busybox("example.com/original:1").write_layout(&layout).unwrap();
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let rename = |annotations: serde_json::Value| {
+        let path = layout.join("index.json");
+        let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        index["manifests"][0]["annotations"] = annotations;
+        std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    };
+    rename(serde_json::json!({"org.opencontainers.image.ref.name": "v2"}));
+    let unnamed = store.import_archive(&layout).unwrap();
+    assert!(unnamed[0].repo_tags.is_empty(), "a bare tag is no name: {:?}", unnamed[0].repo_tags);
+    assert_eq!(store.resolve(&image.id).unwrap().map(|i| i.id), Some(image.id.clone()));
+    let named = store.import_archive_as(&layout, Some("example.com/named")).unwrap();
+    assert_eq!(named[0].repo_tags, ["example.com/named:v2"]);
+    // A whole reference in the OCI annotation (as skopeo may write it) is normalised.
+    rename(serde_json::json!({"org.opencontainers.image.ref.name": "tools/busybox:3"}));
+    let full = store.import_archive(&layout).unwrap();
+    assert!(full[0].repo_tags.contains(&"docker.io/tools/busybox:3".to_string()), "{:?}", full[0].repo_tags);
+    assert!(matches!(store.import_archive_as(&layout, Some("Bad Name")), Err(ImageError::InvalidReference { .. })));
+}
+
+#[test]
+fn docker_save_archives_import_with_their_repo_tags_and_shared_layer_files() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Layer::new().file("bin/hello", "hello", 0o755).dir("etc", 0o755).to_tar();
+    let second = Layer::new().file("etc/motd", "docker save\n", 0o644).to_tar();
+    let diff_ids = [sha256(&first), sha256(&second), sha256(&first)];
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/hello"], "Env": null},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": "cfg.json", "RepoTags": ["hello:1", "registry.example/hello:latest"],
+        "Layers": ["aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar"],
+    }]);
+    let archive = dir.path().join("saved.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        builder.append_data(&mut h, name, bytes).unwrap();
+    };
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    add("cfg.json", &config);
+    add("aaa/layer.tar", &first);
+    add("bbb/layer.tar", &second);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    builder.append_link(&mut h, "ccc/layer.tar", "../aaa/layer.tar").unwrap();
+    builder.into_inner().unwrap();
+
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let images = store.import_archive(&archive).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].id, sha256(&config));
+    assert_eq!(images[0].repo_tags, ["docker.io/library/hello:1", "registry.example/hello:latest"]);
+    assert_eq!(images[0].config.cmd, ["/bin/hello"]);
+    let layers = store.rootfs_layers("hello:1").unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[0], layers[2], "one directory for the layer listed twice");
+    assert_eq!(std::fs::read_to_string(layers[1].join("etc/motd")).unwrap(), "docker save\n");
+}
+
+/// Writes into `layout` an index listing `native` for this node's platform and `foreign` for another, tagged
+/// `multi`, and returns the nested index's digest.
+fn multi_platform_layout(layout: &Path, native: &TestImage, foreign: &TestImage) -> String {
+    let other = if gantry_runtime::image::host_architecture() == "arm64" { "amd64" } else { "arm64" };
+    let size = |digest: &str| std::fs::metadata(blob_in(layout, digest)).unwrap().len();
+    let entry = |image: &TestImage, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.manifest_digest,
+            "size": size(&image.manifest_digest), "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let nested = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(foreign, other), entry(native, gantry_runtime::image::host_architecture())],
+    });
+    let nested = serde_json::to_vec(&nested).unwrap();
+    let digest = sha256(&nested);
+    std::fs::write(blob_in(layout, &digest), &nested).unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": nested.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    digest
+}
+
+#[test]
+fn indexes_resolve_to_this_platform_in_imports_and_pulls() {
+    require!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let foreign = ImageBuilder::busybox("x:foreign").layer(Layer::new().file("arch", "foreign", 0o644));
+    let foreign = foreign.write_layout(&layout).unwrap();
+    let native = ImageBuilder::busybox("x:native").layer(Layer::new().file("arch", "native", 0o644));
+    let native = native.write_layout(&layout).unwrap();
+    let index_digest = multi_platform_layout(&layout, &native, &foreign);
+
+    let store = ImageStore::open(dir.path().join("imported")).unwrap();
+    let imported = store.import_archive_as(&layout, Some("example.com/multi")).unwrap();
+    assert_eq!(imported[0].id, native.id);
+    assert_eq!(imported[0].repo_digests, [format!("example.com/multi@{index_digest}")]);
+
+    let registry = TestRegistry::start().unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--all", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{}/multi:1", registry.host()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let store = ImageStore::open(dir.path().join("pulled")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let reference = format!("{}/multi:1", registry.host());
+    let pulled = runtime.block_on(store.pull(&reference, &RegistryAuth::Anonymous, None)).unwrap();
+    assert_eq!(pulled.id, native.id);
+    assert_eq!(pulled.repo_digests, [format!("{}/multi@{index_digest}", registry.host())]);
+    let layers = store.rootfs_layers(&pulled.id).unwrap();
+    assert_eq!(std::fs::read_to_string(layers[1].join("arch")).unwrap(), "native");
+    // The index stays in the store: its digest names content here.
+    assert!(store.root().join("blobs/sha256").join(index_digest.trim_start_matches("sha256:")).exists());
 }

@@ -263,6 +263,7 @@ impl ImageStore {
         let entries: Vec<DockerManifestEntry> =
             serde_json::from_slice(&bytes).map_err(ImageError::json(format!("{what}: manifest.json")))?;
         let mut images = Vec::new();
+        let mut ingested: HashMap<PathBuf, Descriptor> = HashMap::new();
         for entry in entries {
             let config_path = layout.path(&entry.config);
             let config_bytes = fs::read(&config_path).map_err(ImageError::io(&config_path))?;
@@ -270,6 +271,11 @@ impl ImageStore {
             let mut layers = Vec::new();
             for layer in &entry.layers {
                 let file = layout.path(layer);
+                // A layer listed twice (or through a symlink) was moved into the store the first time.
+                if let Some(done) = ingested.get(&file) {
+                    layers.push(done.clone());
+                    continue;
+                }
                 let size = fs::metadata(&file).map_err(ImageError::io(&file))?.len();
                 let gzip = {
                     let mut head = [0u8; 2];
@@ -278,7 +284,9 @@ impl ImageStore {
                 };
                 let digest = self.ingest(layout, &file, None)?;
                 let media_type = if gzip { oci::DOCKER_LAYER_GZIP } else { oci::OCI_LAYER_TAR };
-                layers.push(Descriptor { media_type: media_type.into(), digest, size, ..Default::default() });
+                let descriptor = Descriptor { media_type: media_type.into(), digest, size, ..Default::default() };
+                ingested.insert(file, descriptor.clone());
+                layers.push(descriptor);
             }
             let manifest = oci::Manifest {
                 schema_version: 2,
