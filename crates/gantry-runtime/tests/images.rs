@@ -102,7 +102,12 @@ fn the_busybox_archive_imports_under_normalised_names_with_its_files_intact() {
     let home = std::fs::metadata(root.join("home/app")).unwrap();
     assert_eq!((home.uid(), home.gid()), (1000, 1000));
 
-    // The same image again, as a layout directory and through the async service: nothing new.
+    // The same image again, as a gzip'd archive, as a layout directory and through the async service: nothing new.
+    let gzipped = dir.path().join("busybox.tar.gz");
+    let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gzipped).unwrap(), Default::default());
+    std::io::copy(&mut std::fs::File::open(dir.path().join("busybox.tar")).unwrap(), &mut encoder).unwrap();
+    encoder.finish().unwrap();
+    assert_eq!(store.import_archive(&gzipped).unwrap()[0].id, built.id);
     let layout = dir.path().join("layout");
     ImageBuilder::busybox("busybox").write_layout(&layout).unwrap();
     assert_eq!(store.import_archive(&layout).unwrap()[0].id, built.id);
@@ -291,9 +296,11 @@ fn leftovers_of_a_crash_are_ignored_and_cleared() {
     std::fs::write(root.join("tmp/blob-123"), b"partial").unwrap();
     std::fs::create_dir_all(root.join("tmp/layer-456/root/bin")).unwrap();
     std::fs::create_dir_all(root.join("layers").join("f".repeat(64))).unwrap();
+    std::fs::write(root.join(".index.json-abc"), b"{").unwrap();
     drop(store);
     let store = ImageStore::open(&root).unwrap();
     assert!(names(&root.join("tmp")).is_empty());
+    assert!(!root.join(".index.json-abc").exists());
     assert_eq!(store.list().unwrap().len(), 1);
     assert_eq!(store.collect_garbage().unwrap().layers_removed, 1);
     assert!(store.rootfs_layers("busybox").unwrap()[0].join("bin/busybox").exists());

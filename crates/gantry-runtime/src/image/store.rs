@@ -16,6 +16,9 @@ use super::reference::Reference;
 use super::{ImageError, digest_of, sha256_hex, unpack};
 use crate::cri;
 
+/// The prefix of the temporary files an index is written to before it replaces `index.json`.
+const INDEX_TEMP_PREFIX: &str = ".index.json-";
+
 /// The content-addressed image store (see the module documentation for its layout).
 ///
 /// Cheap to clone; every clone is the same store. Safe to use from several threads and several processes at once.
@@ -123,6 +126,7 @@ impl ImageStore {
         if let Some(_gc) = store.try_lock_gc()? {
             store.clear_tmp()?;
         }
+        store.clear_index_temps()?;
         Ok(store)
     }
 
@@ -201,6 +205,19 @@ impl ImageStore {
         Ok(())
     }
 
+    /// Removes index files a crash left half-written.
+    fn clear_index_temps(&self) -> Result<(), ImageError> {
+        let _lock = self.lock_index(true)?;
+        let root = &self.inner.root;
+        for entry in fs::read_dir(root).map_err(ImageError::io(root))? {
+            let entry = entry.map_err(ImageError::io(root))?;
+            if entry.file_name().to_string_lossy().starts_with(INDEX_TEMP_PREFIX) {
+                remove_any(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
     fn read_index(&self) -> Result<IndexFile, ImageError> {
         let path = self.inner.root.join("index.json");
         match fs::read(&path) {
@@ -214,8 +231,10 @@ impl ImageStore {
     fn write_index(&self, index: &IndexFile) -> Result<(), ImageError> {
         let path = self.inner.root.join("index.json");
         let bytes = serde_json::to_vec_pretty(index).map_err(ImageError::json("index"))?;
-        let tmp = self.tmp_dir();
-        let mut file = tempfile::Builder::new().prefix("index-").tempfile_in(&tmp).map_err(ImageError::io(&tmp))?;
+        // Beside the index rather than in tmp/: an index write holds no gc lock, and tmp/ is emptied under it.
+        let root = &self.inner.root;
+        let mut file =
+            tempfile::Builder::new().prefix(INDEX_TEMP_PREFIX).tempfile_in(root).map_err(ImageError::io(root))?;
         file.write_all(&bytes).map_err(ImageError::io(file.path()))?;
         file.as_file().sync_all().map_err(ImageError::io(file.path()))?;
         file.persist(&path).map_err(|e| ImageError::io(&path)(e.error))?;

@@ -64,15 +64,12 @@ pub(crate) fn decompressed(blob: &Path) -> Result<Box<dyn Read + Send>, ImageErr
 pub(crate) fn unpack_layer(blob: &Path, diff_id: &str, dest: &Path) -> Result<u64, ImageError> {
     let reader = HashingReader { inner: decompressed(blob)?, hasher: sha2::Sha256::new() };
     let mut archive = tar::Archive::new(reader);
-    let mut unpacker = Unpacker { root: dest, layer: diff_id, symlinks: HashSet::new(), dirs: Vec::new(), size: 0 };
+    let mut unpacker =
+        Unpacker { blob, root: dest, layer: diff_id, symlinks: HashSet::new(), dirs: Vec::new(), size: 0 };
     let read_error = |source| ImageError::Io { path: blob.to_path_buf(), source };
     for entry in archive.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
-        unpacker.entry(&mut entry).map_err(|e| match e {
-            // An IO error while reading the entry's data is the blob's fault, not the destination's.
-            ImageError::Io { path, source } if path.as_os_str().is_empty() => read_error(source),
-            other => other,
-        })?;
+        unpacker.entry(&mut entry)?;
     }
     unpacker.finish_dirs()?;
     // The tar's end-of-archive padding is part of the diff_id.
@@ -90,6 +87,8 @@ pub(crate) fn unpack_layer(blob: &Path, diff_id: &str, dest: &Path) -> Result<u6
 }
 
 struct Unpacker<'a> {
+    /// The blob being unpacked: errors reading the tar name it.
+    blob: &'a Path,
     root: &'a Path,
     layer: &'a str,
     /// Symlinks this layer made, relative to the root.
@@ -100,6 +99,10 @@ struct Unpacker<'a> {
 }
 
 impl Unpacker<'_> {
+    fn read_error(&self, source: io::Error) -> ImageError {
+        ImageError::Io { path: self.blob.to_path_buf(), source }
+    }
+
     fn unsafe_path(&self, entry: &Path) -> ImageError {
         ImageError::UnsafePath { layer: self.layer.to_string(), entry: entry.display().to_string() }
     }
@@ -150,7 +153,7 @@ impl Unpacker<'_> {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
-        let raw = entry.path().map_err(|source| ImageError::Io { path: PathBuf::new(), source })?.into_owned();
+        let raw = entry.path().map_err(|source| self.read_error(source))?.into_owned();
         let rel = self.relative(&raw)?;
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name == OPAQUE_MARKER {
@@ -175,9 +178,9 @@ impl Unpacker<'_> {
 
         let header = entry.header();
         let kind = header.entry_type();
-        let mode = header.mode().map_err(|source| ImageError::Io { path: PathBuf::new(), source })? & 0o7777;
-        let uid = header.uid().map_err(|source| ImageError::Io { path: PathBuf::new(), source })?;
-        let gid = header.gid().map_err(|source| ImageError::Io { path: PathBuf::new(), source })?;
+        let mode = header.mode().map_err(|source| self.read_error(source))? & 0o7777;
+        let uid = header.uid().map_err(|source| self.read_error(source))?;
+        let gid = header.gid().map_err(|source| self.read_error(source))?;
         let mtime = header.mtime().unwrap_or(0) as i64;
         let path = self.root.join(&rel);
         let (uid, gid) = (uid as u32, gid as u32);
@@ -200,8 +203,7 @@ impl Unpacker<'_> {
                     .mode(0o600)
                     .open(&path)
                     .map_err(ImageError::io(&path))?;
-                // Errors reading the entry are reported against the blob (an empty path marks them).
-                let copied = copy_entry(entry, &mut file, &path)?;
+                let copied = copy_entry(entry, &mut file, self.blob, &path)?;
                 self.size += copied;
                 self.owner_and_mode(&path, uid, gid, Some(mode))?;
                 set_mtime(&path, mtime)?;
@@ -209,7 +211,7 @@ impl Unpacker<'_> {
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name()
-                    .map_err(|source| ImageError::Io { path: PathBuf::new(), source })?
+                    .map_err(|source| self.read_error(source))?
                     .ok_or_else(|| self.unsafe_path(&raw))?
                     .into_owned();
                 self.ensure_parent(&path)?;
@@ -222,7 +224,7 @@ impl Unpacker<'_> {
             tar::EntryType::Link => {
                 let target_raw = entry
                     .link_name()
-                    .map_err(|source| ImageError::Io { path: PathBuf::new(), source })?
+                    .map_err(|source| self.read_error(source))?
                     .ok_or_else(|| self.unsafe_path(&raw))?
                     .into_owned();
                 let target_rel = self.relative(&target_raw)?;
@@ -297,11 +299,16 @@ impl Unpacker<'_> {
     }
 }
 
-fn copy_entry<R: Read>(entry: &mut tar::Entry<'_, R>, file: &mut File, path: &Path) -> Result<u64, ImageError> {
+fn copy_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    file: &mut File,
+    blob: &Path,
+    path: &Path,
+) -> Result<u64, ImageError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = entry.read(&mut buf).map_err(|source| ImageError::Io { path: PathBuf::new(), source })?;
+        let n = entry.read(&mut buf).map_err(ImageError::io(blob))?;
         if n == 0 {
             return Ok(total);
         }
