@@ -53,6 +53,13 @@ impl PullOptions {
     }
 }
 
+/// Bytes between two progress reports of a layer.
+const PROGRESS_STEP: u64 = 256 * 1024;
+/// How long a registry may take to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a registry may stay silent in the middle of a response.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 const ACCEPTED: &[&str] = &[oci::OCI_MANIFEST, oci::OCI_INDEX, oci::DOCKER_MANIFEST, oci::DOCKER_MANIFEST_LIST];
 
 impl ImageStore {
@@ -83,6 +90,8 @@ impl ImageStore {
                 ClientProtocol::Https
             },
             platform_resolver: None,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             ..Default::default()
         };
         let client = oci_client::Client::new(config);
@@ -218,12 +227,19 @@ impl ImageStore {
         let (file, temp) = self.blob_temp()?.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = sha2::Sha256::new();
-        let mut fetched = 0u64;
+        let (mut fetched, mut reported) = (0u64, 0u64);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| FetchError::Store(ImageError::io(&*temp)(e)))?;
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(|e| FetchError::Store(ImageError::io(&*temp)(e)))?;
             fetched += chunk.len() as u64;
+            // Every 256 KiB and at the end: enough for a progress bar, few enough for a 1 GB layer.
+            if fetched - reported >= PROGRESS_STEP || Some(fetched) == total {
+                report(progress, &layer.digest, fetched, total, false);
+                reported = fetched;
+            }
+        }
+        if reported != fetched {
             report(progress, &layer.digest, fetched, total, false);
         }
         file.sync_all().await.map_err(|e| FetchError::Store(ImageError::io(&*temp)(e)))?;
