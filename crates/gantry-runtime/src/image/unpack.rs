@@ -48,14 +48,59 @@ pub(crate) fn decompressed(blob: &Path) -> Result<Box<dyn Read + Send>, ImageErr
     let head = reader.fill_buf().map_err(ImageError::io(blob))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let decoder = ruzstd::decoding::StreamingDecoder::new(reader).map_err(|e| ImageError::Io {
-            path: blob.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-        })?;
-        Ok(Box::new(decoder))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || is_skippable_zstd_frame(head) {
+        Ok(Box::new(ZstdFrames { source: reader, frame: ruzstd::decoding::FrameDecoder::new(), in_frame: false }))
     } else {
         Ok(Box::new(reader))
+    }
+}
+
+/// Whether `head` starts with a zstd skippable frame (zstd:chunked layers start with one).
+fn is_skippable_zstd_frame(head: &[u8]) -> bool {
+    head.len() >= 4 && (0x184D2A50..=0x184D2A5F).contains(&u32::from_le_bytes([head[0], head[1], head[2], head[3]]))
+}
+
+/// Every frame of a zstd stream, one after the other: parallel compressors write several frames, and skippable
+/// frames (zstd:chunked's metadata) are passed over.
+struct ZstdFrames<R> {
+    source: R,
+    frame: ruzstd::decoding::FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.in_frame {
+                while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+                    self.frame
+                        .decode_blocks(&mut self.source, ruzstd::decoding::BlockDecodingStrategy::UptoBlocks(1))
+                        .map_err(io::Error::other)?;
+                }
+                let n = self.frame.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                self.in_frame = false;
+            }
+            if self.source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.frame.reset(&mut self.source) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    let skipped = io::copy(&mut (&mut self.source).take(u64::from(length)), &mut io::sink())?;
+                    if skipped < u64::from(length) {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
     }
 }
 
@@ -353,6 +398,22 @@ mod tests {
         fs::create_dir(&dest).unwrap();
         let result = unpack_layer(&blob, &digest_bytes(bytes), &dest);
         (dir, result)
+    }
+
+    #[test]
+    fn zstd_streams_of_several_frames_and_skippable_frames_decode_whole() {
+        let level = ruzstd::encoding::CompressionLevel::Fastest;
+        let mut stream = vec![0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 9, 9, 9];
+        stream.extend(ruzstd::encoding::compress_to_vec(&b"first frame, "[..], level));
+        stream.extend(ruzstd::encoding::compress_to_vec(&b"second frame"[..], level));
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, &stream).unwrap();
+        let mut out = String::new();
+        decompressed(&blob).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "first frame, second frame");
+        fs::write(&blob, &stream[..stream.len() - 3]).unwrap();
+        assert!(decompressed(&blob).unwrap().read_to_string(&mut String::new()).is_err(), "a truncated frame");
     }
 
     #[test]
