@@ -567,3 +567,32 @@ fn indexes_resolve_to_this_platform_in_imports_and_pulls() {
     // The index stays in the store: its digest names content here.
     assert!(store.root().join("blobs/sha256").join(index_digest.trim_start_matches("sha256:")).exists());
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_fetch_each_layer_once() {
+    require!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let image = write_busybox_archive(&dir.path().join("base.tar"), "busybox:1").unwrap();
+    registry.push(&dir.path().join("base.tar"), "busybox", "1", None).unwrap();
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let reference = format!("{}/busybox:1", registry.host());
+    let receivers = runtime.block_on(async {
+        let mut pulls = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            receivers.push(rx);
+            let (store, reference) = (store.clone(), reference.clone());
+            pulls.push(tokio::spawn(async move { store.pull(&reference, &RegistryAuth::Anonymous, Some(tx)).await }));
+        }
+        for pull in pulls {
+            assert_eq!(pull.await.unwrap().unwrap().id, image.id);
+        }
+        receivers
+    });
+    let fetched =
+        receivers.into_iter().map(|mut rx| drain(&mut rx)).filter(|events| events.iter().any(|e| !e.cached)).count();
+    assert_eq!(fetched, 1, "one pull fetches, the others find the layer");
+}

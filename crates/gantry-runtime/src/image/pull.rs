@@ -179,6 +179,9 @@ impl ImageStore {
                         media_type: layer.media_type.clone(),
                     });
                 }
+                // Another pull of this process fetching the same layer finishes first; this one then finds it.
+                let lock = self.fetch_lock(&layer.digest);
+                let _fetching = lock.lock().await;
                 let present = self.layer_path(&diff_id)?.exists() || self.has_blob(&layer.digest)?;
                 if present {
                     report(&progress, &layer.digest, layer.size, Some(layer.size), true);

@@ -30,6 +30,8 @@ pub struct ImageStore {
 struct Inner {
     root: PathBuf,
     pull: PullOptions,
+    /// One lock per layer being fetched by this process, so that concurrent pulls sharing a layer fetch it once.
+    fetching: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What a [`ImageStore::prune`] or [`ImageStore::collect_garbage`] removed.
@@ -122,7 +124,8 @@ impl ImageStore {
         for dir in [root.join("blobs/sha256"), root.join("layers"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
         }
-        let store = ImageStore { inner: Arc::new(Inner { root, pull: PullOptions::default() }) };
+        let store =
+            ImageStore { inner: Arc::new(Inner { root, pull: PullOptions::default(), fetching: Default::default() }) };
         if let Some(_gc) = store.try_lock_gc()? {
             store.clear_tmp()?;
         }
@@ -132,7 +135,14 @@ impl ImageStore {
 
     /// The same store, pulling with these options.
     pub fn with_pull_options(self, pull: PullOptions) -> ImageStore {
-        ImageStore { inner: Arc::new(Inner { root: self.inner.root.clone(), pull }) }
+        ImageStore { inner: Arc::new(Inner { root: self.inner.root.clone(), pull, fetching: Default::default() }) }
+    }
+
+    /// The lock a pull holds while it fetches and unpacks the layer `digest`. Entries go once nobody holds them.
+    pub(crate) fn fetch_lock(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut fetching = self.inner.fetching.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        fetching.retain(|_, lock| Arc::strong_count(lock) > 1);
+        fetching.entry(digest.to_string()).or_default().clone()
     }
 
     /// The pull options in force.
