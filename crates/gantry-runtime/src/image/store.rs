@@ -32,6 +32,8 @@ struct Inner {
     pull: PullOptions,
     /// One lock per layer being fetched by this process, so that concurrent pulls sharing a layer fetch it once.
     fetching: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sizes of the layers this process unpacked, until the index records them.
+    unpacked_sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// What a [`ImageStore::prune`] or [`ImageStore::collect_garbage`] removed.
@@ -124,8 +126,14 @@ impl ImageStore {
         for dir in [root.join("blobs/sha256"), root.join("layers"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
         }
-        let store =
-            ImageStore { inner: Arc::new(Inner { root, pull: PullOptions::default(), fetching: Default::default() }) };
+        let store = ImageStore {
+            inner: Arc::new(Inner {
+                root,
+                pull: PullOptions::default(),
+                fetching: Default::default(),
+                unpacked_sizes: Default::default(),
+            }),
+        };
         if let Some(_gc) = store.try_lock_gc()? {
             store.clear_tmp()?;
         }
@@ -135,7 +143,14 @@ impl ImageStore {
 
     /// The same store, pulling with these options.
     pub fn with_pull_options(self, pull: PullOptions) -> ImageStore {
-        ImageStore { inner: Arc::new(Inner { root: self.inner.root.clone(), pull, fetching: Default::default() }) }
+        ImageStore {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                pull,
+                fetching: Default::default(),
+                unpacked_sizes: Default::default(),
+            }),
+        }
     }
 
     /// The lock a pull holds while it fetches and unpacks the layer `digest`. Entries go once nobody holds them.
@@ -347,7 +362,11 @@ impl ImageStore {
     pub(crate) fn ensure_layer(&self, digest: &str, diff_id: &str) -> Result<u64, ImageError> {
         let dest = self.layer_path(diff_id)?;
         if dest.exists() {
-            return Ok(self.known_layer_size(diff_id)?.unwrap_or_else(|| du(&dest)));
+            let unpacked = self.unpacked_sizes().get(diff_id).copied();
+            return Ok(match unpacked {
+                Some(size) => size,
+                None => self.known_layer_size(diff_id)?.unwrap_or_else(|| du(&dest)),
+            });
         }
         let blob = self.blob_path(digest)?;
         let tmp = self.tmp_dir();
@@ -363,7 +382,12 @@ impl ImageStore {
             Err(e) => return Err(ImageError::io(&dest)(e)),
         }
         tracing::debug!(layer = diff_id, size, elapsed = ?started.elapsed(), "layer unpacked");
+        self.unpacked_sizes().insert(diff_id.to_string(), size);
         Ok(size)
+    }
+
+    fn unpacked_sizes(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.inner.unpacked_sizes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn known_layer_size(&self, diff_id: &str) -> Result<Option<u64>, ImageError> {
