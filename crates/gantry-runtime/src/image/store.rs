@@ -487,7 +487,16 @@ impl ImageStore {
         let _lock = self.lock_index(false)?;
         let index = self.read_index()?;
         let (id, _) = find(&index, image_id)?.ok_or_else(|| ImageError::NotFound(image_id.to_string()))?;
-        index.images[&id].layers.iter().map(|l| self.layer_path(&l.diff_id)).collect()
+        let mut layers = Vec::new();
+        for layer in &index.images[&id].layers {
+            let path = self.layer_path(&layer.diff_id)?;
+            // Only a hand-made change to the store gets here; better said now than as a failed mount.
+            if !path.is_dir() {
+                return Err(ImageError::invalid(&id, format!("layer {} is missing from the store", layer.diff_id)));
+            }
+            layers.push(path);
+        }
+        Ok(layers)
     }
 
     /// Removes what a string names: a reference loses its tag (or digest) and the image goes once it has no tag
@@ -537,6 +546,8 @@ impl ImageStore {
 
     /// Removes every image whose ID is not in `keep`, then every blob and layer directory no image refers to, and
     /// leftovers of interrupted writes. Waits for running pulls and imports to finish first.
+    ///
+    /// Layer directories are overlay lower layers: `keep` must hold every image a mounted root filesystem uses.
     pub fn prune(&self, keep: &HashSet<String>) -> Result<PruneReport, ImageError> {
         let _gc = self.lock_gc()?;
         let mut removed = Vec::new();
