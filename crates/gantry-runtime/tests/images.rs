@@ -596,3 +596,44 @@ fn concurrent_pulls_of_one_image_fetch_each_layer_once() {
         receivers.into_iter().map(|mut rx| drain(&mut rx)).filter(|events| events.iter().any(|e| !e.cached)).count();
     assert_eq!(fetched, 1, "one pull fetches, the others find the layer");
 }
+
+#[test]
+fn a_layer_whose_content_is_not_its_diff_id_is_refused_and_not_kept() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = ImageBuilder::busybox("example.com/lying:1")
+        .layer(Layer::new().file("etc/x", "x", 0o644))
+        .write_layout(&layout)
+        .unwrap();
+    // The config claims another diff_id for the top layer; the manifest and the index are rewritten to match, so
+    // that every blob digest is right and only the unpacked content disagrees.
+    let read_json = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob_in(&layout, digest)).unwrap()).unwrap()
+    };
+    let write_blob = |value: &serde_json::Value| -> (String, usize) {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let digest = sha256(&bytes);
+        std::fs::write(blob_in(&layout, &digest), &bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut config = read_json(&image.id);
+    config["rootfs"]["diff_ids"][1] = serde_json::Value::String(sha256(b"not this layer"));
+    let (config_digest, config_size) = write_blob(&config);
+    let mut manifest = read_json(&image.manifest_digest);
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    let (manifest_digest, manifest_size) = write_blob(&manifest);
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = manifest_digest.into();
+    index["manifests"][0]["size"] = manifest_size.into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let err = store.import_archive(&layout).unwrap_err();
+    assert!(matches!(&err, ImageError::DigestMismatch { what, .. } if what.contains("uncompressed")), "{err}");
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(names(&store.root().join("layers")), [image.layers[0].diff_id.trim_start_matches("sha256:")]);
+    assert!(names(&store.root().join("tmp")).is_empty(), "the half-unpacked layer is gone");
+}
