@@ -455,6 +455,9 @@ pub enum RuntimeError {
     /// The pod network could not be set up or torn down.
     #[error("pod network: {0}")]
     Network(String),
+    /// The image store failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// A system call failed.
     #[error("{context}: {source}")]
     Sys {

@@ -20,5 +20,6 @@ pub mod cri;
 pub mod image;
 pub mod native;
 pub mod network;
+pub mod testing;
 
 pub use cri::{ImageService, RuntimeService};

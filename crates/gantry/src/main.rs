@@ -1,6 +1,8 @@
 //! The `gantry` binary: one executable for every role of a Gantry cluster. Today it carries the API server
-//! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why` and the store
-//! tools; the controllers and node agent join as they are built.
+//! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why`, the store
+//! tools and the node's image store (`gantry image`); the node agent joins as it is built.
+
+mod image;
 
 use std::path::PathBuf;
 
@@ -33,6 +35,8 @@ enum Command {
     /// Explain a pod's last scheduling attempt: which plugin rejected which nodes and why, and how the feasible
     /// nodes scored. Answered by the scheduler inside `gantry server`.
     Why(WhyArgs),
+    /// Manage the node's images: list, pull, remove, import, prune.
+    Image(image::ImageArgs),
 }
 
 #[derive(clap::Args)]
@@ -168,6 +172,7 @@ fn run() -> anyhow::Result<()> {
         Command::Scheduler(args) => scheduler(args),
         Command::ControllerManager(args) => controller_manager(args),
         Command::Why(args) => why(args),
+        Command::Image(args) => image::run(args, default_data_dir()),
     }
 }
 

@@ -287,7 +287,7 @@ impl NativeRuntime {
     async fn discard(&self, dirs: &ContainerDirs) {
         let dirs = dirs.clone();
         let _ = blocking(move || {
-            super::rootfs::unmount(&dirs.rootfs());
+            let _ = crate::image::unmount(&dirs.rootfs());
             std::fs::remove_dir_all(&dirs.dir).map_err(io_err(&dirs.dir))
         })
         .await;
@@ -413,7 +413,7 @@ impl NativeRuntime {
                     Err(err) => tracing::warn!(id = %owned_id, %err, "container state unreadable; removing files"),
                 }
             }
-            super::rootfs::unmount(&dirs.rootfs());
+            let _ = crate::image::unmount(&dirs.rootfs());
             std::fs::remove_dir_all(&dirs.dir).map_err(io_err(&dirs.dir))
         })
         .await
@@ -600,7 +600,7 @@ fn prepare_bundle(
     for dir in [dirs.dir.join("upper"), dirs.dir.join("work"), dirs.rootfs(), dirs.bundle(), dirs.libcontainer_root()] {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     }
-    super::rootfs::mount(layers, &dirs.dir.join("upper"), &dirs.dir.join("work"), &dirs.rootfs())?;
+    crate::image::mount_overlay(layers, &dirs.dir.join("upper"), &dirs.dir.join("work"), &dirs.rootfs())?;
     let user = spec::resolve_user(&dirs.rootfs(), config, &image.config)?;
     let rootfs = dirs.rootfs();
     let spec = spec::build_spec(&SpecInputs {

@@ -12,7 +12,6 @@ pub mod spec;
 pub mod state;
 
 mod container;
-mod rootfs;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +64,14 @@ impl NativeConfig {
 pub trait ImageResolver: Send + Sync {
     /// Resolves a reference (or an image ID) to an image present on the node.
     fn resolve_layers(&self, reference: &str) -> Result<(Image, Vec<PathBuf>), RuntimeError>;
+}
+
+impl ImageResolver for crate::image::ImageStore {
+    fn resolve_layers(&self, reference: &str) -> Result<(Image, Vec<PathBuf>), RuntimeError> {
+        let image = self.resolve(reference)?.ok_or_else(|| RuntimeError::ImageNotPresent(reference.to_string()))?;
+        let layers = self.rootfs_layers(&image.id)?;
+        Ok((image, layers))
+    }
 }
 
 /// The native runtime. Cheap to clone.

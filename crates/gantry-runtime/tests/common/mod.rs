@@ -4,14 +4,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_runtime::cri::{
-    ContainerConfig, Image, ImageConfig, NamespaceMode, NamespaceOptions, PodSandboxConfig, PodSandboxMetadata,
-    RuntimeError,
-};
-use gantry_runtime::native::{ImageResolver, NativeConfig, NativeRuntime, ShimCommand};
+use gantry_runtime::cri::{ContainerConfig, NamespaceMode, NamespaceOptions, PodSandboxConfig, PodSandboxMetadata};
+use gantry_runtime::image::ImageStore;
+use gantry_runtime::native::{NativeConfig, NativeRuntime, ShimCommand};
 use gantry_runtime::network::cni::{CniClient, CniOptions, write_default_config};
 
 /// Whether the pod network tests can run here: they also need the CNI plugins.
@@ -33,46 +31,16 @@ pub fn skip_reason() -> Option<&'static str> {
     None
 }
 
-/// A busybox root filesystem as one layer, built once per test binary.
-fn busybox_layer() -> &'static PathBuf {
-    static LAYER: OnceLock<PathBuf> = OnceLock::new();
-    LAYER.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gantry-test-busybox-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for sub in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("layer dir");
-        }
-        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy busybox");
-        let list = std::process::Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
-            }
-        }
-        std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n")
-            .expect("passwd");
-        std::fs::write(dir.join("etc/group"), "root:x:0:\napp:x:1000:\n").expect("group");
-        dir
-    })
-}
+/// The image every test container runs: busybox with `app` (1000:1000) in its `/etc/passwd`.
+pub const BUSYBOX: &str = "test.gantry.local/busybox:1";
 
-/// Resolves every reference to the busybox layer.
-pub struct BusyboxImages;
-
-impl ImageResolver for BusyboxImages {
-    fn resolve_layers(&self, reference: &str) -> Result<(Image, Vec<PathBuf>), RuntimeError> {
-        let image = Image {
-            id: "sha256:busybox".to_string(),
-            repo_tags: vec![reference.to_string()],
-            config: ImageConfig {
-                cmd: vec!["sh".to_string()],
-                env: vec!["PATH=/bin".to_string()],
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Ok((image, vec![busybox_layer().clone()]))
-    }
+/// An image store holding the busybox image, imported from an OCI archive as a node would.
+fn image_store(root: &Path) -> Arc<ImageStore> {
+    let store = ImageStore::open(root.join("images")).expect("image store");
+    let archive = root.join("busybox.tar");
+    gantry_runtime::testing::write_busybox_archive(&archive, BUSYBOX).expect("busybox archive");
+    store.import_archive(&archive).expect("import");
+    Arc::new(store)
 }
 
 /// A runtime on a temporary root; everything it created is removed when dropped.
@@ -140,7 +108,7 @@ impl TestRuntime {
     fn open(root: &Path, cgroup_root: &str, cni: Option<CniClient>) -> NativeRuntime {
         let mut config = NativeConfig::new(root.join("run"), shim());
         config.cgroup_root = cgroup_root.to_string();
-        NativeRuntime::new(config, Arc::new(BusyboxImages), cni).expect("runtime")
+        NativeRuntime::new(config, image_store(root), cni).expect("runtime")
     }
 }
 
@@ -283,7 +251,7 @@ pub fn host_sandbox(name: &str, log_dir: &Path) -> PodSandboxConfig {
 pub fn shell(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
         name: name.to_string(),
-        image: "busybox".to_string(),
+        image: BUSYBOX.to_string(),
         command: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
         log_path: PathBuf::from(format!("{name}/0.log")),
         ..Default::default()
