@@ -397,3 +397,55 @@ async fn exec_with_a_terminal_streams_both_ways_and_resizes() {
     assert_eq!(code, 5);
     rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pulled_from_a_registry_runs() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let registry = match gantry_runtime::testing::TestRegistry::start() {
+        Ok(registry) => registry,
+        Err(err) => {
+            eprintln!("skipped: no registry ({err}); needs the Debian packages docker-registry and skopeo");
+            return;
+        }
+    };
+    let test = TestRuntime::new();
+    let archive = test.root.path().join("pulled.tar");
+    gantry_runtime::testing::ImageBuilder::busybox("pulled:1")
+        .layer(gantry_runtime::testing::Layer::new().file("etc/motd", "pulled from a registry\n", 0o644))
+        .write_archive(&archive)
+        .expect("archive");
+    registry.push(&archive, "team/pulled", "1", None).expect("push");
+    let reference = format!("{}/team/pulled:1", registry.host());
+    let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let image_id = gantry_runtime::cri::ImageService::pull_image(
+        test.images.as_ref(),
+        &reference,
+        &gantry_runtime::cri::RegistryAuth::Anonymous,
+        Some(progress_tx),
+    )
+    .await
+    .expect("pull");
+    assert!(image_id.starts_with("sha256:"));
+    assert!(progress.recv().await.is_some(), "no progress reported");
+
+    let rt = &test.runtime;
+    let logs = test.root.path().join("logs");
+    let sandbox_config = host_sandbox("pulled", &logs);
+    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let mut config = shell("main", "cat /etc/motd");
+    config.image = reference.clone();
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let status = wait_exited(rt, &id).await;
+    assert_eq!((status.exit_code, status.image_ref.as_str()), (0, image_id.as_str()));
+    assert!(log_lines(&status.log_path).contains(&(Stream::Stdout, "pulled from a registry".to_string())));
+
+    let mut missing = shell("missing", "true");
+    missing.image = format!("{}/team/absent:1", registry.host());
+    let err = rt.create_container(&sandbox, &missing, &sandbox_config).await.expect_err("not pulled");
+    assert!(matches!(err, gantry_runtime::cri::RuntimeError::ImageNotPresent(_)), "{err}");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+}

@@ -48,6 +48,8 @@ pub struct TestRuntime {
     pub runtime: NativeRuntime,
     pub root: tempfile::TempDir,
     pub cgroup_root: String,
+    /// The runtime's image store.
+    pub images: Arc<ImageStore>,
     /// The bridge and the CNI client, for runtimes with a pod network.
     network: Option<(String, CniClient)>,
 }
@@ -96,19 +98,25 @@ impl TestRuntime {
             write_default_config(&conf_dir, &n.bridge, &format!("{}.0/24", n.subnet_prefix)).expect("CNI config");
             (n.bridge.clone(), CniClient::new(CniOptions::new(conf_dir, root.path().join("cni/cache"))))
         });
-        let runtime = Self::open(root.path(), &cgroup_root, network.as_ref().map(|(_, c)| c.clone()));
-        TestRuntime { runtime, root, cgroup_root, network }
+        let images = image_store(root.path());
+        let runtime = Self::open(root.path(), &cgroup_root, images.clone(), network.as_ref().map(|(_, c)| c.clone()));
+        TestRuntime { runtime, root, cgroup_root, images, network }
     }
 
     /// A second runtime on the same root, as after a restart of the node agent.
     pub fn reopen(&self) -> NativeRuntime {
-        Self::open(self.root.path(), &self.cgroup_root, self.network.as_ref().map(|(_, c)| c.clone()))
+        Self::open(
+            self.root.path(),
+            &self.cgroup_root,
+            self.images.clone(),
+            self.network.as_ref().map(|(_, c)| c.clone()),
+        )
     }
 
-    fn open(root: &Path, cgroup_root: &str, cni: Option<CniClient>) -> NativeRuntime {
+    fn open(root: &Path, cgroup_root: &str, images: Arc<ImageStore>, cni: Option<CniClient>) -> NativeRuntime {
         let mut config = NativeConfig::new(root.join("run"), shim());
         config.cgroup_root = cgroup_root.to_string();
-        NativeRuntime::new(config, image_store(root), cni).expect("runtime")
+        NativeRuntime::new(config, images, cni).expect("runtime")
     }
 }
 
