@@ -182,3 +182,27 @@ async fn without_cni_a_pod_network_sandbox_names_the_missing_package() {
     assert!(err.to_string().contains("containernetworking-plugins"), "{err}");
     assert!(test.runtime.list_pod_sandboxes().await.expect("list").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_masquerades_a_pod_cidr_with_one_rule() {
+    if let Some(reason) = network_skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    use gantry_runtime::network::masquerade::{RULE_COMMENT, ensure_masquerade, remove_masquerade};
+    let network = TestNetwork::new(4);
+    let rules = || {
+        let out = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().expect("iptables-save");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(RULE_COMMENT) && l.contains(&network.cidr()))
+            .count()
+    };
+    ensure_masquerade(&network.cidr()).await.expect("ensure");
+    ensure_masquerade(&network.cidr()).await.expect("ensure again");
+    assert_eq!(rules(), 1);
+    remove_masquerade(&network.cidr()).await.expect("remove");
+    remove_masquerade(&network.cidr()).await.expect("remove again");
+    assert_eq!(rules(), 0);
+    assert!(ensure_masquerade("not-a-cidr").await.is_err());
+}

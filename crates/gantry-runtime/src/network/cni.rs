@@ -231,7 +231,8 @@ pub fn default_config(bridge_name: &str, pod_cidr: &str) -> Result<Value, Networ
                 "type": "bridge",
                 "bridge": bridge_name,
                 "isGateway": true,
-                "ipMasq": true,
+                // Masquerading is one node-level rule (see `masquerade`), not a chain per pod.
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -245,7 +246,7 @@ pub fn default_config(bridge_name: &str, pod_cidr: &str) -> Result<Value, Networ
 }
 
 /// Parses `addr/prefix`, refusing host bits and networks too small to hold a gateway and a pod.
-fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), NetworkError> {
+pub(crate) fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), NetworkError> {
     let bad = |reason: &str| NetworkError::InvalidCidr { cidr: cidr.into(), reason: reason.into() };
     let (addr, prefix) = cidr.split_once('/').ok_or_else(|| bad("expected ADDRESS/PREFIX"))?;
     let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
@@ -906,7 +907,7 @@ mod tests {
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], "gantry0");
         assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipMasq"], true);
+        assert_eq!(bridge["ipMasq"], false);
         assert_eq!(bridge["hairpinMode"], true);
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");

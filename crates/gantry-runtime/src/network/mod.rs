@@ -13,6 +13,7 @@
 //! [`PodNamespaces::remove`]. Both are idempotent.
 
 pub mod cni;
+pub mod masquerade;
 pub mod namespaces;
 
 pub use cni::{CniClient, CniOptions, NetworkConfigList, PodNetwork, PodNetworkStatus, write_default_config};
@@ -29,6 +30,14 @@ pub const CNI_PLUGINS_PACKAGE: &str = "containernetworking-plugins";
 /// Errors of pod networking, each with the path, plugin or operation involved.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// The node-level masquerade rule for a pod CIDR could not be checked, added or removed.
+    #[error("masquerading of pod CIDR {cidr}: {message}")]
+    Masquerade {
+        /// The pod CIDR.
+        cidr: String,
+        /// What failed.
+        message: String,
+    },
     /// Reading or writing a file or directory failed.
     #[error("{path}: {source}")]
     Io {

@@ -74,6 +74,11 @@ impl TestNetwork {
         }
     }
 
+    /// The pod CIDR.
+    pub fn cidr(&self) -> String {
+        format!("{}.0/24", self.subnet_prefix)
+    }
+
     /// The bridge's own address on the host.
     pub fn gateway(&self) -> String {
         format!("{}.1", self.subnet_prefix)
@@ -95,7 +100,7 @@ impl TestRuntime {
         let cgroup_root = format!("gantry-test-{}", uuid_like());
         let network = network.map(|n| {
             let conf_dir = root.path().join("cni/net.d");
-            write_default_config(&conf_dir, &n.bridge, &format!("{}.0/24", n.subnet_prefix)).expect("CNI config");
+            write_default_config(&conf_dir, &n.bridge, &n.cidr()).expect("CNI config");
             (n.bridge.clone(), CniClient::new(CniOptions::new(conf_dir, root.path().join("cni/cache"))))
         });
         let images = image_store(root.path());
