@@ -270,6 +270,10 @@ fn main() -> Result<()> {
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     let _ = std::process::Command::new("ip").args(["link", "delete", "gantrybench0"]).status();
+    // The pods' cgroups are gone with their sandboxes; the benchmark's cgroup roots go too.
+    for controller in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+        let _ = std::fs::remove_dir(controller.path().join("gantry-bench"));
+    }
     let _ = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

@@ -167,13 +167,31 @@ impl Cgroups {
         Ok(())
     }
 
+    /// The directories of a cgroup: one per mounted v1 hierarchy (the container library creates a container's
+    /// cgroup, and so the pod's above it, in every hierarchy, not only in those the runtime sets limits in), or
+    /// the one unified directory.
+    fn all_dirs(&self, cgroup: &str) -> Vec<PathBuf> {
+        match self.layout {
+            Layout::V1 => {
+                let relative = cgroup.trim_start_matches('/');
+                std::fs::read_dir(&self.mount)
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            // `cpu` and `cpuacct` are symbolic links to `cpu,cpuacct`: the hierarchy is seen once.
+                            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                            .map(|e| e.path().join(relative))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            Layout::V2 => vec![self.controller_dir("", cgroup)],
+        }
+    }
+
     /// Removes a pod's cgroup once its containers' cgroups are gone. Missing directories are fine.
     pub fn remove_pod(&self, cgroup: &str) -> Result<(), RuntimeError> {
-        let dirs: Vec<PathBuf> = match self.layout {
-            Layout::V1 => V1_CONTROLLERS.iter().map(|c| self.controller_dir(c, cgroup)).collect(),
-            Layout::V2 => vec![self.controller_dir("", cgroup)],
-        };
-        for dir in dirs {
+        for dir in self.all_dirs(cgroup) {
             remove_tree(&dir)?;
         }
         Ok(())
@@ -219,12 +237,9 @@ impl Cgroups {
         }
     }
 
-    /// Whether any directory of this cgroup still exists (for tests and teardown checks).
+    /// Whether any directory of this cgroup still exists, in any hierarchy (for tests and teardown checks).
     pub fn exists(&self, cgroup: &str) -> bool {
-        match self.layout {
-            Layout::V1 => V1_CONTROLLERS.iter().any(|c| self.controller_dir(c, cgroup).exists()),
-            Layout::V2 => self.controller_dir("", cgroup).exists(),
-        }
+        self.all_dirs(cgroup).iter().any(|dir| dir.exists())
     }
 }
 
@@ -278,6 +293,19 @@ mod tests {
         assert_eq!(Cgroups::at(dir.path()).layout(), Layout::V1);
         std::fs::write(dir.path().join("cgroup.controllers"), "cpu memory").expect("write");
         assert_eq!(Cgroups::at(dir.path()).layout(), Layout::V2);
+    }
+
+    #[test]
+    fn a_v1_cgroup_is_looked_for_in_every_hierarchy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for hierarchy in ["blkio", "memory", "freezer"] {
+            std::fs::create_dir_all(dir.path().join(hierarchy).join("gantry/pod1")).expect("mkdir");
+        }
+        let cgroups = Cgroups::at(dir.path());
+        assert_eq!(cgroups.all_dirs("/gantry/pod1").len(), 3);
+        assert!(cgroups.exists("/gantry/pod1"));
+        cgroups.remove_pod("/gantry/pod1").expect("remove");
+        assert!(!cgroups.exists("/gantry/pod1"));
     }
 
     #[test]
