@@ -575,7 +575,9 @@ if [ "$CNI_COMMAND" = ADD ]; then
 fi
 "#;
         let slow = "#!/bin/sh\nexec sleep 30\n";
-        for (name, script) in [("rec-a", recorder), ("rec-b", recorder), ("fail", failing), ("slow", slow)] {
+        let plugins_written =
+            [("rec-a", recorder), ("rec-b", recorder), ("portmap", recorder), ("fail", failing), ("slow", slow)];
+        for (name, script) in plugins_written {
             let path = bin.join(name);
             std::fs::write(&path, script)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -649,6 +651,21 @@ async fn add_chains_prev_results_and_del_runs_in_reverse_with_the_add_result() -
     assert_eq!(plugins.calls(), ["ADD rec-a", "ADD rec-b", "CHECK rec-a", "CHECK rec-b", "DEL rec-b", "DEL rec-a"]);
     let del_a = plugins.input("rec-a", "DEL")?;
     assert_eq!(del_a["prevResult"]["ips"][0]["address"], "10.9.0.2/24", "DEL's prevResult is the ADD's result");
+    Ok(())
+}
+
+#[tokio::test]
+async fn portmap_runs_only_for_pods_with_host_ports() -> Result<()> {
+    let plugins = ScriptPlugins::new(r#"[{"type":"rec-a"},{"type":"portmap","capabilities":{"portMappings":true}}]"#)?;
+    let client = plugins.client(Duration::from_secs(10));
+    client.setup(&plugins.pod(Vec::new())).await?;
+    client.teardown("sb1", None).await?;
+    assert_eq!(plugins.calls(), ["ADD rec-a", "DEL rec-a"]);
+
+    let mapping = PortMapping { protocol: Protocol::Tcp, container_port: 80, host_port: 8080, host_ip: String::new() };
+    client.setup(&plugins.pod(vec![mapping])).await?;
+    client.teardown("sb1", None).await?;
+    assert_eq!(plugins.calls()[2..], ["ADD rec-a", "ADD portmap", "DEL portmap", "DEL rec-a"]);
     Ok(())
 }
 
