@@ -533,6 +533,23 @@ impl Drop for TestRegistry {
     }
 }
 
+/// Resets a runtime from synchronous code (a test's cleanup guard, which may run on an async runtime's thread):
+/// on a thread of its own with a runtime of its own, every sandbox and container is removed. Errors are printed,
+/// not returned: cleanup goes as far as it can.
+pub fn reset_blocking(runtime: &crate::native::NativeRuntime) {
+    let runtime = runtime.clone();
+    let outcome = std::thread::spawn(move || {
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tokio.block_on(runtime.reset()).map_err(std::io::Error::other)
+    })
+    .join();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("cleanup: runtime reset: {err}"),
+        Err(_) => eprintln!("cleanup: runtime reset panicked"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,15 +42,10 @@ fn log_lines(path: &std::path::Path) -> Vec<(Stream, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_prints_and_exits_reports_its_code_and_logs() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("printer", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let logs = test.logs();
+    let (sandbox_config, sandbox) = test.host_pod("printer").await;
     let config = shell("main", "echo hello; echo oops >&2; exit 3");
     let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
     assert_eq!(rt.container_status(&id).await.expect("status").state, ContainerState::Created);
@@ -76,15 +71,10 @@ async fn a_container_that_prints_and_exits_reports_its_code_and_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_is_graceful_first_and_forceful_after_the_grace_period() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("stopper", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let logs = test.logs();
+    let (sandbox_config, sandbox) = test.host_pod("stopper").await;
 
     let graceful = shell("graceful", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done");
     let graceful = rt.create_container(&sandbox, &graceful, &sandbox_config).await.expect("create");
@@ -111,15 +101,9 @@ async fn stop_is_graceful_first_and_forceful_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_captures_output_and_exit_code() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("execer", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let (sandbox_config, sandbox) = test.host_pod("execer").await;
     let mut config = shell("main", "exec sleep 1000");
     config.security.run_as_user = Some(1000);
     let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
@@ -160,11 +144,7 @@ async fn exec_captures_output_and_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_runtime_re_adopts_a_running_container_and_sees_its_exit() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let logs = test.root.path().join("logs");
     let sandbox_config = host_sandbox("adopted", &logs);
     let (sandbox, id) = {
@@ -189,15 +169,9 @@ async fn a_restarted_runtime_re_adopts_a_running_container_and_sees_its_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_limit_ends_in_oom_killed() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("hungry", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let (sandbox_config, sandbox) = test.host_pod("hungry").await;
     // dd fills a 256 MiB buffer from /dev/zero: far beyond the 32 MiB limit.
     let mut config = shell("hungry", "dd if=/dev/zero of=/dev/null bs=256M count=1; echo survived");
     config.resources.memory_limit_bytes = Some(32 << 20);
@@ -227,11 +201,7 @@ async fn run_to_completion(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_env_working_dir_and_mounts_are_applied() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let volume = test.root.path().join("volume");
     std::fs::create_dir_all(&volume).expect("volume");
     std::fs::write(volume.join("greeting"), "from the node\n").expect("write");
@@ -256,11 +226,7 @@ async fn user_env_working_dir_and_mounts_are_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_root_filesystem_refuses_writes_and_capabilities_are_dropped() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let mut config = shell(
         "main",
         "touch /file 2>/dev/null && echo wrote || echo refused; grep CapBnd /proc/self/status; cat /proc/self/mountinfo | grep -E 'proc|sys' | cut -d' ' -f5 | tr '\\n' ' '",
@@ -281,15 +247,10 @@ async fn a_read_only_root_filesystem_refuses_writes_and_capabilities_are_dropped
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_come_from_the_containers_cgroup() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("busy", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let logs = test.logs();
+    let (sandbox_config, sandbox) = test.host_pod("busy").await;
     let config = shell("main", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000");
     let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
     rt.start_container(&id).await.expect("start");
@@ -302,16 +263,11 @@ async fn stats_come_from_the_containers_cgroup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_relays_stdin_and_stdout() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("echo", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let logs = test.logs();
+    let (sandbox_config, sandbox) = test.host_pod("echo").await;
     let mut config = shell("main", "while read line; do echo \"got $line\"; done; echo done");
     config.stdin = true;
     config.stdin_once = true;
@@ -335,11 +291,7 @@ async fn attach_relays_stdin_and_stdout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_container_writes_to_its_terminal() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let mut config = shell("main", "tty; [ -t 1 ] && echo is-a-terminal");
     config.tty = true;
     let (status, lines) = run_to_completion(&test, "terminal", config).await;
@@ -351,16 +303,10 @@ async fn a_terminal_container_writes_to_its_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_with_a_terminal_streams_both_ways_and_resizes() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let test = TestRuntime::new();
+    let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
-    let logs = test.root.path().join("logs");
-    let sandbox_config = host_sandbox("interactive", &logs);
-    let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let (sandbox_config, sandbox) = test.host_pod("interactive").await;
     let id = rt.create_container(&sandbox, &shell("main", "exec sleep 1000"), &sandbox_config).await.expect("create");
     rt.start_container(&id).await.expect("start");
 
@@ -404,6 +350,7 @@ async fn an_image_pulled_from_a_registry_runs() {
         eprintln!("skipped: {reason}");
         return;
     }
+    // Started before the runtime: without a registry, the test has nothing to run.
     let registry = match gantry_runtime::testing::TestRegistry::start() {
         Ok(registry) => registry,
         Err(err) => {
@@ -448,4 +395,20 @@ async fn an_image_pulled_from_a_registry_runs() {
     let err = rt.create_container(&sandbox, &missing, &sandbox_config).await.expect_err("not pulled");
     assert!(matches!(err, gantry_runtime::cri::RuntimeError::ImageNotPresent(_)), "{err}");
     rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_removes_every_sandbox_and_container() {
+    let Some(test) = TestRuntime::or_skip() else { return };
+    let rt = &test.runtime;
+    for pod in ["first", "second"] {
+        let (config, sandbox) = test.host_pod(pod).await;
+        let id = rt.create_container(&sandbox, &shell("main", "exec sleep 1000"), &config).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+    }
+    assert_eq!(rt.list_containers(&Default::default()).await.expect("list").len(), 2);
+    rt.reset().await.expect("reset");
+    assert!(rt.list_pod_sandboxes().await.expect("list").is_empty());
+    assert!(rt.list_containers(&Default::default()).await.expect("list").is_empty());
+    assert_eq!(common::mounts_under(test.root.path()), Vec::<std::path::PathBuf>::new());
 }

@@ -57,12 +57,8 @@ fn log_text(path: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_of_a_pod_share_localhost_and_the_host_reaches_the_pod_ip() {
-    if let Some(reason) = network_skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
     let network = TestNetwork::new(1);
-    let test = TestRuntime::with_network(&network);
+    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let config = pod_sandbox("web", &logs);
@@ -90,12 +86,8 @@ async fn containers_of_a_pod_share_localhost_and_the_host_reaches_the_pod_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_port_reaches_the_pod() {
-    if let Some(reason) = network_skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
     let network = TestNetwork::new(2);
-    let test = TestRuntime::with_network(&network);
+    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let host_port = 30000 + (std::process::id() % 2000) as u16;
@@ -120,12 +112,8 @@ async fn a_host_port_reaches_the_pod() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_sandbox_leaves_no_mount_cgroup_veth_address_or_process() {
-    if let Some(reason) = network_skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
     let network = TestNetwork::new(3);
-    let test = TestRuntime::with_network(&network);
+    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let config = pod_sandbox("ephemeral", &logs);

@@ -20,16 +20,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let runtime = self.runtime.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(tokio) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            tokio.block_on(async {
-                for sandbox in runtime.list_pod_sandboxes().await.unwrap_or_default() {
-                    let _ = runtime.remove_pod_sandbox(&sandbox.id).await;
-                }
-            });
-        })
-        .join();
+        gantry_runtime::testing::reset_blocking(&self.runtime);
         if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
             for controller in controllers.flatten() {
                 let _ = std::fs::remove_dir(controller.path().join(&self.cgroup_root));

@@ -565,24 +565,38 @@ impl NativeRuntime {
             Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
             None => Some(collect.await),
         };
-        let _ = std::fs::remove_file(&request_path);
-        let Some((stdout, stderr, _)) = outcome else {
+        let Some((stdout, stderr, waited)) = outcome else {
+            let _ = std::fs::remove_file(&request_path);
             let _ = std::fs::remove_file(&result_path);
             return Err(RuntimeError::WrongState {
                 id: id.to_string(),
                 message: format!("command timed out after {timeout:?}"),
             });
         };
-        let result: ExecResult = state::read_json(&result_path)?;
-        let _ = std::fs::remove_file(&result_path);
-        match (result.exit_code, result.error) {
-            (Some(exit_code), _) => Ok(ExecSyncResponse { stdout, stderr, exit_code }),
-            (None, error) => Err(RuntimeError::Container {
-                id: id.to_string(),
-                message: format!("exec failed: {}", error.unwrap_or_default()),
-            }),
-        }
+        let exit_code = finish_exec(id, &waited, &request_path, &result_path)?;
+        Ok(ExecSyncResponse { stdout, stderr, exit_code })
     }
+}
+
+/// Reads what the exec helper reported once it ended (`waited`: how it ended), and removes its files: the exit
+/// code of the command, or why the command could not run.
+pub(super) fn finish_exec(
+    id: &str,
+    waited: &dyn std::fmt::Debug,
+    request_path: &Path,
+    result_path: &Path,
+) -> Result<i32, RuntimeError> {
+    let _ = std::fs::remove_file(request_path);
+    let result = state::read_json::<ExecResult>(result_path);
+    let _ = std::fs::remove_file(result_path);
+    let result = result.map_err(|err| RuntimeError::Shim {
+        id: id.to_string(),
+        message: format!("exec helper ({waited:?}): {err}"),
+    })?;
+    result.exit_code.ok_or_else(|| RuntimeError::Container {
+        id: id.to_string(),
+        message: format!("exec failed: {}", result.error.unwrap_or_default()),
+    })
 }
 
 /// Mounts the root filesystem and writes the OCI bundle.

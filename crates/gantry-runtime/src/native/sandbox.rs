@@ -239,6 +239,26 @@ impl NativeRuntime {
         blocking(move || runtime.teardown_sandbox_files(&dir, &record)).await
     }
 
+    /// Stops and removes every sandbox and every container on this node, with their mounts, namespaces,
+    /// cgroups and networks: what a node reset does. Keeps going past failures and reports the first.
+    pub async fn reset(&self) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        for sandbox in self.list_pod_sandboxes_impl().await? {
+            if let Err(err) = self.remove_pod_sandbox_impl(&sandbox.id).await {
+                tracing::warn!(sandbox = %sandbox.id, %err, "reset: removing a sandbox");
+                first_error.get_or_insert(err);
+            }
+        }
+        // Containers whose sandbox record is gone (a crash between the two removals).
+        for container in self.list_containers_impl(&ContainerFilter::default()).await? {
+            if let Err(err) = self.remove_container_impl(&container.id).await {
+                tracing::warn!(container = %container.id, %err, "reset: removing a container");
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn sandbox_status(record: &SandboxRecord) -> PodSandboxStatus {
         PodSandboxStatus {
             id: record.id.clone(),

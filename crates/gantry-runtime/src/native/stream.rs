@@ -10,8 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::NativeRuntime;
-use super::shim::{ExecResult, frame};
-use super::state;
+use super::shim::frame;
 use crate::cri::{ByteReader, ByteWriter, ContainerState, RuntimeError, StreamOptions, StreamSession, TerminalSize};
 
 impl NativeRuntime {
@@ -32,20 +31,7 @@ impl NativeRuntime {
         let owned_id = id.to_string();
         let exit = async move {
             let waited = child.wait().await;
-            let _ = std::fs::remove_file(&request_path);
-            let result = state::read_json::<ExecResult>(&result_path);
-            let _ = std::fs::remove_file(&result_path);
-            let result = result.map_err(|err| RuntimeError::Shim {
-                id: owned_id.clone(),
-                message: format!("exec helper ({waited:?}): {err}"),
-            })?;
-            match (result.exit_code, result.error) {
-                (Some(code), _) => Ok(code),
-                (None, error) => Err(RuntimeError::Container {
-                    id: owned_id,
-                    message: format!("exec failed: {}", error.unwrap_or_default()),
-                }),
-            }
+            super::container::finish_exec(&owned_id, &waited, &request_path, &result_path)
         }
         .boxed();
         Ok(StreamSession { stdin, stdout, stderr, resize: None, exit })
@@ -129,17 +115,7 @@ impl NativeRuntime {
         let owned_id = id.to_string();
         let exit = async move {
             let waited = child.wait().await;
-            let _ = std::fs::remove_file(&request_path);
-            let result = state::read_json::<ExecResult>(&result_path);
-            let _ = std::fs::remove_file(&result_path);
-            let result = result.map_err(|err| RuntimeError::Shim {
-                id: owned_id.clone(),
-                message: format!("exec helper ({waited:?}): {err}"),
-            })?;
-            result.exit_code.ok_or_else(|| RuntimeError::Container {
-                id: owned_id,
-                message: format!("exec failed: {}", result.error.unwrap_or_default()),
-            })
+            super::container::finish_exec(&owned_id, &waited, &request_path, &result_path)
         }
         .boxed();
         Ok(StreamSession {

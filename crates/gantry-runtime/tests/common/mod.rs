@@ -90,6 +90,41 @@ impl TestRuntime {
         Self::build(None)
     }
 
+    /// A runtime, or `None` (saying why) where the tests cannot run.
+    pub fn or_skip() -> Option<TestRuntime> {
+        match skip_reason() {
+            Some(reason) => {
+                eprintln!("skipped: {reason}");
+                None
+            }
+            None => Some(Self::new()),
+        }
+    }
+
+    /// A runtime with a pod network, or `None` (saying why) where the network tests cannot run.
+    pub fn with_network_or_skip(network: &TestNetwork) -> Option<TestRuntime> {
+        match network_skip_reason() {
+            Some(reason) => {
+                eprintln!("skipped: {reason}");
+                None
+            }
+            None => Some(Self::with_network(network)),
+        }
+    }
+
+    /// Where the test's pods write their logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.path().join("logs")
+    }
+
+    /// Runs a host-network sandbox for a pod named `name`; returns its config and ID.
+    pub async fn host_pod(&self, name: &str) -> (PodSandboxConfig, String) {
+        use gantry_runtime::cri::RuntimeService;
+        let config = host_sandbox(name, &self.logs());
+        let id = self.runtime.run_pod_sandbox(&config).await.expect("sandbox");
+        (config, id)
+    }
+
     /// A runtime whose pods get addresses on `network`.
     pub fn with_network(network: &TestNetwork) -> TestRuntime {
         Self::build(Some(network))
@@ -145,21 +180,8 @@ fn uuid_like() -> String {
 
 impl Drop for TestRuntime {
     fn drop(&mut self) {
-        // First the runtime's own teardown of every sandbox left (a test that failed part-way), on a thread with
-        // a runtime of its own since this may run on a test runtime's thread.
-        let runtime = self.runtime.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(tokio) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            tokio.block_on(async {
-                use gantry_runtime::cri::RuntimeService;
-                for sandbox in runtime.list_pod_sandboxes().await.unwrap_or_default() {
-                    if let Err(err) = runtime.remove_pod_sandbox(&sandbox.id).await {
-                        eprintln!("cleanup: sandbox {}: {err}", sandbox.id);
-                    }
-                }
-            });
-        })
-        .join();
+        // First the runtime's own teardown of everything left (a test that failed part-way).
+        gantry_runtime::testing::reset_blocking(&self.runtime);
         // Then, best effort and synchronous: kill what runs, unmount, remove cgroups.
         let containers = self.root.path().join("run/containers");
         if let Ok(entries) = std::fs::read_dir(&containers) {
