@@ -412,3 +412,50 @@ async fn reset_removes_every_sandbox_and_container() {
     assert!(rt.list_containers(&Default::default()).await.expect("list").is_empty());
     assert_eq!(common::mounts_under(test.root.path()), Vec::<std::path::PathBuf>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_to_a_terminal_container_resizes_its_terminal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(test) = TestRuntime::or_skip() else { return };
+    let rt = &test.runtime;
+    let (sandbox_config, sandbox) = test.host_pod("console").await;
+    let script = "read line; while [ \"$(stty size)\" = '0 0' ]; do sleep 0.01; done; stty size; echo \"got $line\"";
+    let mut config = shell("main", script);
+    config.tty = true;
+    config.stdin = true;
+    let id = rt.create_container(&sandbox, &config, &sandbox_config).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let options = gantry_runtime::cri::StreamOptions { stdin: true, stdout: true, stderr: false, tty: true };
+    let mut session = rt.attach(&id, &options).await.expect("attach");
+    assert!(session.stderr.is_none(), "a terminal has no separate stderr");
+    let size = gantry_runtime::cri::TerminalSize { width: 100, height: 30 };
+    session.resize.as_ref().expect("resize").send(size).await.expect("resize");
+    session.stdin.take().expect("stdin").write_all(b"typed\n").await.expect("write");
+    let mut output = String::new();
+    session.stdout.take().expect("stdout").read_to_string(&mut output).await.expect("read");
+    assert!(output.contains("30 100"), "{output:?}");
+    assert!(output.contains("got typed"), "{output:?}");
+    let code = tokio::time::timeout(patience(), session.exit).await.expect("exit in time").expect("exit");
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_pid_shares_the_nodes_processes() {
+    let Some(test) = TestRuntime::or_skip() else { return };
+    let rt = &test.runtime;
+    let logs = test.logs();
+    let mut own = host_sandbox("own-pids", &logs);
+    own.namespaces.pid = gantry_runtime::cri::NamespaceMode::Container;
+    let mut node = host_sandbox("node-pids", &logs);
+    node.namespaces.pid = gantry_runtime::cri::NamespaceMode::Node;
+    let mut seen = Vec::new();
+    for config in [own, node] {
+        let sandbox = rt.run_pod_sandbox(&config).await.expect("sandbox");
+        let id = rt.create_container(&sandbox, &shell("main", "echo $$"), &config).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let status = wait_exited(rt, &id).await;
+        seen.push(log_lines(&status.log_path).into_iter().map(|(_, line)| line).collect::<Vec<_>>());
+    }
+    assert_eq!(seen[0], ["1"], "a container of its own is PID 1 of its namespace");
+    assert_ne!(seen[1], ["1"], "with hostPID the container's shell has the node's PID");
+}
