@@ -136,6 +136,13 @@ async fn exec_captures_output_and_exit_code() {
         assert_eq!(mask.map(|m| m & (1 << 12)), Some(0), "SIGPIPE ignored in /proc/{pid}");
     }
 
+    // A command past its deadline is killed, not left running in the container.
+    let slow = vec!["sh".to_string(), "-c".to_string(), "exec sleep 999".to_string()];
+    let err = rt.exec_sync(&id, &slow, Some(Duration::from_millis(300))).await.expect_err("timed out");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    let ps = rt.exec_sync(&id, &["ps".to_string()], None).await.expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 999"), "{}", String::from_utf8_lossy(&ps.stdout));
+
     let missing = ["/no/such/binary".to_string()];
     assert!(rt.exec_sync(&id, &missing, None).await.map(|r| r.exit_code != 0).unwrap_or(true));
 

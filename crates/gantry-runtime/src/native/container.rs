@@ -565,7 +565,13 @@ impl NativeRuntime {
             Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
             None => Some(collect.await),
         };
+        let pid_path = super::shim::exec_pid_path(&result_path);
         let Some((stdout, stderr, waited)) = outcome else {
+            // The helper dies with its handle (kill on drop); the command it started is killed here.
+            if let Some(pid) = std::fs::read_to_string(&pid_path).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_file(&pid_path);
             let _ = std::fs::remove_file(&request_path);
             let _ = std::fs::remove_file(&result_path);
             return Err(RuntimeError::WrongState {
@@ -587,6 +593,7 @@ pub(super) fn finish_exec(
     result_path: &Path,
 ) -> Result<i32, RuntimeError> {
     let _ = std::fs::remove_file(request_path);
+    let _ = std::fs::remove_file(super::shim::exec_pid_path(result_path));
     let result = state::read_json::<ExecResult>(result_path);
     let _ = std::fs::remove_file(result_path);
     let result = result.map_err(|err| RuntimeError::Shim {

@@ -532,6 +532,11 @@ fn run_exec(request_path: &Path) -> i32 {
     exit
 }
 
+/// Where the exec helper records the PID of the command it started (beside the result file).
+pub fn exec_pid_path(result_path: &Path) -> PathBuf {
+    result_path.with_extension("pid")
+}
+
 /// The exec'd process: the container's process with other arguments and, when asked, a terminal.
 fn write_exec_process(request: &ExecRequest, terminal: bool, path: &Path) -> Result<(), String> {
     let spec: oci_spec::runtime::Spec =
@@ -567,6 +572,9 @@ fn exec_in_container(request: &ExecRequest) -> ExecResult {
         Ok(pid) => pid,
         Err(err) => return ExecResult { exit_code: None, error: Some(err.to_string()) },
     };
+    // The runtime kills the command itself when it runs past its deadline: killing this helper would leave it
+    // running in the container.
+    let _ = std::fs::write(exec_pid_path(&request.result_path), pid.as_raw().to_string());
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return ExecResult { exit_code: Some(code), error: None },
