@@ -1,0 +1,7 @@
+//! The node agent (our kubelet): it registers its Node, keeps its Lease and status fresh, runs the pods bound to
+//! it through `gantry-runtime`, and reports their status, as the kubelet does.
+//!
+//! Built in steps. What exists so far: [`machine`], the facts about the machine the Node object reports
+//! (capacity, addresses, system information).
+
+pub mod machine;
