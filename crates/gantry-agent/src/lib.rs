@@ -2,6 +2,7 @@
 //! it through `gantry-runtime`, and reports their status, as the kubelet does.
 //!
 //! Built in steps. What exists so far: [`machine`], the facts about the machine the Node object reports
-//! (capacity, addresses, system information).
+//! (capacity, addresses, system information), and [`node`], the Node and its Lease in the API.
 
 pub mod machine;
+pub mod node;
