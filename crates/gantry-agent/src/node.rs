@@ -251,6 +251,52 @@ pub async fn renew_lease(client: &Client, node: &Node) -> Result<Lease, NodeErro
     }
 }
 
+/// How often the node's heartbeats go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatIntervals {
+    /// Lease renewal (the kubelet renews every 10 s, a quarter of the Lease's 40 s).
+    pub lease: std::time::Duration,
+    /// Status report with fresh condition heartbeats (the kubelet's `nodeStatusUpdateFrequency`, 10 s).
+    pub status: std::time::Duration,
+}
+
+impl Default for HeartbeatIntervals {
+    fn default() -> Self {
+        HeartbeatIntervals { lease: std::time::Duration::from_secs(10), status: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// Renews the Lease and reports the status at their intervals until `shutdown`. A failed attempt is logged and
+/// retried at the next tick: the API server being away for a while must not stop the node.
+pub async fn run_heartbeats(
+    client: Client,
+    node: Node,
+    facts: MachineFacts,
+    settings: NodeSettings,
+    intervals: HeartbeatIntervals,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut lease_tick = tokio::time::interval(intervals.lease);
+    let mut status_tick = tokio::time::interval(intervals.status);
+    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = lease_tick.tick() => {
+                if let Err(err) = renew_lease(&client, &node).await {
+                    tracing::warn!(node = %settings.name, %err, "lease renewal failed; retrying at the next tick");
+                }
+            }
+            _ = status_tick.tick() => {
+                if let Err(err) = update_status(&client, &facts, &settings).await {
+                    tracing::warn!(node = %settings.name, %err, "status report failed; retrying at the next tick");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio_util::sync::CancellationToken;
 
 use gantry_agent::machine;
-use gantry_agent::node::{LEASE_NAMESPACE, NodeSettings, register, renew_lease, update_status};
+use gantry_agent::node::{
+    HeartbeatIntervals, LEASE_NAMESPACE, NodeSettings, register, renew_lease, run_heartbeats, update_status,
+};
 
 async fn client(dir: &std::path::Path) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(dir.join("kubeconfig")).expect("kubeconfig");
@@ -64,4 +66,42 @@ async fn a_node_registers_reports_ready_and_renews_its_lease() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     assert_eq!(leases.list(&Default::default()).await.expect("list").items.len(), 1);
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn heartbeats_keep_renewing_the_lease_until_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_shutdown = CancellationToken::new();
+    let _server = gantry_apiserver::start_loopback(dir.path(), server_shutdown.clone()).await.expect("server");
+    let client = client(dir.path()).await;
+    let facts = machine::detect(dir.path()).expect("machine facts");
+    let settings = NodeSettings::new("node-b");
+    let node = register(&client, &facts, &settings).await.expect("register");
+
+    let stop = CancellationToken::new();
+    let intervals = HeartbeatIntervals {
+        lease: std::time::Duration::from_millis(50),
+        status: std::time::Duration::from_millis(50),
+    };
+    let heartbeats = tokio::spawn(run_heartbeats(client.clone(), node, facts, settings, intervals, stop.clone()));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let renew_time = |lease: Option<Lease>| lease.and_then(|l| l.spec).and_then(|s| s.renew_time).map(|t| t.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the lease was renewed {} times", seen.len());
+        if let Some(time) = renew_time(leases.get_opt("node-b").await.expect("get"))
+            && seen.last() != Some(&time)
+        {
+            seen.push(time);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), heartbeats)
+        .await
+        .expect("heartbeats stop on shutdown")
+        .expect("heartbeat task");
+    server_shutdown.cancel();
 }
