@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gantry_controllers::ControllerManagerConfig;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,14 +27,9 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
-        let kubeconfig = Kubeconfig::read_from(dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let (server, dir, shutdown, client) = common::start_server().await;
         let mut tasks = JoinSet::new();
-        let manager = ControllerManagerConfig { election: None, ..ControllerManagerConfig::new("test") };
+        let manager = common::manager_config();
         gantry_controllers::start(client.clone(), manager, shutdown.clone(), &mut tasks);
         Cluster { _server: server, dir, client, shutdown, tasks }
     }

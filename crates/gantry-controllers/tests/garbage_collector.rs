@@ -3,13 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
+mod common;
+
 use std::time::Duration;
 
-use gantry_controllers::{ControllerManagerConfig, start};
+use gantry_controllers::start;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,24 +24,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
+        let (server, dir, shutdown, _) = common::start_server().await;
         let mut cluster = Cluster { _server: server, dir, shutdown, tasks: JoinSet::new() };
         let client = cluster.client().await;
-        start(
-            client,
-            ControllerManagerConfig { election: None, ..ControllerManagerConfig::new("test") },
-            cluster.shutdown.clone(),
-            &mut cluster.tasks,
-        );
+        start(client, common::manager_config(), cluster.shutdown.clone(), &mut cluster.tasks);
         cluster
     }
 
     async fn client(&self) -> kube::Client {
-        let kubeconfig = Kubeconfig::read_from(self.dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        kube::Client::try_from(config).unwrap()
+        common::client_for(self.dir.path()).await
     }
 
     async fn config_maps(&self) -> Api<ConfigMap> {

@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
+mod common;
+
 use std::time::Duration;
 
-use gantry_controllers::ControllerManagerConfig;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -26,19 +26,9 @@ struct Cluster {
 impl Cluster {
     /// An API server and the controller manager.
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
-        let kubeconfig = Kubeconfig::read_from(dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let (server, dir, shutdown, client) = common::start_server().await;
         let mut tasks = JoinSet::new();
-        gantry_controllers::start(
-            client.clone(),
-            ControllerManagerConfig { election: None, ..ControllerManagerConfig::new("test") },
-            shutdown.clone(),
-            &mut tasks,
-        );
+        gantry_controllers::start(client.clone(), common::manager_config(), shutdown.clone(), &mut tasks);
         Cluster { _server: server, dir, shutdown, tasks, client }
     }
 

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
+mod common;
+
 use std::time::Duration;
 
 use gantry_controllers::node_lifecycle::{NOT_READY_TAINT, NodeLifecycleConfig, UNREACHABLE_TAINT};
@@ -13,7 +15,6 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -28,9 +29,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(node_lifecycle: NodeLifecycleConfig) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
+        let (server, dir, shutdown, _) = common::start_server().await;
         let mut cluster = Cluster { _server: server, dir, shutdown, tasks: JoinSet::new() };
         let config = ControllerManagerConfig { election: None, node_lifecycle, ..ControllerManagerConfig::new("test") };
         start(cluster.client().await, config, cluster.shutdown.clone(), &mut cluster.tasks);
@@ -38,9 +37,7 @@ impl Cluster {
     }
 
     async fn client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(self.dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        Client::try_from(config).unwrap()
+        common::client_for(self.dir.path()).await
     }
 
     async fn nodes(&self) -> Api<Node> {

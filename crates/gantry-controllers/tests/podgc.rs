@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,6 @@ use gantry_controllers::podgc::PodGcController;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +27,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
-        let kubeconfig = Kubeconfig::read_from(dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let (server, dir, shutdown, client) = common::start_server().await;
         Cluster { _server: server, _dir: dir, shutdown, tasks: JoinSet::new(), client }
     }
 
