@@ -16,6 +16,20 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+/// Starts an API server (embedded SQLite) on `server_rt`, in a new temporary directory named after `prefix`;
+/// returns it, the directory (removed when dropped) and the token that stops it.
+pub fn start_server(
+    server_rt: &tokio::runtime::Runtime,
+    prefix: &str,
+) -> anyhow::Result<(gantry_apiserver::RunningServer, tempfile::TempDir, tokio_util::sync::CancellationToken)> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().context("a temporary directory")?;
+    let data_dir = dir.path().to_path_buf();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = server_rt
+        .block_on(async { anyhow::Ok(gantry_apiserver::start_loopback(&data_dir, shutdown.clone()).await?) })?;
+    Ok((server, dir, shutdown))
+}
+
 /// A client for the API server of a kubeconfig file.
 pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let file = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;

@@ -207,11 +207,7 @@ fn start_cluster(
     controllers_rt: &tokio::runtime::Runtime,
     workers: usize,
 ) -> anyhow::Result<Cluster> {
-    let dir = tempfile::Builder::new().prefix("gantry-controller-bench-").tempdir().context("a temporary directory")?;
-    let data_dir = dir.path().to_path_buf();
-    let shutdown = CancellationToken::new();
-    let server = server_rt
-        .block_on(async { anyhow::Ok(gantry_apiserver::start_loopback(&data_dir, shutdown.clone()).await?) })?;
+    let (server, dir, shutdown) = gantry_e2e::bench::start_server(server_rt, "gantry-controller-bench-")?;
     let kubeconfig = server.kubeconfig.clone();
     let mut controller_tasks = JoinSet::new();
     controllers_rt.block_on(async {

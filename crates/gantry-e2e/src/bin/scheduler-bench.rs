@@ -170,11 +170,7 @@ fn start_cluster(
     server_rt: &tokio::runtime::Runtime,
     scheduler_rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Cluster> {
-    let dir = tempfile::Builder::new().prefix("gantry-scheduler-bench-").tempdir().context("a temporary directory")?;
-    let data_dir = dir.path().to_path_buf();
-    let shutdown = CancellationToken::new();
-    let server = server_rt
-        .block_on(async { anyhow::Ok(gantry_apiserver::start_loopback(&data_dir, shutdown.clone()).await?) })?;
+    let (server, dir, shutdown) = gantry_e2e::bench::start_server(server_rt, "gantry-scheduler-bench-")?;
     let kubeconfig = server.kubeconfig.clone();
     let mut scheduler_tasks = JoinSet::new();
     scheduler_rt.block_on(async {
