@@ -318,9 +318,10 @@ async fn exec_with_a_terminal_streams_both_ways_and_resizes() {
     rt.start_container(&id).await.expect("start");
 
     let options = gantry_runtime::cri::StreamOptions { stdin: true, stdout: true, stderr: false, tty: true };
-    // A new terminal is 0x0 until the resize lands; the script waits for it rather than racing it.
-    let script =
-        "read line; while [ \"$(stty size)\" = '0 0' ]; do sleep 0.01; done; stty size; echo \"got $line\"; exit 5";
+    // A new terminal is 0x0 until the resize lands, and busybox's `stty size` then fails and prints
+    // nothing; the script waits for a size rather than racing the resize.
+    let script = "read line; until size=$(stty size 2>/dev/null) && [ \"$size\" != '0 0' ]; do sleep 0.01; done; \
+                  echo \"$size\"; echo \"got $line\"; exit 5";
     let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
     let mut session = rt.exec(&id, &cmd, &options).await.expect("exec");
     session
@@ -426,7 +427,10 @@ async fn attach_to_a_terminal_container_resizes_its_terminal() {
     let Some(test) = TestRuntime::or_skip() else { return };
     let rt = &test.runtime;
     let (sandbox_config, sandbox) = test.host_pod("console").await;
-    let script = "read line; while [ \"$(stty size)\" = '0 0' ]; do sleep 0.01; done; stty size; echo \"got $line\"";
+    // busybox's `stty size` fails (and prints nothing) while the terminal has no size yet, and the
+    // resize travels apart from stdin, so wait until a size is there.
+    let script = "read line; until size=$(stty size 2>/dev/null) && [ \"$size\" != '0 0' ]; do sleep 0.01; done; \
+                  echo \"$size\"; echo \"got $line\"";
     let mut config = shell("main", script);
     config.tty = true;
     config.stdin = true;
