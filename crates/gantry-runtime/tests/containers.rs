@@ -42,7 +42,7 @@ fn log_lines(path: &std::path::Path) -> Vec<(Stream, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_prints_and_exits_reports_its_code_and_logs() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let logs = test.logs();
     let (sandbox_config, sandbox) = test.host_pod("printer").await;
@@ -71,7 +71,7 @@ async fn a_container_that_prints_and_exits_reports_its_code_and_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_is_graceful_first_and_forceful_after_the_grace_period() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let logs = test.logs();
     let (sandbox_config, sandbox) = test.host_pod("stopper").await;
@@ -101,7 +101,7 @@ async fn stop_is_graceful_first_and_forceful_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_captures_output_and_exit_code() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let (sandbox_config, sandbox) = test.host_pod("execer").await;
     let mut config = shell("main", "exec sleep 1000");
@@ -151,7 +151,7 @@ async fn exec_captures_output_and_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_runtime_re_adopts_a_running_container_and_sees_its_exit() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let logs = test.root.path().join("logs");
     let sandbox_config = host_sandbox("adopted", &logs);
     let (sandbox, id) = {
@@ -176,7 +176,7 @@ async fn a_restarted_runtime_re_adopts_a_running_container_and_sees_its_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_limit_ends_in_oom_killed() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let (sandbox_config, sandbox) = test.host_pod("hungry").await;
     // dd fills a 256 MiB buffer from /dev/zero: far beyond the 32 MiB limit.
@@ -208,7 +208,7 @@ async fn run_to_completion(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_env_working_dir_and_mounts_are_applied() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let volume = test.root.path().join("volume");
     std::fs::create_dir_all(&volume).expect("volume");
     std::fs::write(volume.join("greeting"), "from the node\n").expect("write");
@@ -233,7 +233,7 @@ async fn user_env_working_dir_and_mounts_are_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_root_filesystem_refuses_writes_and_capabilities_are_dropped() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let mut config = shell(
         "main",
         "touch /file 2>/dev/null && echo wrote || echo refused; grep CapBnd /proc/self/status; cat /proc/self/mountinfo | grep -E 'proc|sys' | cut -d' ' -f5 | tr '\\n' ' '",
@@ -254,7 +254,7 @@ async fn a_read_only_root_filesystem_refuses_writes_and_capabilities_are_dropped
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_come_from_the_containers_cgroup() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let logs = test.logs();
     let (sandbox_config, sandbox) = test.host_pod("busy").await;
@@ -271,7 +271,7 @@ async fn stats_come_from_the_containers_cgroup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_relays_stdin_and_stdout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let logs = test.logs();
     let (sandbox_config, sandbox) = test.host_pod("echo").await;
@@ -298,7 +298,7 @@ async fn attach_relays_stdin_and_stdout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_container_writes_to_its_terminal() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let mut config = shell("main", "tty; [ -t 1 ] && echo is-a-terminal");
     config.tty = true;
     let (status, lines) = run_to_completion(&test, "terminal", config).await;
@@ -311,7 +311,7 @@ async fn a_terminal_container_writes_to_its_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_with_a_terminal_streams_both_ways_and_resizes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let (sandbox_config, sandbox) = test.host_pod("interactive").await;
     let id = rt.create_container(&sandbox, &shell("main", "exec sleep 1000"), &sandbox_config).await.expect("create");
@@ -366,7 +366,7 @@ async fn an_image_pulled_from_a_registry_runs() {
             return;
         }
     };
-    let test = TestRuntime::new();
+    let test = TestRuntime::new(common::shim());
     let archive = test.root.path().join("pulled.tar");
     gantry_runtime::testing::ImageBuilder::busybox("pulled:1")
         .layer(gantry_runtime::testing::Layer::new().file("etc/motd", "pulled from a registry\n", 0o644))
@@ -407,7 +407,7 @@ async fn an_image_pulled_from_a_registry_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_removes_every_sandbox_and_container() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     for pod in ["first", "second"] {
         let (config, sandbox) = test.host_pod(pod).await;
@@ -424,7 +424,7 @@ async fn reset_removes_every_sandbox_and_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_to_a_terminal_container_resizes_its_terminal() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let (sandbox_config, sandbox) = test.host_pod("console").await;
     // busybox's `stty size` fails (and prints nothing) while the terminal has no size yet, and the
@@ -452,7 +452,7 @@ async fn attach_to_a_terminal_container_resizes_its_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_pid_shares_the_nodes_processes() {
-    let Some(test) = TestRuntime::or_skip() else { return };
+    let Some(test) = TestRuntime::or_skip(common::shim()) else { return };
     let rt = &test.runtime;
     let logs = test.logs();
     let mut own = host_sandbox("own-pids", &logs);

@@ -58,7 +58,7 @@ fn log_text(path: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_of_a_pod_share_localhost_and_the_host_reaches_the_pod_ip() {
     let network = TestNetwork::new(1);
-    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
+    let Some(test) = TestRuntime::with_network_or_skip(common::shim(), &network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let config = pod_sandbox("web", &logs);
@@ -87,7 +87,7 @@ async fn containers_of_a_pod_share_localhost_and_the_host_reaches_the_pod_ip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_port_reaches_the_pod() {
     let network = TestNetwork::new(2);
-    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
+    let Some(test) = TestRuntime::with_network_or_skip(common::shim(), &network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let host_port = 30000 + (std::process::id() % 2000) as u16;
@@ -113,7 +113,7 @@ async fn a_host_port_reaches_the_pod() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_sandbox_leaves_no_mount_cgroup_veth_address_or_process() {
     let network = TestNetwork::new(3);
-    let Some(test) = TestRuntime::with_network_or_skip(&network) else { return };
+    let Some(test) = TestRuntime::with_network_or_skip(common::shim(), &network) else { return };
     let rt = &test.runtime;
     let logs = test.root.path().join("logs");
     let config = pod_sandbox("ephemeral", &logs);
@@ -165,7 +165,7 @@ async fn without_cni_a_pod_network_sandbox_names_the_missing_package() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let test = TestRuntime::new();
+    let test = TestRuntime::new(common::shim());
     let err = test.runtime.run_pod_sandbox(&pod_sandbox("lonely", test.root.path())).await.expect_err("refused");
     assert!(err.to_string().contains("containernetworking-plugins"), "{err}");
     assert!(test.runtime.list_pod_sandboxes().await.expect("list").is_empty());

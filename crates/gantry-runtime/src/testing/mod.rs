@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod runtime;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
