@@ -3,7 +3,7 @@
 //!
 //! On disk under the data directory: `images/` (the image store, shared with `gantry image`), `run/` (the
 //! runtime's sandboxes and containers), `pods/<uid>/` (volumes, logs, termination messages), `cni/` (the
-//! default network configuration and the plugins' cache).
+//! default network configuration and the plugins' cache), `manifests/` (static pods).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,13 +42,17 @@ pub struct AgentConfig {
     pub cgroup_root: String,
     /// Heartbeat intervals.
     pub heartbeats: HeartbeatIntervals,
+    /// The static pods' manifests (`DATA/manifests` by default).
+    pub manifests_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
     /// The defaults for a data directory and a shim.
     pub fn new(data_dir: impl Into<PathBuf>, shim: ShimCommand) -> AgentConfig {
+        let data_dir = data_dir.into();
         AgentConfig {
-            data_dir: data_dir.into(),
+            manifests_dir: Some(data_dir.join("manifests")),
+            data_dir,
             node_name: None,
             node_labels: BTreeMap::new(),
             pod_cidr: None,
@@ -146,7 +150,10 @@ pub async fn start(
         let _ = recorder_task.await;
     });
     let host_ips = facts.internal_ip.map(|ip| vec![ip.to_string()]).unwrap_or_default();
-    let ctx = Arc::new(PodContext::new(
+    if let Some(dir) = &config.manifests_dir {
+        std::fs::create_dir_all(dir).map_err(|source| AgentError::Io { path: dir.clone(), source })?;
+    }
+    let mut ctx = PodContext::new(
         client.clone(),
         Arc::new(runtime),
         images,
@@ -155,7 +162,9 @@ pub async fn start(
         data_dir.join("pods"),
         i64::try_from(facts.memory_bytes).unwrap_or(i64::MAX),
         recorder,
-    ));
+    );
+    ctx.manifests_dir = config.manifests_dir.clone();
+    let ctx = Arc::new(ctx);
     let pods_ctx = ctx.clone();
     let pods_shutdown = shutdown.clone();
     tasks.spawn(async move {

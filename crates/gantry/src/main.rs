@@ -68,6 +68,9 @@ struct AgentArgs {
     /// The pods' address range on this node. Default: the Node's spec.podCIDR, else 10.42.0.0/24.
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The static pods' manifest directory. Default: DATA/manifests.
+    #[arg(long)]
+    pod_manifests: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -172,8 +175,9 @@ fn main() -> std::process::ExitCode {
     // create containers, which forks), so they are dispatched before anything else, and kept out of `--help`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
+        // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error"))
             .with_writer(std::io::stderr)
             .init();
         let code = gantry_runtime::native::shim::main(&args[2..]);
@@ -192,7 +196,9 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A client command reports its one failure itself; the client library's own log of it would repeat it.
-    let default_filter = if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn" };
+    // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
+    let default_filter =
+        if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn,libcgroups=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -383,6 +389,9 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
         config.node_name = args.node_name.clone();
         config.node_labels = args.node_labels.iter().cloned().collect();
         config.pod_cidr = args.pod_cidr.clone();
+        if let Some(dir) = &args.pod_manifests {
+            config.manifests_dir = Some(dir.clone());
+        }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let agent = gantry_agent::agent::start(client, config, shutdown.clone()).await?;
         println!("Gantry agent running as node {} (data in {})", agent.node_name, data_dir.display());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gantry_agent::agent::{AgentConfig, RunningAgent};
+use gantry_runtime::RuntimeService;
 use gantry_runtime::native::ShimCommand;
 use gantry_runtime::testing::runtime::{BUSYBOX_IMAGE, TestNetwork, TestRuntime, network_skip_reason, patience};
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -364,5 +365,44 @@ async fn a_pod_on_the_pod_network_gets_an_address_from_the_nodes_range() {
         .await
         .expect("delete");
     cluster.wait_gone("netted").await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_pod_runs_from_its_manifest_and_shows_as_a_mirror_pod() {
+    let Some(cluster) = Cluster::start("node-static", None).await else { return };
+    let manifest = cluster.test.root.path().join("manifests/web.yaml");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  hostNetwork: true\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    \
+         command: [sleep, '1000']\n"
+    );
+    std::fs::write(&manifest, yaml).expect("manifest");
+    let mirror = cluster.wait_for("web-node-static", "Running", |p| phase(p) == "Running").await;
+    let annotations = mirror.metadata.annotations.clone().unwrap_or_default();
+    assert!(annotations.contains_key("kubernetes.io/config.mirror"), "{annotations:?}");
+    assert_eq!(annotations.get("kubernetes.io/config.source").map(String::as_str), Some("file"));
+    let owner = mirror.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owner.first().map(|o| (o.kind.as_str(), o.name.as_str())), Some(("Node", "node-static")));
+    let id = container(&mirror, "main").container_id;
+
+    // Deleting the mirror does not stop the static pod: the mirror comes back, with the same container.
+    let first_uid = mirror.metadata.uid.clone();
+    cluster.pods().delete("web-node-static", &DeleteParams::default()).await.expect("delete mirror");
+    let again = cluster
+        .wait_for("web-node-static", "a new mirror with status", |p| {
+            p.metadata.uid != first_uid && phase(p) == "Running"
+        })
+        .await;
+    assert_eq!(container(&again, "main").container_id, id, "the static pod's container kept running");
+
+    // Removing the manifest stops the pod and removes its mirror.
+    std::fs::remove_file(&manifest).expect("remove manifest");
+    cluster.wait_gone("web-node-static").await;
+    let deadline = Instant::now() + patience();
+    while !cluster.test.runtime.list_pod_sandboxes().await.expect("sandboxes").is_empty() {
+        assert!(Instant::now() < deadline, "the static pod's sandbox was not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.stop().await;
 }

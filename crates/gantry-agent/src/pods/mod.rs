@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 mod worker;
 
@@ -47,6 +48,8 @@ pub struct PodContext {
     pub memory_capacity: i64,
     /// Events.
     pub recorder: EventRecorder,
+    /// The static pods' manifest directory, if any.
+    pub manifests_dir: Option<PathBuf>,
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
@@ -96,6 +99,7 @@ impl PodContext {
             pods_dir,
             memory_capacity,
             recorder,
+            manifests_dir: None,
             table: RwLock::new(HashMap::new()),
         }
     }
@@ -198,6 +202,7 @@ pub fn log_tail(path: &Path, lines: usize, bytes: usize) -> String {
     tail
 }
 
+/// A worker's inbox: the pod's latest version, `None` once the pod is gone.
 struct WorkerHandle {
     updates: watch::Sender<Option<Pod>>,
 }
@@ -210,64 +215,114 @@ pub enum PodsError {
     Runtime(#[from] gantry_runtime::cri::RuntimeError),
 }
 
-/// Watches the pods bound to this node and runs one worker per pod until `shutdown`. Containers keep running
-/// when the agent stops; the next agent adopts them.
+/// How often the static pods' manifest directory is read (the kubelet reads it every 20 s).
+const MANIFEST_SCAN: Duration = Duration::from_secs(5);
+
+/// The pod workers, by pod UID.
+struct Workers {
+    ctx: Arc<PodContext>,
+    handles: HashMap<String, WorkerHandle>,
+    tasks: JoinSet<String>,
+    shutdown: CancellationToken,
+}
+
+impl Workers {
+    /// Hands `pod` to its worker, starting one for a new UID.
+    fn update(&mut self, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match self.handles.get(&uid) {
+            Some(handle) => {
+                handle.updates.send_replace(Some(pod));
+            }
+            None => {
+                let (tx, rx) = watch::channel(Some(pod.clone()));
+                let worker = worker::PodWorker::new(self.ctx.clone(), pod);
+                let token = self.shutdown.clone();
+                let key = uid.clone();
+                self.tasks.spawn(async move {
+                    worker.run(rx, token).await;
+                    key
+                });
+                self.handles.insert(uid, WorkerHandle { updates: tx });
+            }
+        }
+    }
+
+    /// Tells a pod's worker that the pod is gone.
+    fn remove(&self, uid: &str) {
+        if let Some(handle) = self.handles.get(uid) {
+            handle.updates.send_replace(None);
+        }
+    }
+}
+
+/// Watches the pods bound to this node (and the static pods' manifests) and runs one worker per pod until
+/// `shutdown`. Containers keep running when the agent stops; the next agent adopts them.
 pub async fn run(ctx: Arc<PodContext>, shutdown: CancellationToken) -> Result<(), PodsError> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let mut events = watcher(api, config).default_backoff().boxed();
-    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
-    let mut tasks: JoinSet<String> = JoinSet::new();
-    let worker_shutdown = shutdown.child_token();
+    let mut workers =
+        Workers { ctx: ctx.clone(), handles: HashMap::new(), tasks: JoinSet::new(), shutdown: shutdown.child_token() };
     let mut listing: Option<HashSet<String>> = None;
-    let mut orphans_removed = false;
+    let mut listed_once = false;
+    // Static pods by UID, and the API's mirror pods by namespace and name.
+    let mut statics: HashMap<String, Pod> = HashMap::new();
+    let mut mirrors: HashMap<(String, String), Pod> = HashMap::new();
+    let mut manifest_errors: Vec<String> = Vec::new();
+    // Static pods are read before the first list, so that their sandboxes are not taken for orphans.
+    scan_manifests(&ctx, &mut workers, &mut statics, &mut manifest_errors);
+    let mut scan = tokio::time::interval_at(tokio::time::Instant::now() + MANIFEST_SCAN, MANIFEST_SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+            Some(done) = workers.tasks.join_next(), if !workers.tasks.is_empty() => {
                 if let Ok(uid) = done {
-                    workers.remove(&uid);
+                    workers.handles.remove(&uid);
+                }
+            }
+            _ = scan.tick(), if ctx.manifests_dir.is_some() => {
+                scan_manifests(&ctx, &mut workers, &mut statics, &mut manifest_errors);
+                if listed_once {
+                    let current: Vec<Pod> = statics.values().cloned().collect();
+                    let mirrored: Vec<Pod> = mirrors.values().cloned().collect();
+                    static_pods::sync_mirrors(&ctx.client, &ctx.node_name, &current, &mirrored).await;
                 }
             }
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Init)) => listing = Some(HashSet::new()),
                 Some(Ok(watcher::Event::InitApply(pod))) | Some(Ok(watcher::Event::Apply(pod))) => {
-                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if static_pods::is_mirror(&pod) {
+                        mirror_seen(&mut workers, &statics, &mut mirrors, pod);
+                        continue;
+                    }
                     if let Some(seen) = listing.as_mut() {
-                        seen.insert(uid.clone());
+                        seen.insert(pod.metadata.uid.clone().unwrap_or_default());
                     }
-                    match workers.get(&uid) {
-                        Some(handle) => {
-                            handle.updates.send_replace(Some(pod));
-                        }
-                        None => {
-                            let (tx, rx) = watch::channel(Some(pod.clone()));
-                            let worker = worker::PodWorker::new(ctx.clone(), pod);
-                            let token = worker_shutdown.clone();
-                            let key = uid.clone();
-                            tasks.spawn(async move {
-                                worker.run(rx, token).await;
-                                key
-                            });
-                            workers.insert(uid, WorkerHandle { updates: tx });
-                        }
-                    }
+                    workers.update(pod);
                 }
                 Some(Ok(watcher::Event::Delete(pod))) => {
-                    if let Some(handle) = pod.metadata.uid.as_ref().and_then(|uid| workers.get(uid)) {
-                        handle.updates.send_replace(None);
+                    if static_pods::is_mirror(&pod) {
+                        mirrors.remove(&key_of(&pod));
+                    } else if let Some(uid) = pod.metadata.uid.as_ref() {
+                        workers.remove(uid);
                     }
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
                     let seen = listing.take().unwrap_or_default();
-                    for (uid, handle) in &workers {
-                        if !seen.contains(uid) {
-                            handle.updates.send_replace(None);
+                    for uid in workers.handles.keys() {
+                        if !seen.contains(uid) && !statics.contains_key(uid) {
+                            workers.remove(uid);
                         }
                     }
-                    if !orphans_removed {
-                        orphans_removed = true;
-                        remove_orphans(&ctx, &seen).await;
+                    if !listed_once {
+                        listed_once = true;
+                        let known: HashSet<String> = seen.iter().chain(statics.keys()).cloned().collect();
+                        remove_orphans(&ctx, &known).await;
+                        let current: Vec<Pod> = statics.values().cloned().collect();
+                        let mirrored: Vec<Pod> = mirrors.values().cloned().collect();
+                        static_pods::sync_mirrors(&ctx.client, &ctx.node_name, &current, &mirrored).await;
                     }
                 }
                 Some(Err(err)) => tracing::warn!(error = %err, "watching this node's pods"),
@@ -275,9 +330,59 @@ pub async fn run(ctx: Arc<PodContext>, shutdown: CancellationToken) -> Result<()
             }
         }
     }
-    worker_shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    workers.shutdown.cancel();
+    while workers.tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Reads the manifest directory: new static pods get workers, removed (or edited) ones are told they are gone.
+fn scan_manifests(
+    ctx: &PodContext,
+    workers: &mut Workers,
+    statics: &mut HashMap<String, Pod>,
+    reported: &mut Vec<String>,
+) {
+    let Some(dir) = ctx.manifests_dir.as_ref() else { return };
+    let (found, errors) = static_pods::read_manifests(dir, &ctx.node_name);
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    if errors != *reported {
+        for error in &errors {
+            tracing::warn!(%error, "static pod manifest skipped");
+        }
+        *reported = errors;
+    }
+    let found: HashMap<String, Pod> =
+        found.into_iter().map(|p| (p.metadata.uid.clone().unwrap_or_default(), p)).collect();
+    for uid in statics.keys().filter(|uid| !found.contains_key(*uid)) {
+        workers.remove(uid);
+    }
+    for (uid, pod) in &found {
+        if !statics.contains_key(uid) {
+            workers.update(pod.clone());
+        }
+    }
+    *statics = found;
+}
+
+fn key_of(pod: &Pod) -> (String, String) {
+    (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
+}
+
+/// A mirror pod changed: remember it, and hand its status to its static pod's worker (a recreated mirror has
+/// none, and the worker writes it again).
+fn mirror_seen(
+    workers: &mut Workers,
+    statics: &HashMap<String, Pod>,
+    mirrors: &mut HashMap<(String, String), Pod>,
+    mirror: Pod,
+) {
+    let hash = mirror.metadata.annotations.as_ref().and_then(|a| a.get(static_pods::CONFIG_MIRROR)).cloned();
+    if let Some(static_pod) = hash.and_then(|h| statics.get(&h)) {
+        let mut update = static_pod.clone();
+        update.status = mirror.status.clone();
+        workers.update(update);
+    }
+    mirrors.insert(key_of(&mirror), mirror);
 }
 
 /// Removes sandboxes (with their containers) and pod directories of pods that no longer exist.

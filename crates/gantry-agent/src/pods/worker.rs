@@ -150,6 +150,10 @@ impl PodWorker {
             let update = updates.borrow_and_update().clone();
             let removed = match update {
                 Some(pod) => {
+                    // A status wiped by someone else (a recreated mirror pod) is written again.
+                    if pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_none() {
+                        self.last_status = None;
+                    }
                     self.pod = pod;
                     false
                 }
