@@ -406,3 +406,39 @@ async fn a_static_pod_runs_from_its_manifest_and_shows_as_a_mirror_pod() {
     }
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_waits_in_err_image_pull_then_back_off() {
+    let Some(cluster) = Cluster::start("node-pull", None).await else { return };
+    let mut pod = busybox_pod("unpullable", "true", serde_json::json!({}));
+    // Nothing listens on port 1 of loopback: the pull fails at once.
+    pod["spec"]["containers"][0]["image"] = serde_json::json!("127.0.0.1:1/team/absent:1");
+    cluster.create(pod).await;
+    let reason_of = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone())
+    };
+    let failed =
+        cluster.wait_for("unpullable", "ErrImagePull", |p| reason_of(p).as_deref() == Some("ErrImagePull")).await;
+    assert_eq!(phase(&failed), "Pending");
+    let backing_off = cluster
+        .wait_for("unpullable", "ImagePullBackOff", |p| reason_of(p).as_deref() == Some("ImagePullBackOff"))
+        .await;
+    let message = container(&backing_off, "main").state.and_then(|s| s.waiting).and_then(|w| w.message);
+    assert_eq!(message.as_deref(), Some("Back-off pulling image \"127.0.0.1:1/team/absent:1\""));
+    let events = cluster.events("unpullable").await;
+    assert!(events.iter().any(|(r, m)| r == "Pulling" && m.contains("127.0.0.1:1/team/absent:1")), "{events:?}");
+    assert!(events.iter().any(|(r, m)| r == "Failed" && m.starts_with("Failed to pull image")), "{events:?}");
+    cluster
+        .pods()
+        .delete("unpullable", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await
+        .expect("delete");
+    cluster.wait_gone("unpullable").await;
+    cluster.stop().await;
+}

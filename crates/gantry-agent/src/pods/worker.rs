@@ -169,12 +169,34 @@ impl PodWorker {
             } else {
                 self.sync().await
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = updates.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(wake) => {}
+            let deadline = tokio::time::Instant::now() + wake;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = updates.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if self.significant(updates.borrow().as_ref()) {
+                            break;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
         }
+    }
+
+    /// Whether an update of the pod calls for a sync now. The worker's own status writes come back as updates;
+    /// they wait for the next planned sync, as the kubelet's status manager does not wake its pod workers.
+    fn significant(&self, update: Option<&Pod>) -> bool {
+        let Some(pod) = update else { return true };
+        let (new, old) = (&pod.metadata, &self.pod.metadata);
+        pod.spec != self.pod.spec
+            || new.deletion_timestamp != old.deletion_timestamp
+            || new.labels != old.labels
+            || new.annotations != old.annotations
+            || pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_none()
     }
 
     /// One pass over the pod: returns when the worker wants to look again.
