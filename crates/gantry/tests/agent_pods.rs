@@ -442,3 +442,20 @@ async fn an_image_that_cannot_be_pulled_waits_in_err_image_pull_then_back_off() 
     cluster.wait_gone("unpullable").await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_ignores_sigterm_is_killed_when_the_grace_period_ends() {
+    let Some(cluster) = Cluster::start("node-grace", None).await else { return };
+    let script = "trap '' TERM; while true; do sleep 0.1; done";
+    cluster.create(busybox_pod("stubborn", script, serde_json::json!({"terminationGracePeriodSeconds": 30}))).await;
+    cluster.wait_for("stubborn", "Running", |p| phase(p) == "Running").await;
+    let deleted_at = Instant::now();
+    let params = DeleteParams { grace_period_seconds: Some(3), ..Default::default() };
+    cluster.pods().delete("stubborn", &params).await.expect("delete");
+    cluster.wait_gone("stubborn").await;
+    let took = deleted_at.elapsed();
+    // The deletion's own grace period (3 s) overrides the pod's 30 s; SIGKILL comes when it ends.
+    assert!(took >= Duration::from_millis(2900), "killed before the grace period ended: {took:?}");
+    assert!(took < Duration::from_secs(15), "not killed when the grace period ended: {took:?}");
+    cluster.stop().await;
+}
