@@ -459,3 +459,67 @@ async fn a_container_that_ignores_sigterm_is_killed_when_the_grace_period_ends()
     assert!(took < Duration::from_secs(15), "not killed when the grace period ended: {took:?}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pull_secrets_let_the_agent_pull_from_a_private_registry() {
+    for tool in ["/usr/bin/docker-registry", "/usr/bin/skopeo"] {
+        if !std::path::Path::new(tool).exists() {
+            eprintln!("skipped: needs {tool} (Debian packages docker-registry and skopeo)");
+            return;
+        }
+    }
+    let Some(cluster) = Cluster::start("node-secret", None).await else { return };
+    let htpasswd = format!("puller:{}\n", bcrypt::hash("open-sesame", 4).expect("bcrypt"));
+    let registry = gantry_runtime::testing::TestRegistry::start_with_htpasswd(&htpasswd).expect("registry");
+    let archive = cluster.test.root.path().join("private.tar");
+    gantry_runtime::testing::write_busybox_archive(&archive, "private:1").expect("archive");
+    registry.push(&archive, "team/private", "1", Some("puller:open-sesame")).expect("push");
+    let image = format!("{}/team/private:1", registry.host());
+
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:open-sesame");
+    let config = serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "registry-creds"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config}
+    }))
+    .expect("secret");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client.clone(), "default");
+    secrets.create(&PostParams::default(), &secret).await.expect("create secret");
+
+    let mut with_secret =
+        busybox_pod("private", "sleep 1000", serde_json::json!({"imagePullSecrets": [{"name": "registry-creds"}]}));
+    with_secret["spec"]["containers"][0]["image"] = serde_json::json!(image);
+    cluster.create(with_secret).await;
+    let pod = cluster.wait_for("private", "Running", |p| phase(p) == "Running").await;
+    assert!(container(&pod, "main").image_id.starts_with("sha256:"));
+    let events = cluster.events("private").await;
+    assert!(events.iter().any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image")), "{events:?}");
+    let mut without = busybox_pod("anonymous", "sleep 1000", serde_json::json!({}));
+    without["spec"]["containers"][0]["image"] = serde_json::json!(image);
+    without["spec"]["containers"][0]["imagePullPolicy"] = serde_json::json!("Always");
+    cluster.create(without).await;
+
+    // The same image, now on the node, pulled again without credentials (policy Always): the registry refuses
+    // and the container does not start.
+    let refused = cluster
+        .wait_for("anonymous", "a failed pull", |p| {
+            container(p, "main")
+                .state
+                .and_then(|s| s.waiting)
+                .and_then(|w| w.reason)
+                .is_some_and(|r| r.contains("ImagePull"))
+        })
+        .await;
+    assert_eq!(phase(&refused), "Pending");
+    for name in ["private", "anonymous"] {
+        cluster
+            .pods()
+            .delete(name, &DeleteParams { grace_period_seconds: Some(1), ..Default::default() })
+            .await
+            .expect("delete");
+        cluster.wait_gone(name).await;
+    }
+    cluster.stop().await;
+}

@@ -563,11 +563,9 @@ impl PodWorker {
                 let message = format!("Failed to pull image \"{image}\": {err}");
                 self.event(Some(container), EventType::Warning, "Failed", message.clone());
                 self.event(Some(container), EventType::Warning, "Failed", "Error: ErrImagePull".into());
-                // A present image with policy Always still runs when the registry cannot be reached.
-                match present {
-                    Some(found) => Ok(found.id),
-                    None => Err(("ErrImagePull".into(), message)),
-                }
+                // Even when the image is present: with `Always`, a pull the registry refuses must stop the
+                // container (this is how imagePullSecrets guard images already on the node).
+                Err(("ErrImagePull".into(), message))
             }
         }
     }
