@@ -172,8 +172,8 @@ fn busybox_pod(name: &str, script: &str, extra: serde_json::Value) -> serde_json
     pod
 }
 
-fn container(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
-    let status = pod.status.as_ref().expect("status");
+fn try_container(pod: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    let status = pod.status.as_ref()?;
     status
         .container_statuses
         .iter()
@@ -181,7 +181,10 @@ fn container(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStat
         .chain(status.init_container_statuses.iter().flatten())
         .find(|c| c.name == name)
         .cloned()
-        .expect("container status")
+}
+
+fn container(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    try_container(pod, name).expect("container status")
 }
 
 fn condition(pod: &Pod, type_: &str) -> Option<String> {
@@ -505,8 +508,8 @@ async fn image_pull_secrets_let_the_agent_pull_from_a_private_registry() {
     // and the container does not start.
     let refused = cluster
         .wait_for("anonymous", "a failed pull", |p| {
-            container(p, "main")
-                .state
+            try_container(p, "main")
+                .and_then(|c| c.state)
                 .and_then(|s| s.waiting)
                 .and_then(|w| w.reason)
                 .is_some_and(|r| r.contains("ImagePull"))
