@@ -468,3 +468,26 @@ async fn host_paths_are_checked_and_container_mounts_resolve_sub_paths() {
     s.manager.teardown("uid-wrong").await.expect("teardown");
     assert!(host_dir.is_dir(), "teardown leaves host paths alone");
 }
+
+#[tokio::test]
+async fn teardown_after_a_crash_detaches_stacked_mounts_it_has_no_record_of() {
+    let s = setup().await;
+    // What a crash can leave: a tmpfs mounted twice on one volume, another nested below, a half-written
+    // atomic update.
+    let volume = s.data.path().join("pods/uid-crash/volumes/kubernetes.io~secret/creds");
+    std::fs::create_dir_all(&volume).expect("mkdir");
+    mounts::mount_tmpfs(&volume, Some(1 << 20)).expect("mount");
+    mounts::mount_tmpfs(&volume, Some(1 << 20)).expect("mount again");
+    let nested = volume.join("nested");
+    std::fs::create_dir(&nested).expect("mkdir nested");
+    mounts::mount_tmpfs(&nested, None).expect("mount nested");
+    std::os::unix::fs::symlink("..2026_01_01_00_00_00.1", volume.join("..data_tmp")).expect("symlink");
+    let root = s.data.path().canonicalize().expect("canonical");
+    let raw = mounts::parse_mount_points(&std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"));
+    assert_eq!(raw.iter().filter(|m| m.starts_with(&root)).count(), 3, "{raw:?}");
+
+    s.manager.teardown("uid-crash").await.expect("teardown");
+    assert!(s.data.mounts().is_empty(), "teardown leaves {:?}", s.data.mounts());
+    assert!(!s.data.path().join("pods/uid-crash/volumes").exists());
+    assert!(matches!(s.manager.teardown("../escape").await, Err(VolumeError::InvalidUid { .. })));
+}

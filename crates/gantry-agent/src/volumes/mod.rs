@@ -350,7 +350,8 @@ impl VolumeManager {
     /// Sets up every volume of the pod. Idempotent: called again, it refreshes configMap, secret, projected
     /// and downwardAPI contents (rewriting only what changed, swapped in atomically) and leaves the rest alone.
     /// Every volume is attempted; the first failure is returned (the others are logged), and the caller
-    /// retries later as the kubelet does.
+    /// retries later as the kubelet does. Calls for one pod must not overlap (its pod worker serialises them);
+    /// calls for different pods may.
     pub async fn prepare(&self, pod: &Pod, pod_ips: &[String]) -> Result<PodVolumes, VolumeError> {
         // Files do not report pod IPs today; the parameter keeps the call stable for when they do.
         let _ = pod_ips;
