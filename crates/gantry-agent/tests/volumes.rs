@@ -414,21 +414,31 @@ async fn host_paths_are_checked_and_container_mounts_resolve_sub_paths() {
     let mounts = s.manager.mounts_for(&p, &container, &volumes, &env).expect("mounts");
     let view: Vec<(&str, &Path, bool)> =
         mounts.iter().map(|m| (m.container_path.as_str(), m.host_path.as_path(), m.readonly)).collect();
-    let cfg = host_path(&volumes, "cfg").canonicalize().expect("canonical");
-    let config_file = std::fs::canonicalize(cfg.join("app.conf")).expect("config file");
-    assert!(config_file.parent().expect("parent").file_name().expect("name").to_string_lossy().starts_with("..20"));
-    let work = host_path(&volumes, "work").canonicalize().expect("canonical").join("logs/web-0");
+    let subpaths = s.data.path().join("pods/uid-mounts/volume-subpaths");
+    let config_bind = subpaths.join("cfg/app/1");
+    let logs_bind = subpaths.join("work/app/2");
     assert_eq!(
         view,
         vec![
             ("/data", host_dir.as_path(), false),
-            ("/etc/app.conf", config_file.as_path(), true),
-            ("/logs", work.as_path(), false),
+            ("/etc/app.conf", config_bind.as_path(), true),
+            ("/logs", logs_bind.as_path(), false),
             ("/f", host_file.as_path(), true),
         ]
     );
+    // The subPaths are bound from inside their volumes: the config file itself, a created directory.
+    assert_eq!(read(&config_bind), "x=1");
+    let work = host_path(&volumes, "work").join("logs/web-0");
     assert!(work.is_dir(), "a missing subPath directory is created");
     assert_eq!(mode(&work), 0o777, "with the volume's mode");
+    std::fs::write(logs_bind.join("through-the-bind"), "1").expect("write through the bind");
+    assert_eq!(read(&work.join("through-the-bind")), "1");
+    let canonical_subpaths = subpaths.canonicalize().expect("canonical");
+    assert_eq!(s.data.mounts().iter().filter(|m| m.starts_with(&canonical_subpaths)).count(), 2);
+    // A restarted container gets fresh binds, not stacked ones.
+    s.manager.mounts_for(&p, &container, &volumes, &env).expect("mounts again");
+    let raw = mounts::parse_mount_points(&std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"));
+    assert_eq!(raw.iter().filter(|m| m.starts_with(&canonical_subpaths)).count(), 2, "{raw:?}");
 
     let bad = |volume_mount: VolumeMount| Container {
         name: "bad".into(),
@@ -466,6 +476,8 @@ async fn host_paths_are_checked_and_container_mounts_resolve_sub_paths() {
 
     s.manager.teardown("uid-mounts").await.expect("teardown");
     s.manager.teardown("uid-wrong").await.expect("teardown");
+    assert!(s.data.mounts().is_empty(), "teardown leaves {:?}", s.data.mounts());
+    assert!(!subpaths.exists());
     assert!(host_dir.is_dir(), "teardown leaves host paths alone");
 }
 

@@ -547,7 +547,11 @@ impl VolumeManager {
     }
 
     /// The CRI mounts of one container: its volumeMounts in order, with `subPath` (or `subPathExpr` expanded
-    /// with the container's environment `env`) resolved inside the volume. A volumeMount naming a volume
+    /// with the container's environment `env`) resolved inside the volume and bind-mounted (without following
+    /// symlinks) under [`VolumeManager::subpaths_dir`], whose path the mount then names; [`teardown`] removes
+    /// those binds. It does a few quick filesystem calls and one bind mount per subPath.
+    ///
+    /// [`teardown`]: VolumeManager::teardown A volumeMount naming a volume
     /// not in `volumes` is an error. Only the pod's volumes: `/etc/hosts` and the termination log are the
     /// worker's. Mount propagation and recursive read-only are not expressed (the CRI mount has no field for
     /// them).
@@ -559,7 +563,7 @@ impl VolumeManager {
         env: &[(String, String)],
     ) -> Result<Vec<Mount>, VolumeError> {
         let mut mounts = Vec::new();
-        for volume_mount in container.volume_mounts.iter().flatten() {
+        for (index, volume_mount) in container.volume_mounts.iter().flatten().enumerate() {
             let volume = volumes.get(&volume_mount.name).ok_or_else(|| VolumeError::UnknownVolume {
                 volume: volume_mount.name.clone(),
                 container: container.name.clone(),
@@ -572,20 +576,33 @@ impl VolumeManager {
                 volume.host_path.clone()
             } else {
                 subpath::check(&sub_path)?;
-                subpath::resolve(&volume.host_path, &sub_path).map_err(|source| {
-                    tracing::warn!(
-                        pod = pod.metadata.name.as_deref().unwrap_or(""),
-                        container = container.name,
-                        volume_mount = volume_mount.name,
-                        error = %source,
-                        "subPath could not be resolved"
-                    );
-                    let (mount, container) = (volume_mount.name.clone(), container.name.clone());
-                    match source {
-                        ResolveError::Create { .. } => VolumeError::SubPathCreate { mount, container, source },
-                        _ => VolumeError::SubPathPrepare { mount, container, source },
-                    }
-                })?
+                let uid = pod.metadata.uid.as_deref().unwrap_or("");
+                let target =
+                    self.subpaths_dir(uid)?.join(&volume_mount.name).join(&container.name).join(index.to_string());
+                let resolved = subpath::resolve(&volume.host_path, &sub_path);
+                resolved
+                    .and_then(|resolved| {
+                        subpath::bind_safely(&volume.host_path, &resolved, &target).map_err(|e| match e {
+                            // Creating the mount point is preparation, not creation of the subPath.
+                            ResolveError::Create { path, source } => ResolveError::Resolve { path, source },
+                            other => other,
+                        })
+                    })
+                    .map_err(|source| {
+                        tracing::warn!(
+                            pod = pod.metadata.name.as_deref().unwrap_or(""),
+                            container = container.name,
+                            volume_mount = volume_mount.name,
+                            error = %source,
+                            "subPath could not be prepared"
+                        );
+                        let (mount, container) = (volume_mount.name.clone(), container.name.clone());
+                        match source {
+                            ResolveError::Create { .. } => VolumeError::SubPathCreate { mount, container, source },
+                            _ => VolumeError::SubPathPrepare { mount, container, source },
+                        }
+                    })?;
+                target
             };
             mounts.push(Mount {
                 container_path: volume_mount.mount_path.clone(),
@@ -596,12 +613,21 @@ impl VolumeManager {
         Ok(mounts)
     }
 
-    /// Unmounts every mount under `DATA/pods/<uid>/volumes` (tmpfs volumes) and removes the directory. Safe to
-    /// call twice and after a crash left things half done; a mount that will not go away leaves the
-    /// directory in place and is an error.
+    /// Unmounts every mount under `DATA/pods/<uid>/volume-subpaths` (subPath binds) and
+    /// `DATA/pods/<uid>/volumes` (tmpfs volumes) and removes both directories. Safe to call twice and after a
+    /// crash left things half done; a mount that will not go away leaves the directory in place and is an
+    /// error. The pod's directory itself is the worker's to remove.
     pub async fn teardown(&self, pod_uid: &str) -> Result<(), VolumeError> {
-        let dir = self.volumes_dir(pod_uid)?;
-        tokio::task::spawn_blocking(move || teardown_dir(&dir)).await.map_err(VolumeError::Task)?
+        let dirs = [self.subpaths_dir(pod_uid)?, self.volumes_dir(pod_uid)?];
+        tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|dir| teardown_dir(dir)))
+            .await
+            .map_err(VolumeError::Task)?
+    }
+
+    /// `DATA/pods/<uid>/volume-subpaths`: where subPath mounts are bound, per volumeMount name, container and
+    /// the volumeMount's index, as the kubelet lays them out.
+    pub fn subpaths_dir(&self, pod_uid: &str) -> Result<PathBuf, VolumeError> {
+        Ok(self.volumes_dir(pod_uid)?.with_file_name("volume-subpaths"))
     }
 }
 

@@ -78,6 +78,15 @@ pub enum ResolveError {
         #[source]
         source: io::Error,
     },
+    /// Bind-mounting the subPath failed.
+    #[error("bind-mounting the subPath on {path}: {source}")]
+    Bind {
+        /// The mount point.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// The path resolves outside its volume (a symlink leads out).
     #[error("subpath {resolved} not within volume path {volume}")]
     Escapes {
@@ -92,10 +101,7 @@ pub enum ResolveError {
 /// volume; missing directories are created with the volume's permission bits (so a group with access to the
 /// volume has access to them), as the kubelet does.
 ///
-/// The kubelet closes the window between this check and the runtime's bind mount by bind-mounting from a file
-/// descriptor opened without following symlinks; here a container writing to the volume at the same moment
-/// could still swap a directory for a symlink in that window. The volumes this node serves are written by the
-/// agent itself (configMap, secret, ...) or by the pod's own containers (emptyDir, hostPath).
+/// A symlink swapped in after this check is caught by [`bind_safely`], which the mount must go through.
 pub fn resolve(volume: &Path, sub_path: &str) -> Result<PathBuf, ResolveError> {
     let resolve_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -124,6 +130,50 @@ pub fn resolve(volume: &Path, sub_path: &str) -> Result<PathBuf, ResolveError> {
         }
     }
     Ok(current)
+}
+
+/// Bind-mounts `resolved` (a path [`resolve`] returned inside `volume`) on `target`, opening it component by
+/// component from the volume's root without following any symlink, so that a symlink swapped in after
+/// [`resolve`] cannot redirect the mount out of the volume (the kubelet's safe subPath). `target` is created
+/// (a directory or an empty file, like the source) and a mount already on it is detached first, so a
+/// restarted container gets a fresh bind.
+pub fn bind_safely(volume: &Path, resolved: &Path, target: &Path) -> Result<(), ResolveError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let resolve_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| ResolveError::Resolve { path, source }
+    };
+    let volume = volume.canonicalize().map_err(resolve_err(volume))?;
+    let escapes = || ResolveError::Escapes { resolved: resolved.to_path_buf(), volume: volume.clone() };
+    let relative = resolved.strip_prefix(&volume).map_err(|_| escapes())?;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open(&volume, flags | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| resolve_err(&volume)(e.into()))?;
+    let mut kind = FileType::Directory;
+    for part in relative.components() {
+        let Component::Normal(part) = part else { return Err(escapes()) };
+        fd = rustix::fs::openat(&fd, part, flags, Mode::empty()).map_err(|e| resolve_err(resolved)(e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| resolve_err(resolved)(e.into()))?;
+        kind = FileType::from_raw_mode(stat.st_mode);
+        // A symlink here was swapped in after `resolve`: it could lead anywhere.
+        if kind == FileType::Symlink {
+            return Err(escapes());
+        }
+    }
+    let create_err = |source| ResolveError::Create { path: target.to_path_buf(), source };
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(create_err)?;
+    }
+    crate::volumes::mounts::unmount(target).map_err(|e| create_err(e.into()))?;
+    let _ = std::fs::remove_dir(target).or_else(|_| std::fs::remove_file(target));
+    if kind == FileType::Directory {
+        std::fs::create_dir(target).map_err(create_err)?;
+    } else {
+        std::fs::File::create(target).map_err(create_err)?;
+    }
+    let source = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+    nix::mount::mount(Some(&source), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| ResolveError::Bind { path: target.to_path_buf(), source: e })
 }
 
 #[cfg(test)]
@@ -176,5 +226,19 @@ mod tests {
         assert_eq!(resolve(dir.path(), "inside").expect("inside"), canon.join("real"));
         assert!(matches!(resolve(dir.path(), "outside"), Err(ResolveError::Escapes { .. })));
         assert!(matches!(resolve(dir.path(), "real/up/tmp"), Err(ResolveError::Escapes { .. })));
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_after_resolving_is_refused_before_any_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("real")).expect("mkdir");
+        let resolved = resolve(dir.path(), "real").expect("resolve");
+        std::fs::remove_dir(&resolved).expect("rmdir");
+        symlink("/etc", &resolved).expect("symlink");
+        let target = dir.path().join("bind");
+        assert!(matches!(bind_safely(dir.path(), &resolved, &target), Err(ResolveError::Escapes { .. })));
+        assert!(!target.exists(), "nothing was mounted");
+        let outside = std::env::temp_dir();
+        assert!(matches!(bind_safely(dir.path(), &outside, &target), Err(ResolveError::Escapes { .. })));
     }
 }
