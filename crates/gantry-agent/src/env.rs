@@ -79,7 +79,7 @@ pub enum EnvError {
         source: Box<kube::Error>,
     },
     /// A `fieldRef` or `resourceFieldRef` could not be resolved.
-    #[error("{0}")]
+    #[error(transparent)]
     Downward(#[from] DownwardError),
     /// `status.hostIP` was asked for but the node has no address yet.
     #[error("host IPs are not known yet")]

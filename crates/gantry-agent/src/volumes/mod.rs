@@ -120,6 +120,12 @@ pub enum SetUpError {
         /// The medium.
         medium: String,
     },
+    /// The volume's name cannot name a directory (the API server only admits DNS labels).
+    #[error("volume name {name:?} cannot name a directory")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
     /// A `hostPath` is not of the `type` the pod asks for.
     #[error("hostPath type check failed: {path} is not a {expected}")]
     HostPathType {
@@ -184,6 +190,12 @@ pub enum VolumeError {
         volume: String,
         /// The container.
         container: String,
+    },
+    /// A container name that cannot name a directory (the API server only admits DNS labels).
+    #[error("container name {name:?} cannot name a directory")]
+    InvalidContainerName {
+        /// The name.
+        name: String,
     },
     /// A `subPath` or `subPathExpr` is refused before touching the filesystem.
     #[error(transparent)]
@@ -340,8 +352,7 @@ impl VolumeManager {
 
     /// `DATA/pods/<uid>/volumes`.
     pub fn volumes_dir(&self, pod_uid: &str) -> Result<PathBuf, VolumeError> {
-        let safe = !pod_uid.is_empty() && pod_uid != "." && pod_uid != ".." && !pod_uid.contains('/');
-        if !safe {
+        if !is_path_component(pod_uid) {
             return Err(VolumeError::InvalidUid { uid: pod_uid.to_string() });
         }
         Ok(self.inner.pods_dir.join(pod_uid).join("volumes"))
@@ -391,6 +402,9 @@ impl VolumeManager {
             .and_then(|s| s.fs_group)
             .and_then(|g| u32::try_from(g).ok());
         let name = &volume.name;
+        if !is_path_component(name) {
+            return Err(SetUpError::InvalidName { name: name.clone() });
+        }
         if let Some(kind) = unsupported_kind(volume) {
             return Err(SetUpError::Unsupported { kind });
         }
@@ -576,6 +590,9 @@ impl VolumeManager {
                 volume.host_path.clone()
             } else {
                 subpath::check(&sub_path)?;
+                if !is_path_component(&container.name) {
+                    return Err(VolumeError::InvalidContainerName { name: container.name.clone() });
+                }
                 let uid = pod.metadata.uid.as_deref().unwrap_or("");
                 let target =
                     self.subpaths_dir(uid)?.join(&volume_mount.name).join(&container.name).join(index.to_string());
@@ -629,6 +646,11 @@ impl VolumeManager {
     pub fn subpaths_dir(&self, pod_uid: &str) -> Result<PathBuf, VolumeError> {
         Ok(self.volumes_dir(pod_uid)?.with_file_name("volume-subpaths"))
     }
+}
+
+/// Whether `name` can be used as one path component without leading elsewhere.
+fn is_path_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
 async fn blocking<T: Send + 'static>(

@@ -204,3 +204,11 @@ fn fs_group_makes_files_group_readable_and_directories_setgid() {
     let meta = std::fs::metadata(&sub).expect("meta");
     assert_eq!((meta.gid(), meta.mode() & 0o7777), (4321, 0o2750));
 }
+
+#[test]
+fn names_that_would_leave_their_directory_are_refused() {
+    assert!(is_path_component("config-1"));
+    for bad in ["", ".", "..", "a/b", "../x"] {
+        assert!(!is_path_component(bad), "{bad:?}");
+    }
+}
