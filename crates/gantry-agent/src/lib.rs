@@ -5,7 +5,10 @@
 //! (capacity, addresses, system information), and [`node`], the Node and its Lease in the API.
 
 pub mod agent;
+pub mod downward;
+pub mod env;
 pub mod events;
 pub mod machine;
 pub mod node;
 pub mod pods;
+pub mod volumes;
