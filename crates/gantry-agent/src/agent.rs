@@ -162,6 +162,7 @@ pub async fn start(
         data_dir.join("pods"),
         i64::try_from(facts.memory_bytes).unwrap_or(i64::MAX),
         recorder,
+        node::allocatable(&facts),
     );
     ctx.manifests_dir = config.manifests_dir.clone();
     let ctx = Arc::new(ctx);

@@ -94,6 +94,16 @@ fn healthy_conditions(now: &Time) -> Vec<NodeCondition> {
     ]
 }
 
+/// What the node offers pods: the machine less the eviction thresholds (the Node's `allocatable`).
+pub fn allocatable(facts: &MachineFacts) -> crate::downward::NodeAllocatable {
+    let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    crate::downward::NodeAllocatable {
+        cpu_millis: i64::from(facts.cpus) * 1000,
+        memory_bytes: bytes(facts.memory_bytes.saturating_sub(EVICTION_MEMORY_BYTES)),
+        ephemeral_storage_bytes: bytes(facts.ephemeral_storage_bytes / 100 * (100 - EVICTION_NODEFS_PERCENT)),
+    }
+}
+
 /// The Node's status: capacity from the machine, allocatable after the eviction thresholds, addresses, system
 /// information, and the given conditions.
 pub fn node_status(facts: &MachineFacts, settings: &NodeSettings, conditions: Vec<NodeCondition>) -> NodeStatus {

@@ -175,9 +175,11 @@ fn main() -> std::process::ExitCode {
     // create containers, which forks), so they are dispatched before anything else, and kept out of `--help`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
-        // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
+        // The container's init and the exec helper inherit this stderr, which is the container's own output:
+        // libcontainer's warnings (a missing seccomp, every v1 controller the kernel lacks) would end up in the
+        // container's log. Only errors are written.
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
             .with_writer(std::io::stderr)
             .init();
         let code = gantry_runtime::native::shim::main(&args[2..]);

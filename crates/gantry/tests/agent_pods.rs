@@ -526,3 +526,106 @@ async fn image_pull_secrets_let_the_agent_pull_from_a_private_registry() {
     }
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_secrets_and_empty_dirs_reach_the_containers_as_files_and_environment() {
+    let Some(cluster) = Cluster::start("node-volumes", None).await else { return };
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(cluster.client.clone(), "default");
+    let config_map = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "settings"}, "data": {"greeting": "hello", "mode": "fast"}
+    }))
+    .expect("configmap");
+    config_maps.create(&PostParams::default(), &config_map).await.expect("create configmap");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client.clone(), "default");
+    let secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}
+    }))
+    .expect("secret");
+    secrets.create(&PostParams::default(), &secret).await.expect("create secret");
+
+    // The writer fills the shared emptyDir; the reader prints what it finds there, the mounted files and the
+    // environment, then exits.
+    let reader = "until [ -f /shared/ready ]; do sleep 0.05; done; \
+                  echo \"shared=$(cat /shared/ready) file=$(cat /config/greeting) secret=$(cat /secret/password)\"; \
+                  echo \"env=$GREETING $PASSWORD $mode pod=$POD_NAME\"";
+    let pod = serde_json::json!({
+        "metadata": {"name": "volumes", "namespace": "default"},
+        "spec": {
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [
+                {"name": "shared", "emptyDir": {}},
+                {"name": "config", "configMap": {"name": "settings"}},
+                {"name": "secret", "secret": {"secretName": "creds"}}
+            ],
+            "containers": [
+                {"name": "writer", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo written > /shared/ready"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+                {"name": "reader", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", reader],
+                 "env": [
+                    {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+                 ],
+                 "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": ""}],
+                 "volumeMounts": [
+                    {"name": "shared", "mountPath": "/shared"},
+                    {"name": "config", "mountPath": "/config"},
+                    {"name": "secret", "mountPath": "/secret"}
+                 ]}
+            ]
+        }
+    });
+    cluster.create(pod).await;
+    let done = cluster.wait_for("volumes", "Succeeded", |p| phase(p) == "Succeeded").await;
+    let status = container(&done, "reader");
+    assert_eq!(status.state.and_then(|s| s.terminated).map(|t| t.exit_code), Some(0));
+    let log = std::fs::read_dir(cluster.test.root.path().join("pods"))
+        .expect("pods dir")
+        .flatten()
+        .find_map(|dir| std::fs::read_to_string(dir.path().join("logs/reader/0.log")).ok());
+    let log = log.expect("the reader's log");
+    assert!(log.contains("shared=written file=hello secret=s3cret"), "{log}");
+    // envFrom's `mode` comes from the ConfigMap's keys as they are; env entries follow.
+    assert!(log.contains("env=hello s3cret fast pod=volumes"), "{log}");
+    assert!(!log.contains("stderr"), "the runtime's own messages do not reach the container's log: {log}");
+    cluster.pods().delete("volumes", &DeleteParams::default()).await.expect("delete");
+    cluster.wait_gone("volumes").await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_map_holds_the_pod_in_container_creating_with_failed_mount_events() {
+    let Some(cluster) = Cluster::start("node-mount", None).await else { return };
+    let mut pod = busybox_pod(
+        "unmountable",
+        "sleep 1000",
+        serde_json::json!({
+            "volumes": [{"name": "config", "configMap": {"name": "absent"}}]
+        }),
+    );
+    pod["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "config", "mountPath": "/config"}]);
+    cluster.create(pod).await;
+    let deadline = Instant::now() + patience();
+    loop {
+        let events = cluster.events("unmountable").await;
+        if let Some((_, message)) = events.iter().find(|(r, _)| r == "FailedMount") {
+            assert!(message.contains("configmap \"absent\" not found"), "{message}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no FailedMount event: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pod = cluster.pods().get("unmountable").await.expect("get");
+    assert_eq!(phase(&pod), "Pending");
+    let waiting = try_container(&pod, "main").and_then(|c| c.state).and_then(|s| s.waiting).and_then(|w| w.reason);
+    assert_eq!(waiting.as_deref(), Some("ContainerCreating"));
+    cluster
+        .pods()
+        .delete("unmountable", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await
+        .expect("delete");
+    cluster.wait_gone("unmountable").await;
+    cluster.stop().await;
+}

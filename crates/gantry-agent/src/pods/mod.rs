@@ -50,6 +50,10 @@ pub struct PodContext {
     pub recorder: EventRecorder,
     /// The static pods' manifest directory, if any.
     pub manifests_dir: Option<PathBuf>,
+    /// The pods' volumes.
+    pub volumes: crate::volumes::VolumeManager,
+    /// What the node offers pods (defaults of the downward API).
+    pub allocatable: crate::downward::NodeAllocatable,
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
@@ -89,8 +93,13 @@ impl PodContext {
         pods_dir: PathBuf,
         memory_capacity: i64,
         recorder: EventRecorder,
+        allocatable: crate::downward::NodeAllocatable,
     ) -> PodContext {
+        let volumes = crate::volumes::VolumeManager::new(pods_dir.clone(), client.clone());
+        volumes.set_node_allocatable(allocatable);
         PodContext {
+            volumes,
+            allocatable,
             client,
             runtime,
             images,
@@ -124,37 +133,31 @@ impl PodContext {
     /// The container's environment.
     async fn environment(
         &self,
-        _pod: &Pod,
+        pod: &Pod,
         container: &Container,
-        _sandbox: &PodSandboxStatus,
+        sandbox: &PodSandboxStatus,
     ) -> Result<Vec<(String, String)>, String> {
-        let mut env = Vec::new();
-        for var in container.env.iter().flatten() {
-            if var.value_from.is_some() {
-                return Err(format!("environment variable {}: valueFrom is not supported yet", var.name));
-            }
-            env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
-        }
-        if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-            return Err("envFrom is not supported yet".into());
-        }
-        Ok(env)
+        let pod_ips: Vec<String> = if sandbox.ip.is_empty() {
+            self.host_ips.clone()
+        } else {
+            std::iter::once(sandbox.ip.clone()).chain(sandbox.additional_ips.iter().cloned()).collect()
+        };
+        let facts = crate::env::EnvFacts {
+            pod_ips,
+            host_ips: self.host_ips.clone(),
+            node_name: self.node_name.clone(),
+            node_allocatable_cpu_millis: self.allocatable.cpu_millis,
+            node_allocatable_memory_bytes: self.allocatable.memory_bytes,
+            node_allocatable_ephemeral_storage_bytes: self.allocatable.ephemeral_storage_bytes,
+        };
+        crate::env::container_env(&self.client, pod, container, &facts).await.map_err(|e| e.to_string())
     }
 
-    /// The container's volume mounts.
-    async fn mounts(
-        &self,
-        _pod: &Pod,
-        container: &Container,
-        _env: &[(String, String)],
-    ) -> Result<Vec<gantry_runtime::cri::Mount>, String> {
-        if container.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err("volumes are not supported yet".into());
+    async fn teardown_volumes(&self, uid: &str) {
+        if let Err(err) = self.volumes.teardown(uid).await {
+            tracing::warn!(pod_uid = uid, error = %err, "tearing down volumes");
         }
-        Ok(Vec::new())
     }
-
-    async fn teardown_volumes(&self, _uid: &str) {}
 
     /// Readiness and startup of a container instance: (ready, started).
     fn probe_state(&self, _container_id: &str, _container: &Container) -> (bool, bool) {
@@ -170,11 +173,6 @@ impl PodContext {
         _deadline: Duration,
     ) {
     }
-}
-
-/// `$(VAR)` expansion in command and args.
-fn command_and_args(container: &Container, _env: &[(String, String)]) -> (Vec<String>, Vec<String>) {
-    (container.command.clone().unwrap_or_default(), container.args.clone().unwrap_or_default())
 }
 
 /// The last `lines` lines of a CRI log file (at most `bytes`), for termination messages from logs.

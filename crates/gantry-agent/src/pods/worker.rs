@@ -58,6 +58,9 @@ pub(super) struct PodWorker {
     backoff: Backoff,
     /// Containers a probe wants restarted, by container ID.
     restart_requested: HashMap<String, String>,
+    /// The pod's volumes, once set up, and when they were last refreshed.
+    volumes: Option<crate::volumes::PodVolumes>,
+    volumes_refreshed: Option<Instant>,
     /// When pulls of an image last failed, by back-off key.
     pull_failures: HashMap<String, Instant>,
     ended: Option<Ended>,
@@ -109,6 +112,8 @@ impl PodWorker {
             backoff: Backoff::default(),
             restart_requested: HashMap::new(),
             pull_failures: HashMap::new(),
+            volumes: None,
+            volumes_refreshed: None,
             ended,
             last_status: None,
         }
@@ -210,6 +215,11 @@ impl PodWorker {
             self.publish_status().await;
             return Duration::from_secs(2);
         }
+        if !self.prepare_volumes().await {
+            self.publish_status().await;
+            self.publish_entry();
+            return Duration::from_secs(2);
+        }
         self.refresh_instances().await;
         wake = wake.min(self.sync_containers().await);
         if self.ended.is_some() {
@@ -278,6 +288,27 @@ impl PodWorker {
                 let message = format!("Failed to create pod sandbox: {err}");
                 self.event(None, EventType::Warning, "FailedCreatePodSandBox", message.clone());
                 Err(message)
+            }
+        }
+    }
+
+    /// Sets up the pod's volumes, and refreshes their contents (configMaps, secrets, downward API) every
+    /// [`RESYNC`]; false while they cannot be set up (a FailedMount event says why).
+    async fn prepare_volumes(&mut self) -> bool {
+        if self.volumes.is_some() && self.volumes_refreshed.is_some_and(|at| at.elapsed() < RESYNC) {
+            return true;
+        }
+        let pod_ips: Vec<String> = self.sandbox.iter().filter(|s| !s.ip.is_empty()).map(|s| s.ip.clone()).collect();
+        match self.ctx.volumes.prepare(&self.pod, &pod_ips).await {
+            Ok(volumes) => {
+                self.volumes = Some(volumes);
+                self.volumes_refreshed = Some(Instant::now());
+                true
+            }
+            Err(err) => {
+                self.event(None, EventType::Warning, "FailedMount", err.to_string());
+                // Volumes set up before keep serving running containers; new containers wait.
+                self.volumes.is_some()
             }
         }
     }
@@ -449,12 +480,14 @@ impl PodWorker {
                 return;
             }
         };
-        let (command, args) = crate::pods::command_and_args(container, &env);
+        let (command, args) = crate::env::command_and_args(container, &env);
         let message_file =
             self.pod_dir().join("containers").join(&container.name).join(format!("{attempt}-termination-log"));
-        let mut mounts = match self.ctx.mounts(&self.pod, container, &env).await {
+        let Some(volumes) = self.volumes.as_ref() else { return };
+        let mut mounts = match self.ctx.volumes.mounts_for(&self.pod, container, volumes, &env) {
             Ok(mounts) => mounts,
-            Err(message) => {
+            Err(err) => {
+                let message = err.to_string();
                 self.event(Some(container), EventType::Warning, "Failed", format!("Error: {message}"));
                 self.waiting.insert(container.name.clone(), ("CreateContainerConfigError".into(), message));
                 return;
