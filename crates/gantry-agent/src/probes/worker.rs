@@ -137,7 +137,10 @@ impl ContainerProbes {
         let tasks = probes
             .into_iter()
             .filter_map(|(kind, probe)| Some((kind, probe.clone()?)))
-            .map(|(kind, probe)| {
+            .map(|(kind, mut probe)| {
+                if let Some(command) = probe.exec.as_mut().and_then(|e| e.command.as_mut()) {
+                    *command = expand_static(command, container);
+                }
                 let worker = Worker {
                     kind,
                     timing: ProbeTiming::of(&probe),
@@ -216,6 +219,47 @@ pub fn instant_from_unix_nanos(nanos: i64) -> Instant {
     let at = UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
     let ago = SystemTime::now().duration_since(at).unwrap_or(Duration::ZERO);
     now.checked_sub(ago).unwrap_or(now)
+}
+
+/// `$(VAR)` references in an exec probe's command replaced by the container's literal `env` values, as the
+/// kubelet expands them (values from `valueFrom` are not known here and stay unexpanded; `$$` escapes a `$`).
+fn expand_static(command: &[String], container: &Container) -> Vec<String> {
+    let env: Vec<(&str, &str)> =
+        container.env.iter().flatten().filter_map(|var| Some((var.name.as_str(), var.value.as_deref()?))).collect();
+    // The last definition of a name wins, as in the container's environment.
+    let lookup = |name: &str| env.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    command.iter().map(|arg| expand(arg, &lookup)).collect()
+}
+
+fn expand<'a>(input: &str, lookup: &dyn Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(reference) = after.strip_prefix('(')
+            && let Some(end) = reference.find(')')
+        {
+            let name = &reference[..end];
+            match lookup(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &reference[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 struct Worker {
@@ -299,5 +343,27 @@ impl Worker {
         let event = ProbeEvent { container: self.container.clone(), kind: self.kind, result, action };
         // A pod worker that stopped listening no longer cares.
         let _ = self.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::EnvVar;
+
+    use super::*;
+
+    #[test]
+    fn exec_commands_expand_literal_env_references_only() {
+        let var = |name: &str, value: Option<&str>| EnvVar {
+            name: name.into(),
+            value: value.map(str::to_string),
+            ..Default::default()
+        };
+        let container = Container {
+            env: Some(vec![var("PORT", Some("80")), var("SECRET", None), var("PORT", Some("8080"))]),
+            ..Default::default()
+        };
+        let command = ["check $(PORT) $(SECRET) $(NONE) $$(PORT) $ $(open", "$(PORT)/x"].map(String::from);
+        assert_eq!(expand_static(&command, &container), ["check 8080 $(SECRET) $(NONE) $(PORT) $ $(open", "8080/x"]);
     }
 }
