@@ -418,3 +418,17 @@ async fn dropping_the_probes_ends_their_tasks() {
     assert_eq!(runtime.calls_of("ready").len(), 3);
     assert!(events.recv().await.is_none(), "every task (and its event sender) is gone");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_terminating_pod_keeps_only_its_readiness_probe() {
+    let runtime = ScriptedRuntime::default();
+    runtime.script("live", &[1]);
+    let mut liveness = exec_probe("live");
+    liveness.failure_threshold = Some(3);
+    let probed = start(container(None, Some(liveness), Some(exec_probe("ready"))), runtime, Instant::now());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    probed.probes.pod_terminating();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(probed.runtime.calls_of("live").len(), 2, "liveness stopped before its threshold");
+    assert_eq!(probed.runtime.calls_of("ready").len(), 12, "readiness went on");
+}

@@ -109,7 +109,7 @@ pub struct ContainerProbes {
     // Held so that `changed` never sees a closed channel while the value lives.
     _publisher: Arc<watch::Sender<ProbeStatus>>,
     cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<(ProbeKind, JoinHandle<()>)>,
 }
 
 impl ContainerProbes {
@@ -155,7 +155,7 @@ impl ContainerProbes {
                 };
                 let cancel = cancel.clone();
                 let span = tracing::debug_span!("probe", container = %container.name, kind = %kind);
-                tokio::spawn(
+                let task = tokio::spawn(
                     async move {
                         tokio::select! {
                             _ = cancel.cancelled() => {}
@@ -163,7 +163,8 @@ impl ContainerProbes {
                         }
                     }
                     .instrument(span),
-                )
+                );
+                (kind, task)
             })
             .collect();
         ContainerProbes { status, _publisher: publisher, cancel, tasks }
@@ -199,6 +200,16 @@ impl ContainerProbes {
         *self.status.borrow_and_update()
     }
 
+    /// The pod is being deleted: liveness and startup probes stop (a container on its way out is not
+    /// restarted), readiness keeps running until the container stops, as the kubelet does.
+    pub fn pod_terminating(&self) {
+        for (kind, task) in &self.tasks {
+            if *kind != ProbeKind::Readiness {
+                task.abort();
+            }
+        }
+    }
+
     /// Ends the probing (the same as dropping it).
     pub fn stop(self) {}
 }
@@ -206,7 +217,7 @@ impl ContainerProbes {
 impl Drop for ContainerProbes {
     fn drop(&mut self) {
         self.cancel.cancel();
-        for task in &self.tasks {
+        for (_, task) in &self.tasks {
             task.abort();
         }
     }
