@@ -629,3 +629,67 @@ async fn a_missing_config_map_holds_the_pod_in_container_creating_with_failed_mo
     cluster.wait_gone("unmountable").await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_liveness_probe_restarts_the_container_and_readiness_gates_ready() {
+    let Some(cluster) = Cluster::start("node-probes", None).await else { return };
+    // Ready once /tmp/ready exists (after about a second); alive while /tmp/alive exists (removed after ~3 s).
+    let script = "touch /tmp/alive; sleep 1; touch /tmp/ready; sleep 2; rm /tmp/alive; sleep 1000";
+    let mut pod = busybox_pod("probed", script, serde_json::json!({}));
+    pod["spec"]["containers"][0]["readinessProbe"] =
+        serde_json::json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1});
+    pod["spec"]["containers"][0]["livenessProbe"] = serde_json::json!({"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1});
+    cluster.create(pod).await;
+    let running = cluster.wait_for("probed", "Running", |p| phase(p) == "Running").await;
+    assert_eq!(condition(&running, "Ready").as_deref(), Some("False"), "not ready before the readiness probe passes");
+    cluster.wait_for("probed", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let restarted = cluster
+        .wait_for("probed", "a restart by the liveness probe", |p| {
+            try_container(p, "main").is_some_and(|c| c.restart_count >= 1)
+        })
+        .await;
+    let last = container(&restarted, "main").last_state.and_then(|s| s.terminated).expect("last state");
+    assert_ne!(last.exit_code, 0, "stopped by a signal");
+    let events = cluster.events("probed").await;
+    assert!(events.iter().any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")), "{events:?}");
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing" && m.contains("failed liveness probe, will be restarted")),
+        "{events:?}"
+    );
+    cluster
+        .pods()
+        .delete("probed", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() })
+        .await
+        .expect("delete");
+    cluster.wait_gone("probed").await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let Some(cluster) = Cluster::start("node-hooks", None).await else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut pod = busybox_pod(
+        "hooked",
+        "while true; do sleep 0.1; done",
+        serde_json::json!({
+            "volumes": [{"name": "out", "hostPath": {"path": out.path().display().to_string(), "type": "Directory"}}]
+        }),
+    );
+    pod["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
+    pod["spec"]["containers"][0]["lifecycle"] = serde_json::json!({
+        "postStart": {"exec": {"command": ["sh", "-c", "echo started > /out/post-start"]}},
+        "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /out/pre-stop"]}}
+    });
+    cluster.create(pod).await;
+    cluster.wait_for("hooked", "Running", |p| phase(p) == "Running").await;
+    assert_eq!(std::fs::read_to_string(out.path().join("post-start")).ok().as_deref(), Some("started\n"));
+    cluster
+        .pods()
+        .delete("hooked", &DeleteParams { grace_period_seconds: Some(2), ..Default::default() })
+        .await
+        .expect("delete");
+    cluster.wait_gone("hooked").await;
+    assert_eq!(std::fs::read_to_string(out.path().join("pre-stop")).ok().as_deref(), Some("stopping\n"));
+    cluster.stop().await;
+}

@@ -159,19 +159,46 @@ impl PodContext {
         }
     }
 
-    /// Readiness and startup of a container instance: (ready, started).
-    fn probe_state(&self, _container_id: &str, _container: &Container) -> (bool, bool) {
-        (true, true)
-    }
-
+    /// Runs a container's preStop hook within `deadline`; a failure is reported, not fatal (the stop goes on).
     async fn pre_stop(
         &self,
-        _pod: &Pod,
-        _container: &Container,
-        _status: &RuntimeStatus,
-        _sandbox: Option<&PodSandboxStatus>,
-        _deadline: Duration,
+        pod: &Pod,
+        container: &Container,
+        status: &RuntimeStatus,
+        sandbox: Option<&PodSandboxStatus>,
+        deadline: Duration,
     ) {
+        let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) else { return };
+        let pod_ip = match sandbox {
+            Some(s) if !s.ip.is_empty() => Some(s.ip.clone()),
+            _ => self.host_ips.first().cloned(),
+        };
+        let target = crate::probes::ProbeTarget {
+            container_id: status.id.clone(),
+            pod_ip,
+            ports: container.ports.clone().unwrap_or_default(),
+        };
+        match crate::hooks::run_hook(self.runtime.as_ref(), hook, &target, deadline).await {
+            Ok(()) => {}
+            // The kubelet reports nothing when the grace period runs out during the hook.
+            Err(crate::hooks::HookError::DeadlineExceeded { .. }) => {}
+            Err(err) => {
+                let name = format!(
+                    "{}_{}({})",
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    pod.metadata.namespace.as_deref().unwrap_or(""),
+                    pod.metadata.uid.as_deref().unwrap_or("")
+                );
+                let message = err.event_message(hook, &container.name, &name);
+                let field_path = Some(format!("spec.containers{{{}}}", container.name));
+                self.recorder.record(
+                    crate::events::pod_reference(pod, field_path),
+                    crate::events::EventType::Warning,
+                    "FailedPreStopHook",
+                    message,
+                );
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -27,6 +27,7 @@ use super::spec::{self, QosClass};
 use super::status::{self, ContainerView, StatusInputs};
 use super::{PodContext, PodEntry};
 use crate::events::{EventType, pod_reference};
+use crate::probes::{ContainerProbes, ProbeAction, ProbeEvent, ProbeTarget, instant_from_unix_nanos};
 
 /// How often a worker looks at its running containers (the kubelet's PLEG relists every second).
 const POLL: Duration = Duration::from_secs(1);
@@ -56,8 +57,14 @@ pub(super) struct PodWorker {
     /// Why containers wait, by name, as decided in the last sync.
     waiting: HashMap<String, (String, String)>,
     backoff: Backoff,
-    /// Containers a probe wants restarted, by container ID.
-    restart_requested: HashMap<String, String>,
+    /// Containers a probe wants restarted, by container ID: the event's message and the grace period.
+    restart_requested: HashMap<String, (String, i64)>,
+    /// The probes of running containers, by container ID.
+    probes: HashMap<String, ContainerProbes>,
+    probe_events: mpsc::UnboundedSender<ProbeEvent>,
+    probe_inbox: Option<mpsc::UnboundedReceiver<ProbeEvent>>,
+    /// Signalled when a probe's verdict changes, so that readiness reaches the API without waiting for a poll.
+    probe_changed: Arc<Notify>,
     /// The pod's volumes, once set up, and when they were last refreshed.
     volumes: Option<crate::volumes::PodVolumes>,
     volumes_refreshed: Option<Instant>,
@@ -101,6 +108,7 @@ impl PodWorker {
             Some("Failed") => Some(Ended::Failed),
             _ => None,
         };
+        let (probe_events, probe_inbox) = mpsc::unbounded_channel();
         PodWorker {
             ctx,
             uid,
@@ -111,6 +119,10 @@ impl PodWorker {
             waiting: HashMap::new(),
             backoff: Backoff::default(),
             restart_requested: HashMap::new(),
+            probes: HashMap::new(),
+            probe_events,
+            probe_inbox: Some(probe_inbox),
+            probe_changed: Arc::new(Notify::new()),
             pull_failures: HashMap::new(),
             volumes: None,
             volumes_refreshed: None,
@@ -151,6 +163,8 @@ impl PodWorker {
     /// Runs until the pod is gone (deleted and cleaned up) or `shutdown`, which leaves its containers running
     /// for the next agent to adopt.
     pub(super) async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>, shutdown: CancellationToken) {
+        let Some(mut probe_inbox) = self.probe_inbox.take() else { return };
+        let probe_changed = self.probe_changed.clone();
         loop {
             let update = updates.borrow_and_update().clone();
             let removed = match update {
@@ -187,8 +201,83 @@ impl PodWorker {
                         }
                     }
                     _ = tokio::time::sleep_until(deadline) => break,
+                    Some(event) = probe_inbox.recv() => {
+                        if self.probe_event(event) {
+                            break;
+                        }
+                    }
+                    _ = probe_changed.notified() => break,
                 }
             }
+        }
+    }
+
+    /// Records a probe's failure; true when the worker must act on it now (a container to restart).
+    fn probe_event(&mut self, event: ProbeEvent) -> bool {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let container =
+            spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == event.container);
+        self.event(container, EventType::Warning, "Unhealthy", event.message());
+        let ProbeAction::Restart { termination_grace_period_seconds } = event.action else { return false };
+        let Some(current) = self.latest(&event.container).filter(|s| s.state == ContainerState::Running) else {
+            return false;
+        };
+        let id = current.id.clone();
+        let grace = termination_grace_period_seconds.unwrap_or_else(|| self.grace_period()).max(MIN_GRACE);
+        let message = event.restart_message().unwrap_or_else(|| format!("Stopping container {}", event.container));
+        self.restart_requested.insert(id, (message, grace));
+        true
+    }
+
+    /// Where a container's probes and hooks go: the pod's IP (the node's for hostNetwork).
+    fn probe_target(&self, container: &Container, container_id: &str) -> ProbeTarget {
+        let pod_ip = match &self.sandbox {
+            Some(s) if !s.ip.is_empty() => Some(s.ip.clone()),
+            _ => self.ctx.host_ips.first().cloned(),
+        };
+        ProbeTarget {
+            container_id: container_id.to_string(),
+            pod_ip,
+            ports: container.ports.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Starts the probes of running containers that have none yet, and drops those of containers that stopped.
+    fn sync_probes(&mut self) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let running: HashMap<String, (Container, RuntimeStatus)> = spec
+            .containers
+            .iter()
+            .filter(|c| c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some())
+            .filter_map(|c| {
+                self.latest(&c.name)
+                    .filter(|s| s.state == ContainerState::Running)
+                    .map(|s| (s.id.clone(), (c.clone(), s.clone())))
+            })
+            .collect();
+        self.probes.retain(|id, _| running.contains_key(id));
+        for (id, (container, status)) in running {
+            if self.probes.contains_key(&id) {
+                continue;
+            }
+            let target = self.probe_target(&container, &id);
+            let started_at = instant_from_unix_nanos(status.started_at);
+            let probes = ContainerProbes::start(
+                self.ctx.runtime.clone(),
+                &container,
+                target,
+                started_at,
+                self.probe_events.clone(),
+            );
+            let mut verdicts = probes.watch();
+            let notify = self.probe_changed.clone();
+            // Ends when the probes are dropped (their sender goes with them).
+            tokio::spawn(async move {
+                while verdicts.changed().await.is_ok() {
+                    notify.notify_one();
+                }
+            });
+            self.probes.insert(id, probes);
         }
     }
 
@@ -222,6 +311,7 @@ impl PodWorker {
         }
         self.refresh_instances().await;
         wake = wake.min(self.sync_containers().await);
+        self.sync_probes();
         if self.ended.is_some() {
             self.stop_all(self.grace_period(), false).await;
         }
@@ -384,11 +474,13 @@ impl PodWorker {
                 Some(current) if current.state == ContainerState::Running => {
                     let hash = current.annotations.get(spec::CONTAINER_HASH_ANNOTATION);
                     let changed = hash.is_some_and(|h| *h != spec::container_hash(container));
-                    if let Some(reason) = self.restart_requested.remove(&current.id) {
-                        self.kill(container, &current, self.grace_period(), &reason).await;
+                    if let Some((message, grace)) = self.restart_requested.remove(&current.id) {
+                        self.probes.remove(&current.id);
+                        self.kill(container, &current, grace, &message).await;
                         wake = Duration::ZERO;
                     } else if changed {
                         let message = format!("Container {} definition changed, will be restarted", container.name);
+                        self.probes.remove(&current.id);
                         self.kill(container, &current, self.grace_period(), &message).await;
                         wake = Duration::ZERO;
                     }
@@ -439,7 +531,7 @@ impl PodWorker {
 
     /// Stops one running container (a failed probe, a changed spec); it restarts per the restart policy.
     async fn kill(&mut self, container: &Container, current: &RuntimeStatus, grace: i64, why: &str) {
-        self.event(Some(container), EventType::Normal, "Killing", format!("Stopping container {}", container.name));
+        self.event(Some(container), EventType::Normal, "Killing", why.to_string());
         tracing::info!(pod = %self.name(), container = %container.name, why, "stopping container");
         if let Err(err) = self.ctx.runtime.stop_container(&current.id, grace).await {
             tracing::warn!(container = %container.name, error = %err, "stop");
@@ -532,6 +624,21 @@ impl PodWorker {
             return;
         }
         self.event(Some(container), EventType::Normal, "Started", format!("Started container {}", container.name));
+        if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let target = self.probe_target(container, &id);
+            let deadline = Duration::from_secs(self.grace_period().unsigned_abs());
+            if let Err(err) = crate::hooks::run_hook(self.ctx.runtime.as_ref(), hook, &target, deadline).await {
+                let pod = format!("{}_{}({})", self.name(), self.namespace(), self.uid);
+                let message = err.event_message(hook, &container.name, &pod);
+                self.event(Some(container), EventType::Warning, "FailedPostStartHook", message);
+                // As the kubelet does: a container whose postStart hook failed is killed (and restarted per policy).
+                let why = format!("FailedPostStartHook: stopping container {}", container.name);
+                self.event(Some(container), EventType::Normal, "Killing", why);
+                if let Err(err) = self.ctx.runtime.stop_container(&id, self.grace_period()).await {
+                    tracing::warn!(container = %container.name, error = %err, "stop after a failed postStart hook");
+                }
+            }
+        }
         self.refresh_instances().await;
     }
 
@@ -676,7 +783,11 @@ impl PodWorker {
             let _ = self.ensure_sandbox_for_teardown().await;
         }
         self.refresh_instances().await;
+        for probes in self.probes.values() {
+            probes.pod_terminating();
+        }
         self.stop_all(self.grace_period(), true).await;
+        self.probes.clear();
         if in_api {
             self.publish_status().await;
         }
@@ -729,8 +840,11 @@ impl PodWorker {
                 let list = self.instances.get(&c.name);
                 let latest = list.and_then(|l| l.first()).cloned();
                 let previous = list.and_then(|l| l.get(1)).cloned();
-                let (ready, started) =
-                    latest.as_ref().map(|l| self.ctx.probe_state(&l.id, c)).unwrap_or((false, false));
+                // A container without probes is ready and started once it runs.
+                let (ready, started) = latest
+                    .as_ref()
+                    .map(|l| self.probes.get(&l.id).map(|p| (p.ready(), p.started())).unwrap_or((true, true)))
+                    .unwrap_or((false, false));
                 let view = ContainerView {
                     message: latest.as_ref().and_then(|l| termination_message(c, l)),
                     previous_message: previous.as_ref().and_then(|p| termination_message(c, p)),
