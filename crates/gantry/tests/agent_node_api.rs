@@ -261,7 +261,10 @@ async fn logs_are_served_with_tail_timestamps_previous_and_the_kubelets_errors()
     let (stamp, content) = stamped.split_once(' ').expect("timestamp and content");
     assert!(stamp.parse::<jiff::Timestamp>().is_ok() && stamp.ends_with('Z'), "{stamped:?}");
     assert_eq!(content, "line5\n");
-    assert_eq!(fx.get("/containerLogs/default/printer/main?limitBytes=8").await.1, "line1\nli");
+    // The whole log ends with the container's lines (the shim may have logged warnings on stderr before them).
+    let (_, full) = fx.get("/containerLogs/default/printer/main").await;
+    assert!(full.ends_with("line1\nline2\nline3\nline4\nline5\n"), "{full:?}");
+    assert_eq!(fx.get("/containerLogs/default/printer/main?limitBytes=8").await.1.as_bytes(), &full.as_bytes()[..8]);
 
     // No previous attempt yet.
     let (code, body) = fx.get("/containerLogs/default/printer/main?previous=true").await;
@@ -276,7 +279,7 @@ async fn logs_are_served_with_tail_timestamps_previous_and_the_kubelets_errors()
     fx.test.runtime.start_container(&second).await.expect("start");
     fx.record("printer", &sandbox, "main", &second, Some(fx.test.logs().join("main/0.log")));
     fx.wait_exited(&second).await;
-    assert_eq!(fx.get("/containerLogs/default/printer/main").await.1, "second\n");
+    assert_eq!(fx.get("/containerLogs/default/printer/main?tailLines=1").await.1, "second\n");
     assert_eq!(fx.get("/containerLogs/default/printer/main?previous=true&tailLines=1").await.1, "line5\n");
 
     let (code, body) = fx.get("/containerLogs/default/nobody/main").await;
@@ -321,7 +324,9 @@ async fn exec_over_websocket_relays_streams_and_the_exit_code() {
         .websocket(&format!("/exec/default/execer/main?{command}&stdout=true&stderr=true"), "v5.channel.k8s.io")
         .await;
     let (stdout, stderr, status) = collect_channels(&mut ws).await;
-    assert_eq!((stdout.as_str(), stderr.as_str()), ("out\n", "err\n"));
+    // Standard error may begin with the shim's own warnings (libcontainer's, on hosts without some cgroups).
+    assert_eq!(stdout, "out\n");
+    assert!(stderr.ends_with("err\n"), "{stderr:?}");
     assert_eq!(status["status"], "Failure");
     assert_eq!(status["reason"], "NonZeroExitCode");
     assert_eq!(status["details"]["causes"][0], serde_json::json!({"reason": "ExitCode", "message": "3"}));
@@ -387,8 +392,8 @@ async fn exec_over_spdy_relays_streams_and_the_exit_code() {
     let stream = |kind: &str| vec![("streamtype".to_string(), kind.to_string())];
     let mut error = conn.open(stream("error")).await.expect("error stream");
     let stdin = conn.open(stream("stdin")).await.expect("stdin stream");
-    let mut stdout = conn.open(stream("stdout")).await.expect("stdout stream");
-    let mut stderr = conn.open(stream("stderr")).await.expect("stderr stream");
+    let stdout = conn.open(stream("stdout")).await.expect("stdout stream");
+    let stderr = conn.open(stream("stderr")).await.expect("stderr stream");
     stdin.writer().write(b"abc\n").await.expect("write");
     stdin.writer().close().await.expect("close");
     let read_all = |mut s: gantry_agent::server::spdy::SpdyStream| async move {
@@ -399,7 +404,8 @@ async fn exec_over_spdy_relays_streams_and_the_exit_code() {
         String::from_utf8_lossy(&out).into_owned()
     };
     let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-    assert_eq!((out.as_str(), err.as_str()), ("abc\n", "bad\n"));
+    assert_eq!(out, "abc\n");
+    assert!(err.ends_with("bad\n"), "{err:?}");
     let mut status = Vec::new();
     while let Some(chunk) = tokio::time::timeout(patience(), error.read()).await.expect("in time") {
         status.extend_from_slice(&chunk);
