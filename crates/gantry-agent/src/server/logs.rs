@@ -149,13 +149,16 @@ pub fn tail_start(entries: &[LogEntry], tail: usize) -> usize {
 
 /// The selected, formatted output of `entries` (already in order, oldest first).
 pub fn render(entries: &[LogEntry], options: &LogOptions) -> Vec<u8> {
-    let entries: Vec<&LogEntry> =
-        entries.iter().filter(|e| options.since.is_none_or(|since| e.timestamp >= since)).collect();
-    let owned: Vec<LogEntry> = entries.into_iter().cloned().collect();
-    let start = options.tail_lines.map(|n| tail_start(&owned, n)).unwrap_or(0);
-    let mut formatter = LogFormatter::new(options.timestamps);
+    render_with(entries, options, &mut LogFormatter::new(options.timestamps))
+}
+
+/// [`render`] with a formatter that a follow keeps using afterwards (a line may continue past what was read).
+fn render_with(entries: &[LogEntry], options: &LogOptions, formatter: &mut LogFormatter) -> Vec<u8> {
+    let selected: Vec<LogEntry> =
+        entries.iter().filter(|e| options.since.is_none_or(|since| e.timestamp >= since)).cloned().collect();
+    let start = options.tail_lines.map(|n| tail_start(&selected, n)).unwrap_or(0);
     let mut out = Vec::new();
-    for entry in &owned[start..] {
+    for entry in &selected[start..] {
         formatter.format(entry, &mut out);
     }
     if let Some(limit) = options.limit_bytes {
@@ -270,7 +273,8 @@ pub(crate) async fn serve_logs(
         }
         Err(err) => return status_response(500, "InternalError", &format!("reading the log failed: {err}")),
     };
-    let first = render(&entries, &options);
+    let mut formatter = LogFormatter::new(options.timestamps);
+    let first = render_with(&entries, &options, &mut formatter);
     let follow_id = entry.container_id.clone().filter(|_| options.follow && !options.previous);
     let Some(container_id) = follow_id else {
         return response(200, "text/plain", Bytes::from(first));
@@ -281,7 +285,7 @@ pub(crate) async fn serve_logs(
         container_id,
         path,
         offset,
-        formatter: LogFormatter::new(options.timestamps),
+        formatter,
         since: options.since,
         remaining: options.limit_bytes,
         tx,
@@ -316,7 +320,6 @@ impl Follow {
     /// Sends `first`, then new lines until the container exited (and its last lines are sent), the client went
     /// away or the byte limit is reached.
     async fn run(mut self, first: Vec<u8>) {
-        // The first part already went through the formatter of `render`; line continuation state starts fresh.
         if !self.send(first).await {
             return;
         }
