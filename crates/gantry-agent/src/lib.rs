@@ -4,6 +4,9 @@
 //! Built in steps. What exists so far: [`machine`], the facts about the machine the Node object reports
 //! (capacity, addresses, system information), and [`node`], the Node and its Lease in the API.
 
+pub mod agent;
+pub mod events;
 pub mod machine;
 pub mod node;
+pub mod pods;
 pub mod server;

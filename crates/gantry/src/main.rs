@@ -37,6 +37,47 @@ enum Command {
     Why(WhyArgs),
     /// Manage the node's images: list, pull, remove, import, prune.
     Image(image::ImageArgs),
+    /// Run the node agent: register this machine as a Node and run the pods bound to it.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Gantry's data directory (images, pods, container state). Default: /var/lib/gantry as root, else
+    /// $XDG_DATA_HOME/gantry.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The API server's URL, with --token.
+    #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
+    server: Option<String>,
+    /// A bearer token for the API server, with --server.
+    #[arg(long, requires = "server")]
+    token: Option<String>,
+    /// The CA that signed the API server's certificate, with --server. Default: DATA/pki/ca.crt.
+    #[arg(long, requires = "server")]
+    certificate_authority: Option<PathBuf>,
+    /// A kubeconfig to reach the API server with (instead of --server and --token).
+    #[arg(long, required_unless_present = "server")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node's name. Default: the hostname.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// A label for the Node, KEY=VALUE (repeatable).
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// The pods' address range on this node. Default: the Node's spec.podCIDR, else 10.42.0.0/24.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// The static pods' manifest directory. Default: DATA/manifests.
+    #[arg(long)]
+    pod_manifests: Option<PathBuf>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -134,8 +175,9 @@ fn main() -> std::process::ExitCode {
     // create containers, which forks), so they are dispatched before anything else, and kept out of `--help`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
+        // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error"))
             .with_writer(std::io::stderr)
             .init();
         let code = gantry_runtime::native::shim::main(&args[2..]);
@@ -154,7 +196,9 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A client command reports its one failure itself; the client library's own log of it would repeat it.
-    let default_filter = if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn" };
+    // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
+    let default_filter =
+        if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn,libcgroups=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -173,6 +217,7 @@ fn run() -> anyhow::Result<()> {
         Command::ControllerManager(args) => controller_manager(args),
         Command::Why(args) => why(args),
         Command::Image(args) => image::run(args, default_data_dir()),
+        Command::Agent(args) => agent(args),
     }
 }
 
@@ -301,6 +346,58 @@ fn scheduler(args: ClientArgs) -> anyhow::Result<()> {
         wait_for_signal().await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
+        Ok(())
+    })
+}
+
+/// The agent's client: from its kubeconfig, or from --server, --token and the cluster CA.
+async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::Result<kube::Client> {
+    use base64::Engine as _;
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        let kubeconfig = args.kubeconfig.as_deref().context("--kubeconfig or --server with --token is required")?;
+        return client_from(kubeconfig).await;
+    };
+    let ca_path = args.certificate_authority.clone().unwrap_or_else(|| data_dir.join("pki/ca.crt"));
+    let ca = std::fs::read(&ca_path)
+        .with_context(|| format!("reading the cluster CA {} (pass --certificate-authority)", ca_path.display()))?;
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gantry", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca),
+        }}],
+        "users": [{"name": "agent", "user": {"token": token}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "gantry", "user": "agent"}}],
+        "current-context": "agent",
+    });
+    let file: kube::config::Kubeconfig = serde_json::from_value(kubeconfig).context("building the client config")?;
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using the API server at {server}"))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = agent_client(&args, &data_dir).await?;
+        let program = std::env::current_exe().context("finding this binary (the containers' shim)")?;
+        let shim = gantry_runtime::native::ShimCommand { program, args: vec!["shim".to_string()] };
+        let mut config = gantry_agent::agent::AgentConfig::new(&data_dir, shim);
+        config.node_name = args.node_name.clone();
+        config.node_labels = args.node_labels.iter().cloned().collect();
+        config.pod_cidr = args.pod_cidr.clone();
+        if let Some(dir) = &args.pod_manifests {
+            config.manifests_dir = Some(dir.clone());
+        }
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let agent = gantry_agent::agent::start(client, config, shutdown.clone()).await?;
+        println!("Gantry agent running as node {} (data in {})", agent.node_name, data_dir.display());
+        wait_for_signal().await?;
+        shutdown.cancel();
+        agent.wait().await;
         Ok(())
     })
 }

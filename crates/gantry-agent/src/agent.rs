@@ -1,0 +1,178 @@
+//! The agent as a whole: the machine's facts, the Node and its heartbeats, the container runtime on the data
+//! directory, the pod network, and the pod workers, until shutdown.
+//!
+//! On disk under the data directory: `images/` (the image store, shared with `gantry image`), `run/` (the
+//! runtime's sandboxes and containers), `pods/<uid>/` (volumes, logs, termination messages), `cni/` (the
+//! default network configuration and the plugins' cache), `manifests/` (static pods).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gantry_runtime::image::ImageStore;
+use gantry_runtime::native::{NativeConfig, NativeRuntime, ShimCommand};
+use gantry_runtime::network::cni::{CniClient, CniOptions, DEFAULT_PLUGIN_DIRS, write_default_config};
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventRecorder;
+use crate::machine;
+use crate::node::{self, HeartbeatIntervals, NodeSettings};
+use crate::pods::{self, PodContext};
+
+/// The pod CIDR of a node that was given none (by flag or by its Node's `spec.podCIDR`).
+pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
+/// The bridge the default network configuration puts pods on.
+pub const BRIDGE: &str = "gantry0";
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The Node's name; the hostname when `None`.
+    pub node_name: Option<String>,
+    /// Labels beyond the well-known ones.
+    pub node_labels: BTreeMap<String, String>,
+    /// The pods' address range on this node; the Node's `spec.podCIDR`, else [`DEFAULT_POD_CIDR`] when `None`.
+    pub pod_cidr: Option<String>,
+    /// How the runtime starts a container's shim (the `gantry` binary itself, as `gantry shim`).
+    pub shim: ShimCommand,
+    /// The cgroup (under each hierarchy's root) that holds the pods.
+    pub cgroup_root: String,
+    /// Heartbeat intervals.
+    pub heartbeats: HeartbeatIntervals,
+    /// The static pods' manifests (`DATA/manifests` by default).
+    pub manifests_dir: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// The defaults for a data directory and a shim.
+    pub fn new(data_dir: impl Into<PathBuf>, shim: ShimCommand) -> AgentConfig {
+        let data_dir = data_dir.into();
+        AgentConfig {
+            manifests_dir: Some(data_dir.join("manifests")),
+            data_dir,
+            node_name: None,
+            node_labels: BTreeMap::new(),
+            pod_cidr: None,
+            shim,
+            cgroup_root: "gantry".into(),
+            heartbeats: HeartbeatIntervals::default(),
+        }
+    }
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The machine could not be read.
+    #[error(transparent)]
+    Machine(#[from] machine::MachineError),
+    /// The Node could not be registered.
+    #[error(transparent)]
+    Node(#[from] node::NodeError),
+    /// The image store could not be opened.
+    #[error("image store: {0}")]
+    Images(#[from] gantry_runtime::image::ImageError),
+    /// The runtime could not be set up.
+    #[error("container runtime: {0}")]
+    Runtime(#[from] gantry_runtime::cri::RuntimeError),
+    /// The pod network could not be set up.
+    #[error("pod network: {0}")]
+    Network(#[from] gantry_runtime::network::NetworkError),
+    /// The data directory could not be created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pod manager failed.
+    #[error(transparent)]
+    Pods(#[from] pods::PodsError),
+}
+
+/// A running agent's parts that callers (tests, `gantry up`) may want.
+pub struct RunningAgent {
+    /// The Node's name.
+    pub node_name: String,
+    /// What the pod workers share (the node API's view of pods, the runtime).
+    pub pods: Arc<PodContext>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningAgent {
+    /// Waits until every part has stopped (after the shutdown token fired).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts the agent: registers the Node, sets up the runtime and the pod network, and runs heartbeats and pod
+/// workers until `shutdown`.
+pub async fn start(
+    client: Client,
+    config: AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningAgent, AgentError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| AgentError::Io { path: data_dir.clone(), source })?;
+    let facts = machine::detect(data_dir)?;
+    let mut settings = NodeSettings::new(config.node_name.clone().unwrap_or_else(|| facts.hostname.clone()));
+    settings.labels = config.node_labels.clone();
+    let node = node::register(&client, &facts, &settings).await?;
+    let pod_cidr = config
+        .pod_cidr
+        .clone()
+        .or_else(|| node.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
+        .unwrap_or_else(|| DEFAULT_POD_CIDR.to_string());
+
+    let images = Arc::new(ImageStore::open(data_dir.join("images"))?);
+    let cni = if DEFAULT_PLUGIN_DIRS.iter().any(|d| std::path::Path::new(d).join("bridge").exists()) {
+        let conf_dir = data_dir.join("cni/net.d");
+        write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
+        gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
+        Some(CniClient::new(CniOptions::new(conf_dir, data_dir.join("cni/cache"))))
+    } else {
+        tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
+        None
+    };
+    let mut runtime_config = NativeConfig::new(data_dir.join("run"), config.shim.clone());
+    runtime_config.cgroup_root = config.cgroup_root.clone();
+    let runtime = NativeRuntime::new(runtime_config, images.clone(), cni)?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let (recorder, recorder_task) = EventRecorder::start(client.clone(), &settings.name, shutdown.clone());
+    tasks.spawn(async move {
+        let _ = recorder_task.await;
+    });
+    let host_ips = facts.internal_ip.map(|ip| vec![ip.to_string()]).unwrap_or_default();
+    if let Some(dir) = &config.manifests_dir {
+        std::fs::create_dir_all(dir).map_err(|source| AgentError::Io { path: dir.clone(), source })?;
+    }
+    let mut ctx = PodContext::new(
+        client.clone(),
+        Arc::new(runtime),
+        images,
+        settings.name.clone(),
+        host_ips,
+        data_dir.join("pods"),
+        i64::try_from(facts.memory_bytes).unwrap_or(i64::MAX),
+        recorder,
+    );
+    ctx.manifests_dir = config.manifests_dir.clone();
+    let ctx = Arc::new(ctx);
+    let pods_ctx = ctx.clone();
+    let pods_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(err) = pods::run(pods_ctx, pods_shutdown).await {
+            tracing::error!(error = %err, "pod manager stopped");
+        }
+    });
+    let node_name = settings.name.clone();
+    tasks.spawn(node::run_heartbeats(client, node, facts, settings, config.heartbeats, shutdown));
+    Ok(RunningAgent { node_name, pods: ctx, tasks })
+}
