@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObjec
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 const API_SERVER_USER: &str = "kube-apiserver-kubelet-client";
 
@@ -52,12 +52,13 @@ struct Fixture {
     ca: ClusterCa,
     server_cert: String,
     _dir: tempfile::TempDir,
-    _stop: DropGuard,
+    stop: CancellationToken,
     served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        self.stop.cancel();
         if let Some(served) = self.served.take() {
             served.abort();
         }
@@ -84,7 +85,14 @@ impl Fixture {
         let server_cert = std::fs::read_to_string(dir.path().join("pki/kubelet.crt")).expect("serving certificate");
         let stop = CancellationToken::new();
         let served = tokio::spawn(api.serve(stop.clone()));
-        Fixture { test, pods, addr, ca, server_cert, _dir: dir, _stop: stop.drop_guard(), served: Some(served) }
+        Fixture { test, pods, addr, ca, server_cert, _dir: dir, stop, served: Some(served) }
+    }
+
+    /// Cancels the node API and waits for it to stop.
+    async fn shutdown(mut self) {
+        let served = self.served.take().expect("serving");
+        self.stop.cancel();
+        tokio::time::timeout(patience(), served).await.expect("the node API stops").expect("join");
     }
 
     fn client_cert(&self, user: &str) -> CertifiedKey {
@@ -510,4 +518,5 @@ async fn client_certificates_are_required_issued_by_the_cluster_ca_and_allowed()
     };
     assert!(refused, "a certificate from another CA was accepted");
     assert_eq!(fx.get("/healthz").await.0, 200);
+    fx.shutdown().await;
 }

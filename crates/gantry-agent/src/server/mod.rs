@@ -31,6 +31,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What the node API needs to know about the pods the agent runs (implemented by the pod workers).
 pub trait PodDirectory: Send + Sync + 'static {
@@ -248,23 +249,26 @@ async fn handle(shared: Arc<Shared>, user: Option<String>, req: Request<Incoming
         );
         return status_response(403, "Forbidden", &message);
     }
+    let span = tracing::debug_span!("node_api", method = %req.method(), path = %req.uri().path(), user = %user);
+    route(&shared, req).instrument(span).await
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let span = tracing::debug_span!("node_api", method = %req.method(), path = %path, user = %user);
-    let _entered = span.enter();
     let streaming = matches!(*req.method(), Method::GET | Method::POST);
     match segments.as_slice() {
         ["healthz"] if req.method() == Method::GET => text_response(200, "ok"),
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => {
-            logs::serve_logs(&shared, ns, pod, container, query_pairs(&req)).await
+            logs::serve_logs(shared, ns, pod, container, query_pairs(&req)).await
         }
         ["exec", ns, pod, container] if streaming => {
-            remotecommand::serve(&shared, remotecommand::Kind::Exec, ns, pod, container, req).await
+            remotecommand::serve(shared, remotecommand::Kind::Exec, ns, pod, container, req).await
         }
         ["attach", ns, pod, container] if streaming => {
-            remotecommand::serve(&shared, remotecommand::Kind::Attach, ns, pod, container, req).await
+            remotecommand::serve(shared, remotecommand::Kind::Attach, ns, pod, container, req).await
         }
-        ["portForward", ns, pod] if streaming => portforward::serve(&shared, ns, pod, req).await,
+        ["portForward", ns, pod] if streaming => portforward::serve(shared, ns, pod, req).await,
         _ => status_response(404, "NotFound", &format!("the server could not find the requested resource {path}")),
     }
 }
