@@ -44,14 +44,24 @@ pub struct AgentConfig {
     pub heartbeats: HeartbeatIntervals,
     /// The static pods' manifests (`DATA/manifests` by default).
     pub manifests_dir: Option<PathBuf>,
+    /// Where the node's HTTPS API listens (`0.0.0.0:10250` by default; port 0 picks a free one).
+    pub node_api_listen: std::net::SocketAddr,
+    /// The cluster CA (PEM): the node API accepts client certificates it signed, for [`API_SERVER_CLIENT_USER`].
+    pub cluster_ca_pem: String,
 }
+
+/// The user of the client certificate the API server presents to node agents (for logs, exec, attach and
+/// port-forward); the API server issues it from the cluster CA under this name.
+pub const API_SERVER_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 impl AgentConfig {
     /// The defaults for a data directory and a shim.
-    pub fn new(data_dir: impl Into<PathBuf>, shim: ShimCommand) -> AgentConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, shim: ShimCommand, cluster_ca_pem: String) -> AgentConfig {
         let data_dir = data_dir.into();
         AgentConfig {
             manifests_dir: Some(data_dir.join("manifests")),
+            node_api_listen: std::net::SocketAddr::from(([0, 0, 0, 0], node::NODE_API_PORT as u16)),
+            cluster_ca_pem,
             data_dir,
             node_name: None,
             node_labels: BTreeMap::new(),
@@ -93,6 +103,9 @@ pub enum AgentError {
     /// The pod manager failed.
     #[error(transparent)]
     Pods(#[from] pods::PodsError),
+    /// The node's HTTPS API could not start.
+    #[error("node API: {0}")]
+    NodeApi(#[from] crate::server::NodeApiError),
 }
 
 /// A running agent's parts that callers (tests, `gantry up`) may want.
@@ -101,6 +114,8 @@ pub struct RunningAgent {
     pub node_name: String,
     /// What the pod workers share (the node API's view of pods, the runtime).
     pub pods: Arc<PodContext>,
+    /// Where the node's HTTPS API listens.
+    pub node_api_addr: Option<std::net::SocketAddr>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -123,26 +138,18 @@ pub async fn start(
     let facts = machine::detect(data_dir)?;
     let mut settings = NodeSettings::new(config.node_name.clone().unwrap_or_else(|| facts.hostname.clone()));
     settings.labels = config.node_labels.clone();
-    let node = node::register(&client, &facts, &settings).await?;
-    let pod_cidr = config
-        .pod_cidr
-        .clone()
-        .or_else(|| node.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
-        .unwrap_or_else(|| DEFAULT_POD_CIDR.to_string());
-
     let images = Arc::new(ImageStore::open(data_dir.join("images"))?);
-    let cni = if DEFAULT_PLUGIN_DIRS.iter().any(|d| std::path::Path::new(d).join("bridge").exists()) {
-        let conf_dir = data_dir.join("cni/net.d");
-        write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
-        gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
-        Some(CniClient::new(CniOptions::new(conf_dir, data_dir.join("cni/cache"))))
-    } else {
-        tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
-        None
-    };
+    // The runtime is set up before the Node registers (the node API must listen before the Node names its port),
+    // but the pod network needs the Node's pod CIDR: the CNI client reads its configuration when a pod starts.
+    let conf_dir = data_dir.join("cni/net.d");
+    let cni = DEFAULT_PLUGIN_DIRS
+        .iter()
+        .any(|d| std::path::Path::new(d).join("bridge").exists())
+        .then(|| CniClient::new(CniOptions::new(conf_dir.clone(), data_dir.join("cni/cache"))));
     let mut runtime_config = NativeConfig::new(data_dir.join("run"), config.shim.clone());
     runtime_config.cgroup_root = config.cgroup_root.clone();
-    let runtime = NativeRuntime::new(runtime_config, images.clone(), cni)?;
+    let runtime: Arc<dyn gantry_runtime::RuntimeService> =
+        Arc::new(NativeRuntime::new(runtime_config, images.clone(), cni.clone())?);
 
     let mut tasks = tokio::task::JoinSet::new();
     let (recorder, recorder_task) = EventRecorder::start(client.clone(), &settings.name, shutdown.clone());
@@ -155,10 +162,10 @@ pub async fn start(
     }
     let mut ctx = PodContext::new(
         client.clone(),
-        Arc::new(runtime),
-        images,
+        runtime.clone(),
+        images.clone(),
         settings.name.clone(),
-        host_ips,
+        host_ips.clone(),
         data_dir.join("pods"),
         i64::try_from(facts.memory_bytes).unwrap_or(i64::MAX),
         recorder,
@@ -166,6 +173,37 @@ pub async fn start(
     );
     ctx.manifests_dir = config.manifests_dir.clone();
     let ctx = Arc::new(ctx);
+
+    let mut node_names = vec![settings.name.clone(), facts.hostname.clone()];
+    node_names.extend(host_ips.iter().cloned());
+    node_names.dedup();
+    let api_config = crate::server::NodeApiConfig {
+        listen: config.node_api_listen,
+        pki_dir: data_dir.join("pki"),
+        node_names,
+        client_ca_pem: config.cluster_ca_pem.clone(),
+        allowed_users: vec![API_SERVER_CLIENT_USER.to_string()],
+    };
+    let node_api = crate::server::bind(api_config, runtime.clone(), ctx.clone()).await?;
+    let node_api_addr = node_api.local_addr();
+    if let Some(addr) = node_api_addr {
+        settings.api_port = addr.port();
+    }
+    let node = node::register(&client, &facts, &settings).await?;
+    let pod_cidr = config
+        .pod_cidr
+        .clone()
+        .or_else(|| node.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
+        .unwrap_or_else(|| DEFAULT_POD_CIDR.to_string());
+
+    if cni.is_some() {
+        write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
+        gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
+    } else {
+        tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
+    }
+    let api_shutdown = shutdown.clone();
+    tasks.spawn(node_api.serve(api_shutdown));
     let pods_ctx = ctx.clone();
     let pods_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -175,5 +213,5 @@ pub async fn start(
     });
     let node_name = settings.name.clone();
     tasks.spawn(node::run_heartbeats(client, node, facts, settings, config.heartbeats, shutdown));
-    Ok(RunningAgent { node_name, pods: ctx, tasks })
+    Ok(RunningAgent { node_name, pods: ctx, node_api_addr, tasks })
 }

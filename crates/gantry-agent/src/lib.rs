@@ -13,4 +13,5 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod server;
 pub mod volumes;

@@ -57,6 +57,8 @@ pub struct NodeSettings {
     pub agent_version: String,
     /// The runtime the node reports (`gantry://0.1.0`).
     pub runtime_version: String,
+    /// The port of the node's HTTPS API (`status.daemonEndpoints.kubeletEndpoint.Port`).
+    pub api_port: u16,
 }
 
 impl NodeSettings {
@@ -68,6 +70,7 @@ impl NodeSettings {
             max_pods: 110,
             agent_version: format!("v1.35.0-gantry.{}", env!("CARGO_PKG_VERSION")),
             runtime_version: format!("gantry://{}", env!("CARGO_PKG_VERSION")),
+            api_port: NODE_API_PORT as u16,
         }
     }
 }
@@ -132,7 +135,9 @@ pub fn node_status(facts: &MachineFacts, settings: &NodeSettings, conditions: Ve
         allocatable: Some(allocatable),
         addresses: Some(addresses),
         conditions: Some(conditions),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: NODE_API_PORT }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(settings.api_port) }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: facts.architecture.clone(),
             boot_id: facts.boot_id.clone(),

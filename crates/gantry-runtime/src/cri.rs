@@ -517,6 +517,11 @@ pub trait RuntimeService: Send + Sync {
     async fn exec(&self, id: &str, cmd: &[String], options: &StreamOptions) -> Result<StreamSession, RuntimeError>;
     /// Attaches to the streams of a running container's main process.
     async fn attach(&self, id: &str, options: &StreamOptions) -> Result<StreamSession, RuntimeError>;
+    /// Opens a TCP connection to `port` on the loopback address of the sandbox's network namespace (the node's
+    /// own with host networking): what port forwarding relays. The default refuses, for runtimes without it.
+    async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        Err(RuntimeError::Invalid(format!("port forwarding to sandbox {sandbox_id} port {port} is not supported")))
+    }
 }
 
 /// An image as the store knows it.

@@ -352,12 +352,35 @@ fn scheduler(args: ClientArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The agent's client: from its kubeconfig, or from --server, --token and the cluster CA.
-async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// PEM of DER certificates.
+fn pem_of(certificates: &[Vec<u8>]) -> String {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for der in certificates {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        for line in text.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
+/// The agent's client and the cluster CA (PEM): from its kubeconfig, or from --server, --token and the CA file.
+async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::Result<(kube::Client, String)> {
     use base64::Engine as _;
     let (Some(server), Some(token)) = (&args.server, &args.token) else {
         let kubeconfig = args.kubeconfig.as_deref().context("--kubeconfig or --server with --token is required")?;
-        return client_from(kubeconfig).await;
+        let config = config_from(Some(kubeconfig)).await?;
+        let ca = pem_of(config.root_cert.as_deref().unwrap_or_default());
+        anyhow::ensure!(
+            !ca.is_empty(),
+            "the kubeconfig {} names no certificate authority: the node API needs the cluster CA",
+            kubeconfig.display()
+        );
+        return Ok((kube::Client::try_from(config)?, ca));
     };
     let ca_path = args.certificate_authority.clone().unwrap_or_else(|| data_dir.join("pki/ca.crt"));
     let ca = std::fs::read(&ca_path)
@@ -367,7 +390,7 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
         "kind": "Config",
         "clusters": [{"name": "gantry", "cluster": {
             "server": server,
-            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca),
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&ca),
         }}],
         "users": [{"name": "agent", "user": {"token": token}}],
         "contexts": [{"name": "agent", "context": {"cluster": "gantry", "user": "agent"}}],
@@ -377,17 +400,17 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
     let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
         .await
         .with_context(|| format!("using the API server at {server}"))?;
-    Ok(kube::Client::try_from(config)?)
+    Ok((kube::Client::try_from(config)?, String::from_utf8_lossy(&ca).into_owned()))
 }
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = agent_client(&args, &data_dir).await?;
+        let (client, cluster_ca) = agent_client(&args, &data_dir).await?;
         let program = std::env::current_exe().context("finding this binary (the containers' shim)")?;
         let shim = gantry_runtime::native::ShimCommand { program, args: vec!["shim".to_string()] };
-        let mut config = gantry_agent::agent::AgentConfig::new(&data_dir, shim);
+        let mut config = gantry_agent::agent::AgentConfig::new(&data_dir, shim, cluster_ca);
         config.node_name = args.node_name.clone();
         config.node_labels = args.node_labels.iter().cloned().collect();
         config.pod_cidr = args.pod_cidr.clone();

@@ -66,7 +66,9 @@ impl Cluster {
     }
 
     async fn start_agent(&mut self) {
-        let mut config = AgentConfig::new(self.test.root.path(), shim());
+        let ca = std::fs::read_to_string(self._server_dir.path().join("pki/ca.crt")).expect("cluster CA");
+        let mut config = AgentConfig::new(self.test.root.path(), shim(), ca);
+        config.node_api_listen = "127.0.0.1:0".parse().expect("address");
         config.node_name = Some(self.node.clone());
         config.cgroup_root = self.test.cgroup_root.clone();
         config.pod_cidr = Some(self.pod_cidr.clone());

@@ -12,7 +12,7 @@ pub mod static_pods;
 pub mod status;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventRecorder;
+pub use crate::server::{ContainerEntry, PodEntry};
 
 /// What every pod worker shares.
 pub struct PodContext {
@@ -57,28 +58,10 @@ pub struct PodContext {
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
-/// One pod as the node API sees it.
-#[derive(Clone, Debug, Default)]
-pub struct PodEntry {
-    /// The pod's UID.
-    pub uid: String,
-    /// Its sandbox, once created.
-    pub sandbox_id: Option<String>,
-    /// Its containers by name.
-    pub containers: BTreeMap<String, ContainerEntry>,
-}
-
-/// One container as the node API sees it.
-#[derive(Clone, Debug, Default)]
-pub struct ContainerEntry {
-    /// The current instance.
-    pub container_id: Option<String>,
-    /// The current instance's log.
-    pub log_path: Option<PathBuf>,
-    /// The previous instance's log.
-    pub previous_log_path: Option<PathBuf>,
-    /// Why it has no running instance, when it waits.
-    pub waiting_reason: Option<String>,
+impl crate::server::PodDirectory for PodContext {
+    fn pod(&self, namespace: &str, name: &str) -> Option<PodEntry> {
+        self.lookup(namespace, name)
+    }
 }
 
 impl PodContext {

@@ -229,4 +229,8 @@ impl crate::cri::RuntimeService for NativeRuntime {
     ) -> Result<crate::cri::StreamSession, RuntimeError> {
         self.attach_impl(id, options).await
     }
+
+    async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        self.port_forward_impl(sandbox_id, port).await
+    }
 }

@@ -205,6 +205,31 @@ impl NativeRuntime {
         Ok(SandboxView { record, joined, etc_files: etc })
     }
 
+    /// Connects to `127.0.0.1:port` in the sandbox's network namespace. The socket is created on a thread of
+    /// its own that joins the namespace and then ends: a socket keeps the namespace it was created in, and no
+    /// async worker thread ever changes namespace.
+    pub(super) async fn port_forward_impl(&self, id: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let (_, record) = self.load_sandbox(id)?;
+        if record.state != SandboxState::Ready {
+            return Err(RuntimeError::WrongState { id: id.to_string(), message: "the sandbox is not ready".into() });
+        }
+        let netns = record.namespaces.get("net").cloned();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sandbox = id.to_string();
+        std::thread::Builder::new()
+            .name("gantry-portfwd".into())
+            .spawn(move || {
+                let _ = tx.send(connect_in_namespace(&sandbox, netns.as_deref(), port));
+            })
+            .map_err(|err| RuntimeError::Network(format!("cannot start the port-forward thread: {err}")))?;
+        let stream = rx.await.map_err(|_| {
+            RuntimeError::Network(format!("port-forward to sandbox {id}: the connecting thread died"))
+        })??;
+        let network = |err: std::io::Error| RuntimeError::Network(format!("port-forward to sandbox {id}: {err}"));
+        stream.set_nonblocking(true).map_err(network)?;
+        tokio::net::TcpStream::from_std(stream).map_err(network)
+    }
+
     pub(super) async fn stop_pod_sandbox_impl(&self, id: &str) -> Result<(), RuntimeError> {
         let (dir, mut record) = match self.load_sandbox(id) {
             Ok(found) => found,
@@ -294,4 +319,18 @@ impl NativeRuntime {
         })
         .await
     }
+}
+
+/// Runs on a dedicated thread only: joins the network namespace at `netns` (if any) and connects.
+fn connect_in_namespace(sandbox: &str, netns: Option<&Path>, port: u16) -> Result<std::net::TcpStream, RuntimeError> {
+    if let Some(path) = netns {
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| RuntimeError::Sys {
+            context: format!("join network namespace {}", path.display()),
+            source,
+        })?;
+    }
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))
+        .map_err(|err| RuntimeError::Network(format!("connect to {address} in sandbox {sandbox}: {err}")))
 }
