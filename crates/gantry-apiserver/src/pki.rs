@@ -1,8 +1,8 @@
 //! The cluster's certificate authority and the certificates it issues.
 //!
 //! On first start a CA is generated under `DATA_DIR/pki/`; it signs the serving certificate and client
-//! certificates (the admin kubeconfig's, later the nodes'). Files are reused on later starts; the serving
-//! certificate is re-issued when the names it must carry change or it nears expiry.
+//! certificates (the admin kubeconfig's, and the API server's own for node agents). Files are reused on later
+//! starts; the serving certificate is re-issued when the names it must carry change or it nears expiry.
 
 use std::collections::BTreeSet;
 use std::fs;

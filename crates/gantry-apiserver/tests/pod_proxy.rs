@@ -445,7 +445,8 @@ async fn the_only_container_is_chosen_and_a_client_going_away_closes_the_node_st
 async fn a_websocket_exec_is_upgraded_by_the_node_and_relayed_both_ways() {
     let cluster = Cluster::start().await.with_web_pod().await;
     let key = "T1gOvKYFcFtCuNqjm3GKLw==";
-    let path = "/api/v1/namespaces/default/pods/web/exec?command=sh&command=-c&command=echo+a%26b&container=app&stdin=true&stdout=true&tty=true";
+    let path = "/api/v1/namespaces/default/pods/web/exec?command=sh&command=-c&command=echo+a%26b&container=app\
+                &stdin=true&stdout=true&tty=true";
     let response = cluster.request(upgrade_request("GET", path, Some((key, "v5.channel.k8s.io")), None)).await;
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["sec-websocket-accept"], websocket_accept(key));

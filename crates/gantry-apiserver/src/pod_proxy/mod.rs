@@ -181,7 +181,7 @@ async fn logs(
     if !response.status().is_success() {
         return Ok(upstream_failure(response).await);
     }
-    tracing::debug!(target = %target.describe(), node = %endpoint.authority(), "streaming logs");
+    tracing::debug!(stream = %target.describe(), node = %endpoint.authority(), "streaming logs");
     let body = Relay { body: response.into_body(), _connection: guard };
     let mut reply = Response::new(BodyExt::boxed_unsync(body));
     reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -232,7 +232,8 @@ async fn upgrade(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut response, guard) = nodes.send(&endpoint, request).await.map_err(dial_error)?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        tracing::debug!(target = %target.describe(), status = response.status().as_u16(), "the node refused the upgrade");
+        let status = response.status().as_u16();
+        tracing::debug!(stream = %target.describe(), status, "the node refused the upgrade");
         return Ok(passthrough(response).await);
     }
     let mut reply = Response::new(BodyExt::boxed_unsync(Empty::<Bytes>::new()));
@@ -462,7 +463,8 @@ mod tests {
 
     fn pod(init: &[&str], regular: &[&str], ephemeral: &[&str]) -> Value {
         let list = |names: &[&str]| names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>();
-        json!({"spec": {"initContainers": list(init), "containers": list(regular), "ephemeralContainers": list(ephemeral)}})
+        let (init, regular, ephemeral) = (list(init), list(regular), list(ephemeral));
+        json!({"spec": {"initContainers": init, "containers": regular, "ephemeralContainers": ephemeral}})
     }
 
     #[test]
