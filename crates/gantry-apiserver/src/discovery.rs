@@ -220,8 +220,9 @@ mod tests {
 
     #[test]
     fn pods_list_the_relayed_subresources_with_kube_apiservers_verbs() {
+        let dir = tempfile::tempdir().unwrap();
         let store = gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(
-            tempfile::tempdir().unwrap().keep().join("state.db"),
+            dir.path().join("state.db"),
         ))
         .unwrap();
         let cache = crate::cache::WatchCache::new(crate::cache::DEFAULT_WINDOW);
