@@ -4,7 +4,8 @@
 //! engineer is building): it requires a client certificate issued by the cluster CA, records what it was asked,
 //! streams a log in pieces, and answers upgrades with 101 (computing `Sec-WebSocket-Accept` per RFC 6455) before
 //! echoing bytes. A Node object points the API server at it (`InternalIP` 127.0.0.1, its port as the kubelet
-//! port).
+//! port). One ignored test drives the real kubectl (`GANTRY_KUBECTL`): logs, and the fallback from WebSocket to
+//! SPDY when the node refuses the upgrade.
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
@@ -685,4 +686,35 @@ async fn an_open_relay_ends_when_the_server_shuts_down() {
     // The relay is gone: the connection ends (cleanly or not) instead of hanging.
     let _ = within("the relayed connection to end", io.read_to_end(&mut rest)).await;
     assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real kubectl: GANTRY_KUBECTL=/path/to/kubectl cargo test -- --ignored"]
+async fn real_kubectl_reads_logs_and_falls_back_to_spdy_when_the_node_refuses_websocket() {
+    let cluster = Cluster::start().await.with_web_pod().await;
+    let kubectl = std::env::var("GANTRY_KUBECTL").unwrap();
+    let kubeconfig = cluster.server().kubeconfig.clone();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &'static [&'static str]| {
+        let (kubectl, kubeconfig, home) = (kubectl.clone(), kubeconfig.clone(), home.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(kubectl)
+                .env_clear()
+                .env("HOME", home)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&["logs", "web"]).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["exec", "web", "--", "refuse"]).await.unwrap();
+    assert!(!out.status.success());
+    let asked: Vec<(String, String)> = cluster.node.seen().into_iter().map(|s| (s.method, s.target)).collect();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the node refused this upgrade"));
+    // WebSocket first, then SPDY after the node's refusal was passed through.
+    let exec = "/exec/default/web/app?command=refuse&stderr=1&stdout=1".to_string();
+    assert_eq!(asked[asked.len() - 2..], [("GET".to_string(), exec.clone()), ("POST".to_string(), exec)]);
 }
