@@ -55,7 +55,7 @@ fn aggregated_reply(items: Vec<Value>) -> Reply {
 }
 
 fn aggregated_resource(r: &ResourceType) -> Value {
-    let subresources: Vec<Value> = r
+    let mut subresources: Vec<Value> = r
         .subresources
         .iter()
         .map(|s| {
@@ -63,7 +63,13 @@ fn aggregated_resource(r: &ResourceType) -> Value {
             json!({"subresource": s.name(), "responseKind": {"group": group, "version": version, "kind": kind},
                    "verbs": s.verbs()})
         })
+        .chain(crate::pod_proxy::subresources_of(r).iter().map(|s| {
+            json!({"subresource": s.name, "responseKind": {"group": "", "version": "v1", "kind": s.kind},
+                   "verbs": s.verbs})
+        }))
         .collect();
+    // kube-apiserver lists subresources in name order.
+    subresources.sort_by(|a, b| a["subresource"].as_str().cmp(&b["subresource"].as_str()));
     let mut entry = json!({
         "resource": r.plural,
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
@@ -160,6 +166,16 @@ pub fn resources(api: &Api, group: &str, version: &str) -> ApiResult<Reply> {
             entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
+        let mut subresources = Vec::new();
+        for s in crate::pod_proxy::subresources_of(r) {
+            subresources.push(json!({
+                "name": format!("{}/{}", r.plural, s.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": s.kind,
+                "verbs": s.verbs,
+            }));
+        }
         for s in r.subresources {
             let mut sub = json!({
                 "name": format!("{}/{}", r.plural, s.name()),
@@ -175,8 +191,11 @@ pub fn resources(api: &Api, group: &str, version: &str) -> ApiResult<Reply> {
                     sub["version"] = json!(v);
                 }
             }
-            resources.push(sub);
+            subresources.push(sub);
         }
+        // kube-apiserver lists subresources in name order.
+        subresources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        resources.extend(subresources);
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Ok(Reply::json(
@@ -197,6 +216,39 @@ mod tests {
         assert!(wants_aggregated(Some("application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io")));
         assert!(!wants_aggregated(Some("application/json, */*")));
         assert!(!wants_aggregated(None));
+    }
+
+    #[test]
+    fn pods_list_the_relayed_subresources_with_kube_apiservers_verbs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gantry_store::sqlite::SqliteStore::open(gantry_store::sqlite::SqliteConfig::new(
+            dir.path().join("state.db"),
+        ))
+        .unwrap();
+        let cache = crate::cache::WatchCache::new(crate::cache::DEFAULT_WINDOW);
+        let api = Api::new(std::sync::Arc::new(store), cache, tokio_util::sync::CancellationToken::new());
+        let Reply::Full { body, .. } = resources(&api, "", "v1").unwrap() else { panic!("a full reply") };
+        let list: Value = serde_json::from_slice(&body).unwrap();
+        let entry = |name: &str| list["resources"].as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
+        assert_eq!(entry("pods/log").unwrap()["verbs"], json!(["get"]));
+        assert_eq!(entry("pods/exec").unwrap()["kind"], "PodExecOptions");
+        assert_eq!(entry("pods/portforward").unwrap()["verbs"], json!(["create", "get"]));
+        assert_eq!(entry("pods/attach").unwrap()["verbs"], json!(["create", "get"]));
+        let names: Vec<&str> =
+            list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        let pods: Vec<&str> = names.iter().copied().filter(|n| n.starts_with("pods/")).collect();
+        let mut sorted = pods.clone();
+        sorted.sort();
+        assert_eq!(pods, sorted);
+        assert!(entry("services/exec").is_none());
+
+        let pods = api.registry.by_plural("", "v1", "pods").unwrap();
+        let aggregated = aggregated_resource(pods);
+        let subs: Vec<&str> =
+            aggregated["subresources"].as_array().unwrap().iter().filter_map(|s| s["subresource"].as_str()).collect();
+        for wanted in ["attach", "exec", "log", "portforward"] {
+            assert!(subs.contains(&wanted), "{subs:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! Gantry's own paths under `/gantry/`: a scheduler's account of its decisions ([`scheduling`]), which it gets
 //! from a hook rather than from a dependency on the scheduler.
 //!
+//! Pods' logs, exec, attach and port-forward are relayed to the node agent on the pod's node ([`pod_proxy`]),
+//! which the API server calls as [`pki::KUBELET_CLIENT_USER`].
+//!
 //! Authorization is not enforced yet: every authenticated user may do anything.
 
 #![allow(clippy::result_large_err)] // ApiError carries a Status's details; errors are the cold path.
@@ -22,6 +25,7 @@ mod eviction;
 pub mod managed_fields;
 pub mod objects;
 pub mod pki;
+pub mod pod_proxy;
 pub mod reads;
 pub mod request;
 pub mod scheduling;
@@ -85,6 +89,9 @@ pub enum StartError {
     /// TLS could not be configured.
     #[error(transparent)]
     Tls(#[from] server::TlsError),
+    /// The client for node agents could not be set up.
+    #[error(transparent)]
+    NodeClient(#[from] pod_proxy::NodeClientError),
     /// The token file is unusable.
     #[error(transparent)]
     Tokens(#[from] auth::TokenFileError),
@@ -163,6 +170,7 @@ pub async fn start(
     names.extend(config.tls_sans.iter().cloned());
     let serving = ca.serving(&names)?;
     let tls = server::tls_config(&serving, ca.cert_pem())?;
+    let nodes = Arc::new(pod_proxy::NodeClient::new(&ca.kubelet_client()?, shutdown.clone())?);
     let tokens = match &config.token_file {
         Some(path) => auth::TokenFile::load(path)?,
         None => auth::TokenFile::default(),
@@ -179,7 +187,7 @@ pub async fn start(
 
     let kubeconfig = config.data_dir.join("kubeconfig");
     write_admin_kubeconfig(&ca, &kubeconfig, addr.port())?;
-    tasks.spawn(server::serve(listener, tls, Arc::clone(&api), Arc::new(tokens), shutdown.clone()));
+    tasks.spawn(server::serve(listener, tls, Arc::clone(&api), Arc::new(tokens), nodes, shutdown.clone()));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(RunningServer { addr, kubeconfig, api, shutdown, tasks })
 }

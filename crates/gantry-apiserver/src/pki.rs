@@ -1,8 +1,8 @@
 //! The cluster's certificate authority and the certificates it issues.
 //!
 //! On first start a CA is generated under `DATA_DIR/pki/`; it signs the serving certificate and client
-//! certificates (the admin kubeconfig's, later the nodes'). Files are reused on later starts; the serving
-//! certificate is re-issued when the names it must carry change or it nears expiry.
+//! certificates (the admin kubeconfig's, and the API server's own for node agents). Files are reused on later
+//! starts; the serving certificate is re-issued when the names it must carry change or it nears expiry.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -74,6 +74,13 @@ impl std::fmt::Debug for ClusterCa {
         f.debug_struct("ClusterCa").field("dir", &self.dir).finish_non_exhaustive()
     }
 }
+
+/// The user the API server presents to node agents (CN of its client certificate), as kube-apiserver's
+/// `--kubelet-client-certificate` conventionally names it; a node agent authorizes this user for its API.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// The group in the API server's client certificate for node agents.
+pub const KUBELET_CLIENT_GROUP: &str = "system:masters";
 
 const CA_YEARS: i16 = 10;
 const LEAF_DAYS: i64 = 365;
@@ -201,8 +208,30 @@ impl ClusterCa {
         Ok(issued)
     }
 
-    fn serving_is_current(&self, cert_pem: &str, names: &BTreeSet<String>) -> bool {
+    /// The API server's client certificate for node agents' HTTPS APIs (logs, exec, attach, port-forward):
+    /// CN [`KUBELET_CLIENT_USER`], O [`KUBELET_CLIENT_GROUP`]. Kept in `apiserver-kubelet-client.{crt,key}` and
+    /// reused while it was issued by this CA for that user and is not close to expiry.
+    pub fn kubelet_client(&self) -> Result<CertifiedKey, PkiError> {
+        let cert_path = self.dir.join("apiserver-kubelet-client.crt");
+        let key_path = self.dir.join("apiserver-kubelet-client.key");
+        if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?)
+            && self.client_is_current(&cert_pem, KUBELET_CLIENT_USER)
+        {
+            return Ok(CertifiedKey { cert_pem, key_pem });
+        }
+        let issued = self.issue_client(KUBELET_CLIENT_USER, Some(KUBELET_CLIENT_GROUP))?;
+        write_private(&key_path, &issued.key_pem, 0o600)?;
+        write_private(&cert_path, &issued.cert_pem, 0o644)?;
+        Ok(issued)
+    }
+
+    fn client_is_current(&self, cert_pem: &str, user: &str) -> bool {
         let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else { return false };
+        self.issued_and_fresh(&pem) && identity_from_cert(&pem.contents).is_some_and(|(name, _)| name == user)
+    }
+
+    /// Whether a certificate was signed by this CA and is not close to expiry.
+    fn issued_and_fresh(&self, pem: &x509_parser::pem::Pem) -> bool {
         let Ok(cert) = pem.parse_x509() else { return false };
         let Ok((_, ca_pem)) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes()) else { return false };
         let Ok(ca) = ca_pem.parse_x509() else { return false };
@@ -210,9 +239,15 @@ impl ClusterCa {
             return false;
         }
         let renew_at = jiff::Timestamp::now().as_second() + RENEW_BEFORE_DAYS * 86_400;
-        if cert.validity().not_after.timestamp() < renew_at {
+        cert.validity().not_after.timestamp() >= renew_at
+    }
+
+    fn serving_is_current(&self, cert_pem: &str, names: &BTreeSet<String>) -> bool {
+        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else { return false };
+        if !self.issued_and_fresh(&pem) {
             return false;
         }
+        let Ok(cert) = pem.parse_x509() else { return false };
         let mut found = BTreeSet::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -281,5 +316,30 @@ mod tests {
         let (user, groups) = identity_from_cert(&pem.contents).unwrap();
         assert_eq!(user, "alice");
         assert_eq!(groups, vec!["ops"]);
+    }
+
+    #[test]
+    fn the_kubelet_client_certificate_is_issued_once_for_its_user_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        let first = ca.kubelet_client().unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(first.cert_pem.as_bytes()).unwrap();
+        let (user, groups) = identity_from_cert(&pem.contents).unwrap();
+        assert_eq!(user, KUBELET_CLIENT_USER);
+        assert_eq!(groups, vec![KUBELET_CLIENT_GROUP]);
+        assert!(dir.path().join("apiserver-kubelet-client.key").exists());
+        let again = ClusterCa::load_or_create(dir.path()).unwrap().kubelet_client().unwrap();
+        assert_eq!(first.cert_pem, again.cert_pem);
+    }
+
+    #[test]
+    fn a_kubelet_client_certificate_from_another_ca_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let stale = ClusterCa::load_or_create(other.path()).unwrap().kubelet_client().unwrap();
+        std::fs::write(dir.path().join("apiserver-kubelet-client.crt"), &stale.cert_pem).unwrap();
+        std::fs::write(dir.path().join("apiserver-kubelet-client.key"), &stale.key_pem).unwrap();
+        let issued = ClusterCa::load_or_create(dir.path()).unwrap().kubelet_client().unwrap();
+        assert_ne!(issued.cert_pem, stale.cert_pem);
     }
 }

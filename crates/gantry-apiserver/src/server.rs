@@ -20,10 +20,12 @@ use crate::api::{Api, ApiRequest, Reply};
 use crate::auth::{TokenFile, User, bearer_token};
 use crate::codec::MAX_BODY;
 use crate::pki::{CertifiedKey, identity_from_cert};
+use crate::pod_proxy::{NodeClient, ProxyTarget};
 use crate::request::Query;
 use crate::status::ApiError;
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// The body of every response the server writes.
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Failures while setting up TLS.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +72,14 @@ pub fn tls_config(serving: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::Se
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then stops accepting and lets open requests finish (watches
-/// end on the same signal).
+/// and relays to node agents end on the same signal). Requests for pods' logs, exec, attach and port-forward go
+/// to the pod's node through `nodes`.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     api: Arc<Api>,
     tokens: Arc<TokenFile>,
+    nodes: Arc<NodeClient>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -95,6 +99,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let api = Arc::clone(&api);
         let tokens = Arc::clone(&tokens);
+        let nodes = Arc::clone(&nodes);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -115,8 +120,9 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let api = Arc::clone(&api);
                 let tokens = Arc::clone(&tokens);
+                let nodes = Arc::clone(&nodes);
                 let cert_user = cert_user.clone();
-                async move { Ok::<_, Infallible>(handle(api, tokens, cert_user, peer, req).await) }
+                async move { Ok::<_, Infallible>(handle(api, tokens, nodes, cert_user, peer, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -127,6 +133,8 @@ pub async fn serve(
     }
     // Give in-flight requests a moment; watches end through the same shutdown signal.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    // Upgraded connections left the HTTP server's care; their relays end on the shutdown signal.
+    nodes.wait_closed(std::time::Duration::from_secs(5)).await;
 }
 
 fn full(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
@@ -138,13 +146,15 @@ fn full(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
     response
 }
 
-fn error_response(err: &ApiError) -> Response<Body> {
+/// An error as a `Status` response.
+pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
     full(err.code, "application/json", crate::codec::to_bytes(&err.to_status()))
 }
 
 async fn handle(
     api: Arc<Api>,
     tokens: Arc<TokenFile>,
+    nodes: Arc<NodeClient>,
     cert_user: Option<User>,
     peer: SocketAddr,
     req: Request<Incoming>,
@@ -175,6 +185,12 @@ async fn handle(
         (None, Some(user)) => user,
         (None, None) => return error_response(&ApiError::unauthorized()),
     };
+    if let Some(target) = ProxyTarget::parse(&path) {
+        // Relayed to the node as it comes: the body is neither read nor buffered here.
+        let response = crate::pod_proxy::serve(&api, &nodes, target, req).await;
+        tracing::debug!(%peer, user = %user.name, %method, %path, status = response.status().as_u16(), "request");
+        return response;
+    }
     let query = Query::parse(req.uri().query());
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {

@@ -173,6 +173,12 @@ impl ApiError {
         ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
+    /// A failure kube-apiserver reports without a reason (`StatusReasonUnknown`), e.g. a backend that cannot be
+    /// dialed: clients print just the message.
+    pub fn unknown(code: u16, message: impl Into<String>) -> ApiError {
+        ApiError::new(code, "", message)
+    }
+
     /// Maps a store failure on one object to what the client should see.
     pub fn from_store(err: StoreError, resource: &ResourceType, name: &str) -> ApiError {
         match err {
