@@ -1,8 +1,11 @@
 //! The node agent (our kubelet): it registers its Node, keeps its Lease and status fresh, runs the pods bound to
-//! it through `gantry-runtime`, and reports their status, as the kubelet does.
+//! it through `gantry-runtime`, reports their status, and serves the node's HTTPS API, as the kubelet does.
 //!
-//! Built in steps. What exists so far: [`machine`], the facts about the machine the Node object reports
-//! (capacity, addresses, system information), and [`node`], the Node and its Lease in the API.
+//! [`agent`] starts everything; [`node`] is the Node and its Lease, [`machine`] the facts it reports; [`pods`]
+//! watches the node's pods and runs one worker per pod (spec translation, status, back-off, static pods);
+//! [`volumes`], [`env`] and [`downward`] make what a container sees; [`probes`] and [`hooks`] run the
+//! container's handlers; [`events`] writes Events; [`server`] is the node API (logs, exec, attach,
+//! port-forward).
 
 pub mod agent;
 pub mod downward;

@@ -510,3 +510,22 @@ async fn post_start_and_pre_stop_hooks_run_in_the_container() {
     assert_eq!(std::fs::read_to_string(out.path().join("pre-stop")).ok().as_deref(), Some("stopping\n"));
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_init_container_keeps_running_beside_the_app() {
+    let Some(cluster) = Cluster::start("node-sidecar", None).await else { return };
+    let sidecar = serde_json::json!({"name": "proxy", "image": BUSYBOX_IMAGE, "restartPolicy": "Always",
+        "command": ["sh", "-c", "sleep 1000"]});
+    cluster.create(busybox_pod("with-sidecar", "sleep 1000", serde_json::json!({"initContainers": [sidecar]}))).await;
+    let pod = cluster
+        .wait_for("with-sidecar", "Running and Initialized", |p| {
+            phase(p) == "Running" && condition(p, "Initialized").as_deref() == Some("True")
+        })
+        .await;
+    let proxy = container(&pod, "proxy");
+    assert!(proxy.state.and_then(|s| s.running).is_some(), "the sidecar runs beside the app");
+    assert!(container(&pod, "main").state.and_then(|s| s.running).is_some());
+    cluster.pods().delete("with-sidecar", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() }).await.expect("delete");
+    cluster.wait_gone("with-sidecar").await;
+    cluster.stop().await;
+}

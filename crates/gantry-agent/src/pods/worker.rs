@@ -448,20 +448,30 @@ impl PodWorker {
         let mut wake = RESYNC;
         self.waiting.clear();
         let app_started = spec.containers.iter().any(|c| self.latest(&c.name).is_some());
-        if !app_started {
-            for init in spec.init_containers.iter().flatten() {
-                match self.latest(&init.name).map(|s| (s.state, s.exit_code, s.finished_at)) {
-                    Some((ContainerState::Exited, 0, _)) => continue,
-                    Some((ContainerState::Running, _, _)) => return POLL,
-                    Some((ContainerState::Exited, code, finished)) => {
-                        if policy == "Never" {
-                            self.ended = Some(Ended::Failed);
-                            return RESYNC;
-                        }
-                        return self.restart_after_backoff(init, code, finished).await;
+        for init in spec.init_containers.iter().flatten() {
+            // Sidecars (init containers with restartPolicy Always) start in order like the others, then keep
+            // running beside the app containers, restarted whenever they exit.
+            let sidecar = init.restart_policy.as_deref() == Some("Always");
+            if app_started && !sidecar {
+                continue;
+            }
+            match self.latest(&init.name).map(|s| (s.state, s.exit_code, s.finished_at)) {
+                Some((ContainerState::Exited, 0, _)) if !sidecar => continue,
+                Some((ContainerState::Running, _, _)) if sidecar => continue,
+                Some((ContainerState::Running, _, _)) => return POLL,
+                Some((ContainerState::Exited, code, finished)) => {
+                    if policy == "Never" && !sidecar {
+                        self.ended = Some(Ended::Failed);
+                        return RESYNC;
                     }
-                    Some((ContainerState::Created | ContainerState::Unknown, _, _)) | None => {
-                        self.start(init).await;
+                    let wake = self.restart_after_backoff(init, code, finished).await;
+                    if !app_started {
+                        return wake;
+                    }
+                }
+                Some((ContainerState::Created | ContainerState::Unknown, _, _)) | None => {
+                    self.start(init).await;
+                    if !app_started {
                         return POLL;
                     }
                 }
