@@ -525,7 +525,11 @@ async fn a_sidecar_init_container_keeps_running_beside_the_app() {
     let proxy = container(&pod, "proxy");
     assert!(proxy.state.and_then(|s| s.running).is_some(), "the sidecar runs beside the app");
     assert!(container(&pod, "main").state.and_then(|s| s.running).is_some());
-    cluster.pods().delete("with-sidecar", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() }).await.expect("delete");
+    cluster
+        .pods()
+        .delete("with-sidecar", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() })
+        .await
+        .expect("delete");
     cluster.wait_gone("with-sidecar").await;
     cluster.stop().await;
 }

@@ -231,9 +231,8 @@ pub fn pod_status(pod: &Pod, inputs: &StatusInputs<'_>, now: &Time) -> PodStatus
                 .flatten()
                 .any(|c| c.name == s.name && c.restart_policy.as_deref() == Some("Always"));
             let running = s.state.as_ref().is_some_and(|st| st.running.is_some());
-            !init_done_already
-                && !(sidecar && running)
-                && s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_none_or(|t| t.exit_code != 0)
+            let done_by_running = init_done_already || (sidecar && running);
+            !done_by_running && s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_none_or(|t| t.exit_code != 0)
         })
         .map(|s| s.name.as_str())
         .collect();
