@@ -265,6 +265,12 @@ async fn stats_come_from_the_containers_cgroup() {
     let stats = rt.container_stats(&id).await.expect("stats");
     assert!(stats.cpu_usage_core_nanoseconds > 1_000_000, "{stats:?}");
     assert!(stats.memory_usage_bytes > 0 && stats.memory_working_set_bytes <= stats.memory_usage_bytes, "{stats:?}");
+    // The shim that outlives creation is a fresh image of itself that only supervises.
+    let record = std::fs::read_to_string(test.root.path().join("run/containers").join(&id).join("container.json"))
+        .expect("container record");
+    let shim_pid = serde_json::from_str::<serde_json::Value>(&record).expect("json")["shim_pid"].as_u64().expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{shim_pid}/cmdline")).expect("shim cmdline");
+    assert!(String::from_utf8_lossy(&cmdline).split('\0').any(|a| a == "supervise"), "{cmdline:?}");
     rt.remove_pod_sandbox(&sandbox).await.expect("remove sandbox");
 }
 

@@ -71,7 +71,7 @@ fn shims(data_dir: &Path) -> Vec<u32> {
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            text.contains(" shim run ") && text.contains(&needle)
+            (text.contains(" shim run ") || text.contains(" shim supervise ")) && text.contains(&needle)
         })
         .collect()
 }

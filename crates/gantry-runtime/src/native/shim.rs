@@ -8,8 +8,9 @@
 //!    subreaper (so the container's init stays its child to wait for);
 //! 2. creates the container with libcontainer, its stdio connected to pipes the shim holds (or to a terminal);
 //! 3. reports `ready <pid>` (or `error <message>`) on its stdout, which the runtime reads, then detaches from it;
-//! 4. writes the container's output to its log in the CRI format, serves attach and log-reopen requests on a
-//!    socket, and waits for the init;
+//! 4. re-executes itself as the supervisor (keeping its PID, so the init stays its child, and the stdio
+//!    descriptors), which writes the container's output to its log in the CRI format, serves attach and
+//!    log-reopen requests on a socket, and waits for the init;
 //! 5. records the exit (code, time, whether the OOM killer struck) in `exit.json`, then exits.
 //!
 //! Everything the shim knows is on disk in the container's directory, so a restarted runtime finds running
@@ -124,6 +125,7 @@ pub fn main(args: &[String]) -> i32 {
     match args {
         [command, dir] if command == "run" => run_shim(Path::new(dir)),
         [command, request] if command == "exec" => run_exec(Path::new(request)),
+        [command, dir, pid, fds] if command == "supervise" => run_supervisor(Path::new(dir), pid, fds),
         _ => {
             eprintln!("usage: shim run <container-dir> | shim exec <request.json>");
             2
@@ -151,10 +153,19 @@ fn run_shim(dir: &Path) -> i32 {
         }
     };
     match create(dir, &config) {
-        Ok(created) => {
+        Ok(mut created) => {
+            let _ = std::fs::remove_file(CONTROL_SOCKET);
+            match UnixListener::bind(CONTROL_SOCKET) {
+                Ok(listener) => created.control = Some(listener),
+                Err(err) => eprintln!("control socket: {err}"),
+            }
             println!("ready {}", created.pid);
             let _ = std::io::stdout().flush();
             detach_stdio(dir);
+            if let Err(err) = exec_supervisor(dir, &created) {
+                // Supervising from this image works too; it only keeps more memory resident.
+                eprintln!("supervisor exec: {err}; supervising in place");
+            }
             supervise(dir, &config, created)
         }
         Err(message) => {
@@ -164,12 +175,94 @@ fn run_shim(dir: &Path) -> i32 {
     }
 }
 
+/// The container's init and the shim's ends of its stdio.
 struct Created {
     pid: Pid,
+    /// The control socket (attach, log reopen), bound before `ready` so that an attach right after the start
+    /// finds it.
+    control: Option<UnixListener>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     stdin: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
+}
+
+/// Replaces the shim with a fresh image of the same binary that only supervises (`supervise DIR PID FDS`), so
+/// that what stays resident for the container's whole life is the supervisor's few pages, not everything that
+/// creating the container touched (libcontainer, the OCI spec, the allocator's high-water mark). The container's
+/// init stays the shim's child (exec keeps the PID); the stdio descriptors are inherited by number. Returns only
+/// when the exec failed.
+fn exec_supervisor(dir: &Path, created: &Created) -> Result<(), String> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let inherit = |fd: &Option<OwnedFd>| -> Result<String, String> {
+        match fd {
+            Some(fd) => {
+                fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| format!("fcntl: {e}"))?;
+                Ok(fd.as_raw_fd().to_string())
+            }
+            None => Ok("-".to_string()),
+        }
+    };
+    let control: Option<OwnedFd> = match &created.control {
+        Some(listener) => Some(OwnedFd::from(listener.try_clone().map_err(|e| format!("control socket: {e}"))?)),
+        None => None,
+    };
+    let fds = [&created.stdout, &created.stderr, &created.stdin, &created.terminal, &control]
+        .into_iter()
+        .map(inherit)
+        .collect::<Result<Vec<_>, _>>()?
+        .join(",");
+    let cstring = |s: &str| std::ffi::CString::new(s).map_err(|e| format!("argument {s:?}: {e}"));
+    // The same way in as this shim came (`gantry shim` or `gantry-shim`), with `supervise` for `run`.
+    let mut args: Vec<std::ffi::CString> =
+        std::env::args().take_while(|a| a != "run").map(|a| cstring(&a)).collect::<Result<_, _>>()?;
+    for arg in ["supervise", &dir.display().to_string(), &created.pid.as_raw().to_string(), &fds] {
+        args.push(cstring(arg)?);
+    }
+    let exe = cstring("/proc/self/exe")?;
+    let err = nix::unistd::execv(&exe, &args).err();
+    Err(format!("exec /proc/self/exe: {}", err.map(|e| e.to_string()).unwrap_or_default()))
+}
+
+/// The supervisor's side of [`exec_supervisor`]: adopts the inherited descriptors and supervises.
+fn run_supervisor(dir: &Path, pid: &str, fds: &str) -> i32 {
+    if let Err(err) = std::env::set_current_dir(dir) {
+        eprintln!("supervisor: cannot enter {}: {err}", dir.display());
+        return 1;
+    }
+    let config: ShimConfig = match state::read_json(&dir.join("shim.json")) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("supervisor: {err}");
+            return 1;
+        }
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        eprintln!("supervisor: {pid:?} is not a PID");
+        return 1;
+    };
+    let numbers: Vec<Option<i32>> = fds.split(',').map(|n| n.parse().ok()).collect();
+    let [stdout, stderr, stdin, terminal, control] = numbers[..] else {
+        eprintln!("supervisor: {fds:?} is not five descriptors");
+        return 1;
+    };
+    let created = Created {
+        pid: Pid::from_raw(pid),
+        stdout: stdout.map(adopt_inherited),
+        stderr: stderr.map(adopt_inherited),
+        stdin: stdin.map(adopt_inherited),
+        terminal: terminal.map(adopt_inherited),
+        control: control.map(|fd| UnixListener::from(adopt_inherited(fd))),
+    };
+    supervise(dir, &config, created)
+}
+
+#[allow(unsafe_code)]
+fn adopt_inherited(fd: i32) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the descriptor was inherited across exec from the shim's own image, which named each of its
+    // descriptors once in the arguments; nothing else in this fresh process knows or owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn create(dir: &Path, config: &ShimConfig) -> Result<Created, String> {
@@ -221,7 +314,7 @@ fn create(dir: &Path, config: &ShimConfig) -> Result<Created, String> {
         None => None,
     };
     let _ = std::fs::remove_file(&console_path);
-    Ok(Created { pid, stdout: stdout_read, stderr: stderr_read, stdin: stdin_write, terminal })
+    Ok(Created { pid, stdout: stdout_read, stderr: stderr_read, stdin: stdin_write, terminal, control: None })
 }
 
 /// Runs the workload with the signal dispositions a process expects: the shim, like every Rust program, ignores
@@ -346,8 +439,14 @@ fn supervise(dir: &Path, config: &ShimConfig, created: Created) -> i32 {
     }
     drop(done_tx);
 
-    let _ = std::fs::remove_file(CONTROL_SOCKET);
-    match UnixListener::bind(CONTROL_SOCKET) {
+    let control = match created.control {
+        Some(listener) => Ok(listener),
+        None => {
+            let _ = std::fs::remove_file(CONTROL_SOCKET);
+            UnixListener::bind(CONTROL_SOCKET)
+        }
+    };
+    match control {
         Ok(listener) => {
             let log = log.clone();
             let streams = streams.clone();
