@@ -116,6 +116,9 @@ fn main() -> anyhow::Result<()> {
         .arg(&server.kubeconfig)
         .args(["--node-name", NODE, "--pod-cidr", &args.pod_cidr])
         .stdout(std::process::Stdio::null());
+    // What the agent creates on the node beyond its data directory, to remove afterwards unless it was there.
+    let bridge_existed = std::path::Path::new("/sys/class/net").join(gantry_agent::agent::BRIDGE).exists();
+    let cgroups_existed = cgroup_root_dirs().iter().any(|d| d.exists());
     let agent = AgentProcess(command.spawn().with_context(|| format!("starting {}", gantry.display()))?);
     let agent_pid = agent.0.id();
 
@@ -137,10 +140,32 @@ fn main() -> anyhow::Result<()> {
         let _ = gantry_runtime::network::masquerade::remove_masquerade(&args.pod_cidr).await;
         anyhow::Ok(())
     })?;
+    if !bridge_existed {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", gantry_agent::agent::BRIDGE])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    if !cgroups_existed {
+        for dir in cgroup_root_dirs() {
+            for qos in ["besteffort", "burstable"] {
+                let _ = std::fs::remove_dir(dir.join(qos));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
     server_shutdown.cancel();
     server_rt.block_on(server.shutdown());
     drop(server_dir);
     outcome
+}
+
+/// The agent's cgroup root (`gantry`) in every hierarchy.
+fn cgroup_root_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("gantry")).collect();
+    dirs.push(PathBuf::from("/sys/fs/cgroup/gantry"));
+    dirs
 }
 
 fn nix_is_root() -> bool {
