@@ -39,6 +39,34 @@ enum Command {
     Image(image::ImageArgs),
     /// Run the node agent: register this machine as a Node and run the pods bound to it.
     Agent(AgentArgs),
+    /// Run a whole cluster on this machine in one process: the control plane (embedded store) and a node agent.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Gantry's data directory (store, certificates, kubeconfig, images, pods). Default: /var/lib/gantry as root,
+    /// else $XDG_DATA_HOME/gantry.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The API server's HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// Also write the admin kubeconfig here.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// The Node's name. Default: the hostname.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The pods' address range. Default: 10.42.0.0/24.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// The node API's port (the kubelet's 10250 by default).
+    #[arg(long, default_value_t = 10250)]
+    node_api_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -220,6 +248,7 @@ fn run() -> anyhow::Result<()> {
         Command::Why(args) => why(args),
         Command::Image(args) => image::run(args, default_data_dir()),
         Command::Agent(args) => agent(args),
+        Command::Up(args) => up(args),
     }
 }
 
@@ -461,6 +490,29 @@ async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Result<st
     anyhow::bail!("--store must be `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`, not {spec:?}")
 }
 
+/// The control plane in this process: the API server, and the scheduler and controllers as its clients.
+async fn start_control_plane(
+    config: gantry_apiserver::ServerConfig,
+    store: std::sync::Arc<dyn Store>,
+    scheduler: bool,
+    controllers: bool,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<gantry_apiserver::RunningServer> {
+    let server = gantry_apiserver::start(config, store, shutdown.clone()).await?;
+    if scheduler {
+        let client = client_from(&server.kubeconfig).await?;
+        let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), tasks);
+        server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
+    }
+    if controllers {
+        let client = client_from(&server.kubeconfig).await?;
+        let config = gantry_controllers::ControllerManagerConfig::new(identity());
+        gantry_controllers::start(client, config, shutdown.clone(), tasks);
+    }
+    Ok(server)
+}
+
 fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -475,23 +527,77 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             tls_sans: args.tls_san,
             token_file: args.token_file,
         };
-        let server = gantry_apiserver::start(config, store, shutdown.clone()).await?;
         let mut tasks = tokio::task::JoinSet::new();
-        if !args.disable_scheduler {
-            let client = client_from(&server.kubeconfig).await?;
-            let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
-            server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
-        }
-        if !args.disable_controllers {
-            let client = client_from(&server.kubeconfig).await?;
-            let config = gantry_controllers::ControllerManagerConfig::new(identity());
-            gantry_controllers::start(client, config, shutdown.clone(), &mut tasks);
-        }
+        let server = start_control_plane(
+            config,
+            store,
+            !args.disable_scheduler,
+            !args.disable_controllers,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
         println!("Gantry API server listening on https://{}", server.addr);
         println!("Admin kubeconfig: {}", server.kubeconfig.display());
         println!("  export KUBECONFIG={}", server.kubeconfig.display());
         wait_for_signal().await?;
         tracing::info!("shutting down");
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+/// `gantry up`: the control plane and a node agent for this machine, in one process. The agent stops first and
+/// leaves its containers running; the next `gantry up` adopts them.
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let started = std::time::Instant::now();
+        let store = open_store("sqlite", &data_dir).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let config = gantry_apiserver::ServerConfig {
+            data_dir: data_dir.clone(),
+            bind_address: args.bind_address,
+            secure_port: args.secure_port,
+            tls_sans: Vec::new(),
+            token_file: None,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let server = start_control_plane(config, store, true, true, &shutdown, &mut tasks).await?;
+        if let Some(path) = &args.write_kubeconfig {
+            std::fs::copy(&server.kubeconfig, path)
+                .with_context(|| format!("writing the kubeconfig to {}", path.display()))?;
+        }
+
+        let client = client_from(&server.kubeconfig).await?;
+        let ca_path = data_dir.join("pki/ca.crt");
+        let ca = std::fs::read_to_string(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+        let program = std::env::current_exe().context("finding this binary (the containers' shim)")?;
+        let shim = gantry_runtime::native::ShimCommand { program, args: vec!["shim".to_string()] };
+        let mut agent_config = gantry_agent::agent::AgentConfig::new(&data_dir, shim, ca);
+        agent_config.node_name = args.node_name.clone();
+        agent_config.pod_cidr = args.pod_cidr.clone();
+        agent_config.node_api_listen = std::net::SocketAddr::from(([0, 0, 0, 0], args.node_api_port));
+        let agent_shutdown = tokio_util::sync::CancellationToken::new();
+        let agent = gantry_agent::agent::start(client, agent_config, agent_shutdown.clone()).await?;
+
+        let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| server.kubeconfig.clone());
+        println!(
+            "Gantry is up in {:.1} s: API server on https://{}, node {}",
+            started.elapsed().as_secs_f64(),
+            server.addr,
+            agent.node_name
+        );
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  kubectl get nodes");
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        agent_shutdown.cancel();
+        agent.wait().await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         server.shutdown().await;
