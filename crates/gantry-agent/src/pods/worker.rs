@@ -309,7 +309,7 @@ impl PodWorker {
             self.publish_entry();
             return Duration::from_secs(2);
         }
-        self.refresh_instances().await;
+        self.poll_instances().await;
         wake = wake.min(self.sync_containers().await);
         self.sync_probes();
         if self.ended.is_some() {
@@ -329,7 +329,7 @@ impl PodWorker {
         if self.sandbox.is_none() {
             self.ensure_sandbox_for_teardown().await;
         }
-        self.refresh_instances().await;
+        self.poll_instances().await;
         self.stop_all(self.grace_period(), false).await;
         if !self.instances.is_empty() {
             self.publish_status().await;
@@ -435,6 +435,29 @@ impl PodWorker {
             }
         }
         self.instances = instances;
+    }
+
+    /// Re-reads the newest instance of each container, the only ones that change by themselves (they exit).
+    /// The runtime's full listing reads every container on the node, so it is kept for when the worker itself
+    /// creates or removes instances, or knows none yet (a new sandbox, an adopted pod).
+    async fn poll_instances(&mut self) {
+        if self.instances.is_empty() {
+            return self.refresh_instances().await;
+        }
+        let runtime = self.ctx.runtime.clone();
+        let mut lost = false;
+        for latest in self.instances.values_mut().filter_map(|list| list.first_mut()) {
+            if latest.state == ContainerState::Exited {
+                continue;
+            }
+            match runtime.container_status(&latest.id).await {
+                Ok(status) => *latest = status,
+                Err(_) => lost = true,
+            }
+        }
+        if lost {
+            self.refresh_instances().await;
+        }
     }
 
     fn latest(&self, name: &str) -> Option<&RuntimeStatus> {

@@ -919,56 +919,35 @@ fn apply_fs_group(root: &Path, gid: u32, read_only: bool) -> Result<(), AtomicEr
 /// (and its parents), `FileOrCreate` an empty 0644 file (its directory must exist).
 pub fn check_host_path(path: &str, type_: &str) -> Result<(), SetUpError> {
     let meta = std::fs::metadata(path).ok();
-    let is = |check: fn(&std::fs::Metadata) -> bool| meta.as_ref().is_some_and(check);
-    let fail = |expected| Err(SetUpError::HostPathType { path: path.to_string(), expected });
-    match type_ {
-        "" => Ok(()),
+    // What an existing path must be, per type, and how the kubelet names it when it is not.
+    let (is, expected): (fn(&std::fs::Metadata) -> bool, &'static str) = match type_ {
+        "" => return Ok(()),
         "DirectoryOrCreate" if meta.is_none() => {
             std::fs::create_dir_all(path).map_err(io_error("creating", Path::new(path)))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_error("setting the mode of", Path::new(path)))
-        }
-        "DirectoryOrCreate" | "Directory" => {
-            if is(|m| m.is_dir()) {
-                Ok(())
-            } else {
-                fail("directory")
-            }
+            return std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_error("setting the mode of", Path::new(path)));
         }
         "FileOrCreate" if meta.is_none() => {
             let mut options = std::fs::OpenOptions::new();
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
-            options.write(true).create(true).open(path).map(drop).map_err(io_error("creating", Path::new(path)))
+            return options
+                .write(true)
+                .create(true)
+                .open(path)
+                .map(drop)
+                .map_err(io_error("creating", Path::new(path)));
         }
-        "FileOrCreate" | "File" => {
-            if is(|m| m.is_file()) {
-                Ok(())
-            } else {
-                fail("file")
-            }
-        }
-        "Socket" => {
-            if is(|m| m.file_type().is_socket()) {
-                Ok(())
-            } else {
-                fail("socket file")
-            }
-        }
-        "CharDevice" => {
-            if is(|m| m.file_type().is_char_device()) {
-                Ok(())
-            } else {
-                fail("character device")
-            }
-        }
-        "BlockDevice" => {
-            if is(|m| m.file_type().is_block_device()) {
-                Ok(())
-            } else {
-                fail("block device")
-            }
-        }
-        other => Err(SetUpError::InvalidHostPathType { value: other.to_string() }),
+        "DirectoryOrCreate" | "Directory" => (|m| m.is_dir(), "directory"),
+        "FileOrCreate" | "File" => (|m| m.is_file(), "file"),
+        "Socket" => (|m| m.file_type().is_socket(), "socket file"),
+        "CharDevice" => (|m| m.file_type().is_char_device(), "character device"),
+        "BlockDevice" => (|m| m.file_type().is_block_device(), "block device"),
+        other => return Err(SetUpError::InvalidHostPathType { value: other.to_string() }),
+    };
+    if meta.as_ref().is_some_and(is) {
+        Ok(())
+    } else {
+        Err(SetUpError::HostPathType { path: path.to_string(), expected })
     }
 }
 
