@@ -20,7 +20,7 @@ use crate::machine;
 use crate::node::{self, HeartbeatIntervals, NodeSettings};
 use crate::pods::{self, PodContext};
 
-/// The pod CIDR of a node that was given none (by flag or by its Node's `spec.podCIDR`).
+/// The first pod CIDR node IPAM hands out with the default cluster CIDR (`gantry up`'s node gets it).
 pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
 /// The bridge the default network configuration puts pods on.
 pub const BRIDGE: &str = "gantry0";
@@ -34,7 +34,8 @@ pub struct AgentConfig {
     pub node_name: Option<String>,
     /// Labels beyond the well-known ones.
     pub node_labels: BTreeMap<String, String>,
-    /// The pods' address range on this node; the Node's `spec.podCIDR`, else [`DEFAULT_POD_CIDR`] when `None`.
+    /// The pods' address range on this node (`--pod-cidr`), written to the Node when it has none; when `None`,
+    /// the agent waits for node IPAM to fill `spec.podCIDR`.
     pub pod_cidr: Option<String>,
     /// How the runtime starts a container's shim (the `gantry` binary itself, as `gantry shim`).
     pub shim: ShimCommand,
@@ -48,6 +49,10 @@ pub struct AgentConfig {
     pub node_api_listen: std::net::SocketAddr,
     /// The cluster CA (PEM): the node API accepts client certificates it signed, for [`API_SERVER_CLIENT_USER`].
     pub cluster_ca_pem: String,
+    /// The Node's InternalIP; the address of the default route's interface when `None`.
+    pub node_ip: Option<std::net::IpAddr>,
+    /// How long to wait for node IPAM to give the Node a pod CIDR when neither the flag nor the Node has one.
+    pub pod_cidr_wait: std::time::Duration,
 }
 
 /// The user of the client certificate the API server presents to node agents (for logs, exec, attach and
@@ -69,6 +74,8 @@ impl AgentConfig {
             shim,
             cgroup_root: "gantry".into(),
             heartbeats: HeartbeatIntervals::default(),
+            node_ip: None,
+            pod_cidr_wait: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -106,6 +113,17 @@ pub enum AgentError {
     /// The node's HTTPS API could not start.
     #[error("node API: {0}")]
     NodeApi(#[from] crate::server::NodeApiError),
+    /// Neither the flag nor node IPAM gave the Node a pod CIDR in time.
+    #[error(
+        "node {node} got no pod CIDR within {seconds} s: run the controller manager with node IPAM (as `gantry server` \
+         does) or pass --pod-cidr"
+    )]
+    NoPodCidr {
+        /// The Node.
+        node: String,
+        /// How long the agent waited.
+        seconds: u64,
+    },
 }
 
 /// A running agent's parts that callers (tests, `gantry up`) may want.
@@ -126,6 +144,37 @@ impl RunningAgent {
     }
 }
 
+/// Waits for node IPAM to write the Node's `spec.podCIDR`.
+async fn wait_for_pod_cidr(
+    client: &Client,
+    name: &str,
+    patience: std::time::Duration,
+    shutdown: &CancellationToken,
+) -> Result<String, AgentError> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + patience;
+    let no_cidr = || AgentError::NoPodCidr { node: name.to_string(), seconds: patience.as_secs() };
+    tracing::info!(node = name, "waiting for node IPAM to give the Node a pod CIDR");
+    loop {
+        match nodes.get_opt(name).await {
+            Ok(Some(node)) => {
+                if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+                    return Ok(cidr);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => tracing::debug!(error = %err, "reading the Node for its pod CIDR"),
+        }
+        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+            return Err(no_cidr());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(no_cidr()),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        }
+    }
+}
+
 /// Starts the agent: registers the Node, sets up the runtime and the pod network, and runs heartbeats and pod
 /// workers until `shutdown`.
 pub async fn start(
@@ -135,9 +184,13 @@ pub async fn start(
 ) -> Result<RunningAgent, AgentError> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| AgentError::Io { path: data_dir.clone(), source })?;
-    let facts = machine::detect(data_dir)?;
+    let mut facts = machine::detect(data_dir)?;
+    if let Some(ip) = config.node_ip {
+        facts.internal_ip = Some(ip);
+    }
     let mut settings = NodeSettings::new(config.node_name.clone().unwrap_or_else(|| facts.hostname.clone()));
     settings.labels = config.node_labels.clone();
+    settings.pod_cidr = config.pod_cidr.clone();
     let images = Arc::new(ImageStore::open(data_dir.join("images"))?);
     // The runtime is set up before the Node registers (the node API must listen before the Node names its port),
     // but the pod network needs the Node's pod CIDR: the CNI client reads its configuration when a pod starts.
@@ -190,15 +243,16 @@ pub async fn start(
         settings.api_port = addr.port();
     }
     let node = node::register(&client, &facts, &settings).await?;
-    let pod_cidr = config
-        .pod_cidr
-        .clone()
-        .or_else(|| node.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
-        .unwrap_or_else(|| DEFAULT_POD_CIDR.to_string());
 
     if cni.is_some() {
+        // The Node's range wins over the flag: it is what the other nodes route here.
+        let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty()) {
+            Some(cidr) => cidr,
+            None => wait_for_pod_cidr(&client, &settings.name, config.pod_cidr_wait, &shutdown).await?,
+        };
         write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
         gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
+        tasks.spawn(crate::routes::run(client.clone(), settings.name.clone(), shutdown.clone()));
     } else {
         tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
     }

@@ -5,7 +5,7 @@
 //! watches the node's pods and runs one worker per pod (spec translation, status, back-off, static pods);
 //! [`volumes`], [`env`] and [`downward`] make what a container sees; [`probes`] and [`hooks`] run the
 //! container's handlers; [`events`] writes Events; [`server`] is the node API (logs, exec, attach,
-//! port-forward).
+//! port-forward); [`routes`] routes the other nodes' pod CIDRs to them.
 
 pub mod agent;
 pub mod downward;
@@ -16,5 +16,6 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod routes;
 pub mod server;
 pub mod volumes;

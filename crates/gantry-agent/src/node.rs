@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -59,6 +59,9 @@ pub struct NodeSettings {
     pub runtime_version: String,
     /// The port of the node's HTTPS API (`status.daemonEndpoints.kubeletEndpoint.Port`).
     pub api_port: u16,
+    /// The pod CIDR given to the agent (`--pod-cidr`): written to `spec.podCIDR` when the Node has none, so that
+    /// node IPAM and the other nodes' routes know it.
+    pub pod_cidr: Option<String>,
 }
 
 impl NodeSettings {
@@ -71,6 +74,7 @@ impl NodeSettings {
             agent_version: format!("v1.35.0-gantry.{}", env!("CARGO_PKG_VERSION")),
             runtime_version: format!("gantry://{}", env!("CARGO_PKG_VERSION")),
             api_port: NODE_API_PORT as u16,
+            pod_cidr: None,
         }
     }
 }
@@ -179,15 +183,31 @@ fn now() -> Time {
 pub async fn register(client: &Client, facts: &MachineFacts, settings: &NodeSettings) -> Result<Node, NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let labels = node_labels(facts, settings);
+    let spec = settings.pod_cidr.as_ref().map(|cidr| NodeSpec {
+        pod_cidr: Some(cidr.clone()),
+        pod_cidrs: Some(vec![cidr.clone()]),
+        ..Default::default()
+    });
     let node = Node {
         metadata: ObjectMeta { name: Some(settings.name.clone()), labels: Some(labels.clone()), ..Default::default() },
-        spec: None,
+        spec,
         status: None,
     };
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let patch = serde_json::json!({"metadata": {"labels": labels}});
+            let existing =
+                nodes.get(&settings.name).await.map_err(api_error(format!("reading node {}", settings.name)))?;
+            let current = existing.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty());
+            let mut patch = serde_json::json!({"metadata": {"labels": labels}});
+            match (&settings.pod_cidr, current) {
+                (Some(cidr), None) => patch["spec"] = serde_json::json!({"podCIDR": cidr, "podCIDRs": [cidr]}),
+                (Some(cidr), Some(current)) if *cidr != current => tracing::warn!(
+                    node = %settings.name, given = %cidr, %current,
+                    "the Node already has another pod CIDR, which cannot change: delete the Node to change it"
+                ),
+                _ => {}
+            }
             nodes
                 .patch(&settings.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

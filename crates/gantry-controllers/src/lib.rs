@@ -13,6 +13,7 @@ pub mod garbage_collector;
 pub mod informer;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod nodeipam;
 pub mod podgc;
 pub mod pods;
 pub mod queue;
@@ -46,6 +47,8 @@ pub struct ControllerManagerConfig {
     pub workers: usize,
     /// When nodes count as silent, and how often they are checked.
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+    /// Node IPAM: the cluster CIDR each Node's `spec.podCIDR` comes from; `None` leaves pod CIDRs to the nodes.
+    pub node_ipam: Option<nodeipam::NodeIpamConfig>,
 }
 
 impl ControllerManagerConfig {
@@ -56,6 +59,7 @@ impl ControllerManagerConfig {
             election: Some(ElectionConfig::default()),
             workers: 16,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
+            node_ipam: Some(nodeipam::NodeIpamConfig::default()),
         }
     }
 }
@@ -179,6 +183,16 @@ fn run_controllers(
     tasks.spawn(namespace.run(config.workers, term.clone()));
     tasks.spawn(serviceaccount.run(config.workers, term.clone()));
     tasks.spawn(podgc.run(term.clone()));
+    if let Some(ipam) = &config.node_ipam {
+        match ipam.ranges() {
+            Ok(ranges) => {
+                let controller =
+                    nodeipam::NodeIpamController::new(client.clone(), Arc::clone(&nodes), ranges, events("node-ipam-controller", tasks));
+                tasks.spawn(controller.run(term.clone()));
+            }
+            Err(err) => tracing::error!(error = %err, "node IPAM is off"),
+        }
+    }
     let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
     tasks.spawn(gc.run(config.workers, term.clone()));
 }

@@ -61,12 +61,62 @@ struct UpArgs {
     /// The Node's name. Default: the hostname.
     #[arg(long)]
     node_name: Option<String>,
-    /// The pods' address range. Default: 10.42.0.0/24.
+    /// This node's pods' address range. Default: one from --cluster-cidr, given by node IPAM (10.42.0.0/24 first).
     #[arg(long)]
     pod_cidr: Option<String>,
     /// The node API's port (the kubelet's 10250 by default).
     #[arg(long, default_value_t = 10250)]
     node_api_port: u16,
+    /// The Node's InternalIP, which the API server and the other nodes reach it at. Default: the address of the
+    /// default route's interface.
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// What the controller manager allocates from and how fast it gives up on silent nodes.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The pods' addresses, split into one range per node (spec.podCIDR) by node IPAM.
+    #[arg(long, default_value = gantry_controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// The prefix length of each node's range.
+    #[arg(long, default_value_t = gantry_controllers::nodeipam::DEFAULT_NODE_MASK)]
+    node_cidr_mask_size: u8,
+    /// How long a node may stay silent before it is marked NotReady (Unknown), e.g. `40s`.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+}
+
+impl ClusterArgs {
+    fn controllers(&self) -> anyhow::Result<gantry_controllers::ControllerManagerConfig> {
+        let mut config = gantry_controllers::ControllerManagerConfig::new(identity());
+        let ipam = gantry_controllers::nodeipam::NodeIpamConfig {
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_mask: self.node_cidr_mask_size,
+        };
+        ipam.ranges().context("--cluster-cidr and --node-cidr-mask-size")?;
+        config.node_ipam = Some(ipam);
+        config.node_lifecycle.grace_period = self.node_monitor_grace_period;
+        Ok(config)
+    }
+}
+
+/// `40s`, `2m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 40s or 2m"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(format!("{text:?} is not a duration such as 40s or 2m")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 #[derive(clap::Args)]
@@ -93,9 +143,19 @@ struct AgentArgs {
     /// A label for the Node, KEY=VALUE (repeatable).
     #[arg(long = "node-label", value_parser = parse_label)]
     node_labels: Vec<(String, String)>,
-    /// The pods' address range on this node. Default: the Node's spec.podCIDR, else 10.42.0.0/24.
+    /// The pods' address range on this node. Default: the Node's spec.podCIDR, given by node IPAM.
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The Node's InternalIP, which the API server and the other nodes reach it at. Default: the address of the
+    /// default route's interface.
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// The cgroup (in every hierarchy) that holds the pods.
+    #[arg(long, default_value = "gantry")]
+    cgroup_root: String,
+    /// The node API's port (the kubelet's 10250 by default).
+    #[arg(long, default_value_t = 10250)]
+    node_api_port: u16,
     /// The static pods' manifest directory. Default: DATA/manifests.
     #[arg(long)]
     pod_manifests: Option<PathBuf>,
@@ -168,6 +228,8 @@ struct ServerArgs {
     /// Do not run the controller manager in this process (run `gantry controller-manager` elsewhere instead).
     #[arg(long)]
     disable_controllers: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(Subcommand)]
@@ -443,6 +505,9 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
         config.node_name = args.node_name.clone();
         config.node_labels = args.node_labels.iter().cloned().collect();
         config.pod_cidr = args.pod_cidr.clone();
+        config.node_ip = args.node_ip;
+        config.cgroup_root = args.cgroup_root.clone();
+        config.node_api_listen = std::net::SocketAddr::from(([0, 0, 0, 0], args.node_api_port));
         if let Some(dir) = &args.pod_manifests {
             config.manifests_dir = Some(dir.clone());
         }
@@ -495,7 +560,7 @@ async fn start_control_plane(
     config: gantry_apiserver::ServerConfig,
     store: std::sync::Arc<dyn Store>,
     scheduler: bool,
-    controllers: bool,
+    controllers: Option<gantry_controllers::ControllerManagerConfig>,
     shutdown: &tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<gantry_apiserver::RunningServer> {
@@ -505,9 +570,8 @@ async fn start_control_plane(
         let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), tasks);
         server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
     }
-    if controllers {
+    if let Some(config) = controllers {
         let client = client_from(&server.kubeconfig).await?;
-        let config = gantry_controllers::ControllerManagerConfig::new(identity());
         gantry_controllers::start(client, config, shutdown.clone(), tasks);
     }
     Ok(server)
@@ -532,7 +596,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             config,
             store,
             !args.disable_scheduler,
-            !args.disable_controllers,
+            if args.disable_controllers { None } else { Some(args.cluster.controllers()?) },
             &shutdown,
             &mut tasks,
         )
@@ -567,7 +631,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             token_file: None,
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let server = start_control_plane(config, store, true, true, &shutdown, &mut tasks).await?;
+        let server = start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;
         if let Some(path) = &args.write_kubeconfig {
             std::fs::copy(&server.kubeconfig, path)
                 .with_context(|| format!("writing the kubeconfig to {}", path.display()))?;
@@ -581,6 +645,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let mut agent_config = gantry_agent::agent::AgentConfig::new(&data_dir, shim, ca);
         agent_config.node_name = args.node_name.clone();
         agent_config.pod_cidr = args.pod_cidr.clone();
+        agent_config.node_ip = args.node_ip;
         agent_config.node_api_listen = std::net::SocketAddr::from(([0, 0, 0, 0], args.node_api_port));
         let agent_shutdown = tokio_util::sync::CancellationToken::new();
         let agent = gantry_agent::agent::start(client, agent_config, agent_shutdown.clone()).await?;
