@@ -12,6 +12,7 @@ pub mod downward;
 pub mod env;
 pub mod events;
 pub mod hooks;
+pub mod join;
 pub mod machine;
 pub mod node;
 pub mod pods;

@@ -79,10 +79,7 @@ pub fn detect(data_dir: &Path) -> Result<MachineFacts, MachineError> {
         .ok_or_else(|| MachineError::Malformed { path: meminfo.to_path_buf(), reason: "no MemTotal line".into() })?;
     let stat = nix::sys::statvfs::statvfs(data_dir).map_err(|source| MachineError::Sys { call: "statvfs", source })?;
     let ephemeral_storage_bytes = stat.blocks().saturating_mul(stat.fragment_size());
-    let hostname = nix::unistd::gethostname()
-        .map_err(|source| MachineError::Sys { call: "gethostname", source })?
-        .to_string_lossy()
-        .to_lowercase();
+    let hostname = hostname()?;
     let uname = nix::sys::utsname::uname().map_err(|source| MachineError::Sys { call: "uname", source })?;
     let os_image = read(Path::new("/etc/os-release")).ok().and_then(|text| parse_os_release_pretty_name(&text));
     Ok(MachineFacts {
@@ -168,6 +165,14 @@ pub fn parse_default_route_interface(route_table: &str) -> Option<String> {
         // Columns: Iface Destination Gateway Flags ... Mask; the default route has destination and mask 0.
         (fields.len() >= 8 && fields[1] == "00000000" && fields[7] == "00000000").then(|| fields[0].to_string())
     })
+}
+
+/// The machine's hostname, lowercased (Kubernetes node names are lowercase): the default Node name.
+pub fn hostname() -> Result<String, MachineError> {
+    Ok(nix::unistd::gethostname()
+        .map_err(|source| MachineError::Sys { call: "gethostname", source })?
+        .to_string_lossy()
+        .to_lowercase())
 }
 
 fn internal_ip() -> Option<IpAddr> {

@@ -22,6 +22,7 @@ pub mod codec;
 pub mod convert;
 pub mod discovery;
 mod eviction;
+pub mod join;
 pub mod managed_fields;
 pub mod objects;
 pub mod pki;
@@ -107,6 +108,9 @@ pub enum StartError {
     /// The built-in namespaces could not be created.
     #[error("cannot create the built-in namespaces: {0}")]
     Bootstrap(status::ApiError),
+    /// The join token could not be set up.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
 }
 
 /// A running API server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -117,6 +121,8 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     /// The API, for in-process use.
     pub api: Arc<Api>,
+    /// The token new nodes join with (also in `DATA/node-token`).
+    pub join_token: gantry_api::join::JoinToken,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -184,12 +190,14 @@ pub async fn start(
     tasks.spawn(Arc::clone(&cache).run(Arc::clone(&store), shutdown.clone()));
     let api = Arc::new(Api::new(store, cache, shutdown.clone()));
     bootstrap(&api).await.map_err(StartError::Bootstrap)?;
+    let join_token = join::ensure_token(&api, &config.data_dir, ca.cert_pem()).await?;
 
     let kubeconfig = config.data_dir.join("kubeconfig");
     write_admin_kubeconfig(&ca, &kubeconfig, addr.port())?;
-    tasks.spawn(server::serve(listener, tls, Arc::clone(&api), Arc::new(tokens), nodes, shutdown.clone()));
+    let ca = Arc::new(ca);
+    tasks.spawn(server::serve(listener, tls, Arc::clone(&api), Arc::new(tokens), nodes, ca, shutdown.clone()));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
-    Ok(RunningServer { addr, kubeconfig, api, shutdown, tasks })
+    Ok(RunningServer { addr, kubeconfig, api, join_token, shutdown, tasks })
 }
 
 fn hostname() -> Option<String> {

@@ -180,6 +180,26 @@ impl ClusterCa {
         Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
+    /// Signs a node's client certificate for the key in `csr_pem` (PKCS#10, PEM): CN `system:node:<node>`, O
+    /// `system:nodes`, whatever subject the request asked for; the agent keeps its private key to itself.
+    pub fn sign_node_client(&self, csr_pem: &str, node: &str) -> Result<String, PkiError> {
+        let what = || format!("a client certificate for node {node}");
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|source| PkiError::Generate { what: what(), source })?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, gantry_api::join::NODES_GROUP);
+        dn.push(DnType::CommonName, format!("{}{node}", gantry_api::join::NODE_USER_PREFIX));
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, LEAF_DAYS);
+        request.params = params;
+        let cert = request.signed_by(&self.issuer).map_err(|source| PkiError::Generate { what: what(), source })?;
+        Ok(cert.pem())
+    }
+
     /// Returns the serving certificate for `names` (DNS names and IP addresses), reusing `serving.crt` when it
     /// carries exactly these names, was issued by this CA and is not close to expiry; otherwise issues and
     /// stores a new one.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -80,6 +80,7 @@ pub async fn serve(
     api: Arc<Api>,
     tokens: Arc<TokenFile>,
     nodes: Arc<NodeClient>,
+    ca: Arc<crate::pki::ClusterCa>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -100,6 +101,7 @@ pub async fn serve(
         let api = Arc::clone(&api);
         let tokens = Arc::clone(&tokens);
         let nodes = Arc::clone(&nodes);
+        let ca = Arc::clone(&ca);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -121,8 +123,9 @@ pub async fn serve(
                 let api = Arc::clone(&api);
                 let tokens = Arc::clone(&tokens);
                 let nodes = Arc::clone(&nodes);
+                let ca = Arc::clone(&ca);
                 let cert_user = cert_user.clone();
-                async move { Ok::<_, Infallible>(handle(api, tokens, nodes, cert_user, peer, req).await) }
+                async move { Ok::<_, Infallible>(handle(api, tokens, nodes, ca, cert_user, peer, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -155,6 +158,7 @@ async fn handle(
     api: Arc<Api>,
     tokens: Arc<TokenFile>,
     nodes: Arc<NodeClient>,
+    ca: Arc<crate::pki::ClusterCa>,
     cert_user: Option<User>,
     peer: SocketAddr,
     req: Request<Incoming>,
@@ -171,6 +175,40 @@ async fn handle(
     }
     if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/") {
         return full(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok"));
+    }
+    // Joining nodes have no credentials the API knows yet: these two paths check their own.
+    if path == gantry_api::join::CA_PATH {
+        if method != Method::GET {
+            return error_response(&ApiError::method_not_allowed(format!(
+                "{method} is not allowed on {path}; use GET"
+            )));
+        }
+        return full(200, "application/x-pem-file", Bytes::from(ca.cert_pem().to_string()));
+    }
+    if path == gantry_api::join::NODE_CERTIFICATE_PATH {
+        if method != Method::POST {
+            return error_response(&ApiError::method_not_allowed(format!(
+                "{method} is not allowed on {path}; use POST"
+            )));
+        }
+        let bearer = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .map(str::to_string);
+        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => {
+                return error_response(&ApiError::bad_request(format!("reading the request body failed: {err}")));
+            }
+        };
+        let answer = crate::join::node_certificate(&api, &ca, bearer.as_deref(), cert_user.as_ref(), &body).await;
+        tracing::info!(%peer, %path, ok = answer.is_ok(), "node certificate request");
+        return match answer {
+            Ok(value) => full(200, "application/json", crate::codec::to_bytes(&value)),
+            Err(err) => error_response(&err),
+        };
     }
     let token_user = req
         .headers()

@@ -186,8 +186,12 @@ fn run_controllers(
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
-                let controller =
-                    nodeipam::NodeIpamController::new(client.clone(), Arc::clone(&nodes), ranges, events("node-ipam-controller", tasks));
+                let controller = nodeipam::NodeIpamController::new(
+                    client.clone(),
+                    Arc::clone(&nodes),
+                    ranges,
+                    events("node-ipam-controller", tasks),
+                );
                 tasks.spawn(controller.run(term.clone()));
             }
             Err(err) => tracing::error!(error = %err, "node IPAM is off"),

@@ -41,7 +41,9 @@ pub enum CidrError {
     #[error("{0:?} is not an IPv4 CIDR such as 10.42.0.0/16 (address/prefix, host bits zero)")]
     Malformed(String),
     /// The node mask is not longer than the cluster prefix, or leaves too many ranges to track.
-    #[error("node ranges of /{node_mask} do not fit the cluster CIDR {cluster} (the mask must be longer than its prefix, by at most 16 bits)")]
+    #[error(
+        "node ranges of /{node_mask} do not fit the cluster CIDR {cluster} (the mask must be longer than its prefix, by at most 16 bits)"
+    )]
     NodeMask {
         /// The cluster CIDR.
         cluster: String,

@@ -3,6 +3,7 @@
 //! tools and the node's image store (`gantry image`); the node agent joins as it is built.
 
 mod image;
+mod token;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ enum Command {
     Agent(AgentArgs),
     /// Run a whole cluster on this machine in one process: the control plane (embedded store) and a node agent.
     Up(UpArgs),
+    /// Show or rotate the token new nodes join with.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(clap::Args)]
@@ -128,7 +132,9 @@ struct AgentArgs {
     /// The API server's URL, with --token.
     #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
     server: Option<String>,
-    /// A bearer token for the API server, with --server.
+    /// The cluster's join token (the server's DATA/node-token) with --server: the agent fetches and checks the
+    /// cluster CA, and the server issues the node's client certificate. Any other token is used as a bearer
+    /// token (with --certificate-authority).
     #[arg(long, requires = "server")]
     token: Option<String>,
     /// The CA that signed the API server's certificate, with --server. Default: DATA/pki/ca.crt.
@@ -289,8 +295,11 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A client command reports its one failure itself; the client library's own log of it would repeat it.
     // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
-    let default_filter =
-        if matches!(cli.command, Command::Why(_)) { "warn,kube_client=off" } else { "warn,libcgroups=error" };
+    let default_filter = if matches!(cli.command, Command::Why(_)) {
+        "warn,kube_client=off"
+    } else {
+        "warn,libcgroups=error,kube_client::client::tls=error"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -311,6 +320,7 @@ fn run() -> anyhow::Result<()> {
         Command::Image(args) => image::run(args, default_data_dir()),
         Command::Agent(args) => agent(args),
         Command::Up(args) => up(args),
+        Command::Token(command) => token::run(command, default_data_dir()),
     }
 }
 
@@ -473,6 +483,14 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
         );
         return Ok((kube::Client::try_from(config)?, ca));
     };
+    if let Ok(join_token) = gantry_api::join::JoinToken::parse(token) {
+        let node_name = match &args.node_name {
+            Some(name) => name.clone(),
+            None => gantry_agent::machine::hostname().context("reading this machine's hostname (pass --node-name)")?,
+        };
+        let (client, ca) = gantry_agent::join::join(server, &join_token, &node_name, data_dir).await?;
+        return Ok((client, ca));
+    }
     let ca_path = args.certificate_authority.clone().unwrap_or_else(|| data_dir.join("pki/ca.crt"));
     let ca = std::fs::read(&ca_path)
         .with_context(|| format!("reading the cluster CA {} (pass --certificate-authority)", ca_path.display()))?;
@@ -604,6 +622,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         println!("Gantry API server listening on https://{}", server.addr);
         println!("Admin kubeconfig: {}", server.kubeconfig.display());
         println!("  export KUBECONFIG={}", server.kubeconfig.display());
+        print_join_hint(&data_dir, server.addr);
         wait_for_signal().await?;
         tracing::info!("shutting down");
         shutdown.cancel();
@@ -611,6 +630,17 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+/// How to add a node: the token stays in its file, out of terminal scrollback.
+fn print_join_hint(data_dir: &std::path::Path, addr: std::net::SocketAddr) {
+    let host = if addr.ip().is_unspecified() { "<this machine's address>".to_string() } else { addr.ip().to_string() };
+    println!("Add a node: on another machine, as root:");
+    println!(
+        "  gantry agent --server https://{host}:{} --token \"$(cat {})\"",
+        addr.port(),
+        data_dir.join(gantry_apiserver::join::TOKEN_FILE).display()
+    );
 }
 
 /// `gantry up`: the control plane and a node agent for this machine, in one process. The agent stops first and
@@ -631,7 +661,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             token_file: None,
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let server = start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;
+        let server =
+            start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;
         if let Some(path) = &args.write_kubeconfig {
             std::fs::copy(&server.kubeconfig, path)
                 .with_context(|| format!("writing the kubeconfig to {}", path.display()))?;
@@ -659,6 +690,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!("  kubectl get nodes");
+        print_join_hint(&data_dir, server.addr);
         wait_for_signal().await?;
         tracing::info!("shutting down");
         agent_shutdown.cancel();
