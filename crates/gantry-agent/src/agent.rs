@@ -252,7 +252,7 @@ pub async fn start(
         };
         write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
         gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
-        tasks.spawn(crate::routes::run(client.clone(), settings.name.clone(), shutdown.clone()));
+        tasks.spawn(crate::routes::run(client.clone(), settings.name.clone(), pod_cidr.clone(), shutdown.clone()));
     } else {
         tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
     }

@@ -126,19 +126,24 @@ pub async fn sync(desired: &BTreeMap<String, IpAddr>) -> Result<(), RouteError> 
     Ok(())
 }
 
-/// Removes every route the agent installed (`gantry reset`).
+/// Removes every route the agent installed, and the masquerading exemptions that go with them (`gantry
+/// reset`); returns how many routes there were.
 pub async fn remove_all() -> Result<usize, RouteError> {
     let protocol = ROUTE_PROTOCOL.to_string();
     let current = installed().await?;
     for cidr in current.keys() {
         ip(&["route", "del", cidr, "proto", &protocol]).await?;
     }
+    if let Err(err) = gantry_runtime::network::masquerade::remove_peer_exceptions().await {
+        tracing::warn!(error = %err, "masquerading exemptions not removed");
+    }
     Ok(current.len())
 }
 
-/// Follows the Nodes and keeps the routes in step until `shutdown`. The routes stay when the agent stops: the
+/// Follows the Nodes and keeps the routes (and the exemptions of pod-to-pod traffic from masquerading, for the
+/// pods of `own_cidr`) in step until `shutdown`. The routes stay when the agent stops: the
 /// pods keep running, and keep reaching the other nodes' pods, while the agent restarts.
-pub async fn run(client: Client, own_name: String, shutdown: CancellationToken) {
+pub async fn run(client: Client, own_name: String, own_cidr: String, shutdown: CancellationToken) {
     let api: Api<Node> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
@@ -187,9 +192,14 @@ pub async fn run(client: Client, own_name: String, shutdown: CancellationToken) 
             if listing.is_some() {
                 continue;
             }
-            match sync(&desired_routes(nodes.values(), &own_name)).await {
+            let desired = desired_routes(nodes.values(), &own_name);
+            match sync(&desired).await {
                 Ok(()) => synced = true,
                 Err(err) => tracing::warn!(error = %err, "routes to the other nodes' pods not synced"),
+            }
+            let peers: Vec<String> = desired.keys().cloned().collect();
+            if let Err(err) = gantry_runtime::network::masquerade::sync_peer_exceptions(&own_cidr, &peers).await {
+                tracing::warn!(error = %err, "pod traffic to other nodes may be masqueraded");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! A cluster of three machines on one: `gantry server` on the host, and two `gantry agent`s, each in a network
 //! namespace of its own wired to a host bridge by a veth pair, joining with the server's join token. Node IPAM
 //! gives the nodes distinct pod CIDRs, each agent routes the other's range to it, and pods on different nodes
-//! reach each other. When one agent stops, its Node goes NotReady and its pods are replaced on the other node.
+//! reach each other by their own addresses (no NAT). When one agent stops, its Node goes NotReady and its pods are replaced on the other node.
 //!
 //! Runs as root with the real binary and the real kubectl (`GANTRY_KUBECTL`); skipped where containers or the
 //! pod network cannot run.
@@ -168,6 +168,12 @@ async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     }
 }
 
+/// Runs the real kubectl to its end, off the async workers.
+async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> gantry_e2e::Output {
+    let command = gantry_e2e::kubectl_command(kubeconfig, home, args);
+    tokio::task::spawn_blocking(move || gantry_e2e::run(command, None, patience())).await.expect("kubectl")
+}
+
 fn node_ready(node: &Node) -> Option<&str> {
     node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
 }
@@ -297,7 +303,7 @@ async fn two_agents_in_their_own_network_namespaces_join_route_pods_to_each_othe
                     "containers": [{
                         "name": "web",
                         "image": BUSYBOX_IMAGE,
-                        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+                        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -vv -p 8080 -h /www"]
                     }]
                 }
             }
@@ -320,17 +326,15 @@ async fn two_agents_in_their_own_network_namespaces_join_route_pods_to_each_othe
     let kubeconfig = server_dir.join("kubeconfig");
     for (from, to) in [(&on_a, &on_b), (&on_b, &on_a)] {
         let url = format!("http://{}:8080/", pod_ip(to));
-        let (kubeconfig, home, from_name) = (kubeconfig.clone(), home.clone(), name(from));
-        let output = tokio::task::spawn_blocking(move || {
-            let args = ["exec", from_name.as_str(), "--", "wget", "-q", "-O", "-", url.as_str()];
-            gantry_e2e::run(gantry_e2e::kubectl_command(&kubeconfig, &home, &args), None, patience())
-        })
-        .await
-        .expect("kubectl");
+        let output = kubectl(&kubeconfig, &home, &["exec", &name(from), "--", "wget", "-q", "-O", "-", &url]).await;
         assert!(output.success(), "{} → {}: {output:?}", name(from), name(to));
         assert_eq!(output.stdout.trim(), name(to), "{} reached {} across nodes", name(from), name(to));
+        // httpd logs its clients: the caller's pod IP, not its node's address (no NAT between pods).
+        let logs = kubectl(&kubeconfig, &home, &["logs", &name(to)]).await.ok();
+        let caller = format!("{}]:", pod_ip(from));
+        assert!(logs.stdout.contains(&caller), "{} saw {} by its pod IP: {}", name(to), name(from), logs.stdout);
     }
-    step("pods reach each other across nodes");
+    step("pods reach each other across nodes, without NAT");
 
     // Node b goes silent: NotReady, its pod evicted after its 2 s toleration and replaced on node a.
     b.stop_agent();
