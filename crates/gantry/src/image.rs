@@ -56,6 +56,13 @@ enum ImageCommand {
         #[arg(long, value_name = "BASE")]
         base_name: Option<String>,
     },
+    /// Build a minimal image from this machine's busybox (Debian package busybox-static) and import it, to try
+    /// Gantry without a registry: the examples in `examples/` run it.
+    ImportBusybox {
+        /// The image's name.
+        #[arg(default_value = "busybox:local")]
+        name: String,
+    },
     /// Remove blobs and layers no image uses, and leftovers of interrupted pulls.
     Prune {
         /// Also remove every image (this command cannot tell which ones containers use).
@@ -110,6 +117,23 @@ pub fn run(args: ImageArgs, default_data_dir: PathBuf) -> anyhow::Result<()> {
             let images = store.import_archive_as(&archive, base_name.as_deref()).map_err(line)?;
             for image in images {
                 let name = image.repo_tags.first().cloned().unwrap_or_else(|| "(no name)".into());
+                println!("Imported {name} ({})", short_id(&image.id));
+            }
+            Ok(())
+        }
+        ImageCommand::ImportBusybox { name } => {
+            let busybox = std::path::Path::new(gantry_runtime::testing::BUSYBOX);
+            anyhow::ensure!(
+                busybox.exists(),
+                "{} is missing: install it with `apt-get install busybox-static`",
+                busybox.display()
+            );
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let archive = dir.path().join("busybox.tar");
+            gantry_runtime::testing::write_busybox_archive(&archive, &name).map_err(line)?;
+            let images = store.import_archive(&archive).map_err(line)?;
+            for image in images {
+                let name = image.repo_tags.first().cloned().unwrap_or_else(|| name.clone());
                 println!("Imported {name} ({})", short_id(&image.id));
             }
             Ok(())
