@@ -32,7 +32,7 @@ enum Command {
     /// Run the scheduler alone, as a client of an API server.
     Scheduler(ClientArgs),
     /// Run the controller manager alone, as a client of an API server.
-    ControllerManager(ClientArgs),
+    ControllerManager(ControllerManagerArgs),
     /// Explain a pod's last scheduling attempt: which plugin rejected which nodes and why, and how the feasible
     /// nodes scored. Answered by the scheduler inside `gantry server`.
     Why(WhyArgs),
@@ -198,6 +198,14 @@ struct WhyArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum WhyOutput {
     Json,
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(clap::Args)]
@@ -483,7 +491,8 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
         );
         return Ok((kube::Client::try_from(config)?, ca));
     };
-    if let Ok(join_token) = gantry_api::join::JoinToken::parse(token) {
+    if token.starts_with("gantry1::") {
+        let join_token = gantry_api::join::JoinToken::parse(token)?;
         let node_name = match &args.node_name {
             Some(name) => name.clone(),
             None => gantry_agent::machine::hostname().context("reading this machine's hostname (pass --node-name)")?,
@@ -539,15 +548,15 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
     })
 }
 
-fn controller_manager(args: ClientArgs) -> anyhow::Result<()> {
+fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = client_from(&args.kubeconfig).await?;
+        let client = client_from(&args.client.kubeconfig).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        let config = gantry_controllers::ControllerManagerConfig::new(identity());
+        let config = args.cluster.controllers()?;
         gantry_controllers::start(client, config, shutdown.clone(), &mut tasks);
-        println!("Gantry controller manager running against the API server of {}", args.kubeconfig.display());
+        println!("Gantry controller manager running against the API server of {}", args.client.kubeconfig.display());
         wait_for_signal().await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}

@@ -250,3 +250,67 @@ fn gantry_why_says_so_when_the_server_runs_no_scheduler() {
     assert!(out.stderr.starts_with("error: no scheduler runs in this API server's process"), "{}", out.stderr);
     assert!(out.stderr.contains("gantry scheduler"), "{}", out.stderr);
 }
+
+#[test]
+fn server_rejects_a_malformed_cluster_cidr() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command.args(["server", "--secure-port", "0", "--bind-address", "127.0.0.1", "--cluster-cidr", "10.42.0.1/16"]);
+    command.arg("--data-dir").arg(dir.path());
+    let out = run(command, None, patience()).fails();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("--cluster-cidr") && out.stderr.contains("10.42.0.1/16"), "{}", out.stderr);
+}
+
+/// Joins (only as far as the certificate: the agent stops at the first error) with `token`.
+fn join_attempt(server_port: u16, token: &str, data_dir: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command.args(["agent", "--server", &format!("https://127.0.0.1:{server_port}"), "--token", token]);
+    command.args(["--node-name", "joiner", "--data-dir"]).arg(data_dir);
+    run(command, None, patience())
+}
+
+#[test]
+fn the_join_token_is_shown_and_rotated_and_an_old_token_no_longer_joins() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (data, home) = (dir.path().join("data"), dir.path().join("home"));
+    let mut server = start_server(&data, &["--disable-controllers"]);
+    let show = |data: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command.args(["token", "show", "--data-dir"]).arg(data);
+        run(command, None, patience()).ok().stdout.trim().to_string()
+    };
+    let old = show(&data);
+    assert!(old.starts_with("gantry1::sha256:"), "{old}");
+    let secrets = kubectl(
+        &data,
+        &home,
+        &["get", "secrets", "-n", "kube-system", "-l", "gantry.io/join-token=true", "-o", "name"],
+    )
+    .ok();
+    let old_id = old.rsplit("::").next().and_then(|t| t.split('.').next()).expect("token id");
+    assert_eq!(secrets.stdout.trim(), format!("secret/bootstrap-token-{old_id}"));
+
+    let mut rotate = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    rotate.args(["token", "rotate", "--data-dir"]).arg(&data);
+    let new = run(rotate, None, patience()).ok().stdout.trim().to_string();
+    assert_ne!(new, old);
+    assert_eq!(show(&data), new, "the file holds the new token");
+    let secrets = kubectl(
+        &data,
+        &home,
+        &["get", "secrets", "-n", "kube-system", "-l", "gantry.io/join-token=true", "-o", "name"],
+    )
+    .ok();
+    assert_eq!(secrets.stdout.lines().count(), 1, "only the new token's Secret is left: {}", secrets.stdout);
+
+    // The old token is refused with the server's reason; the CA part still matches, so it got that far.
+    let refused = join_attempt(server.port, &old, &dir.path().join("agent")).fails();
+    assert!(refused.stderr.contains("join token") && refused.stderr.contains("403"), "{}", refused.stderr);
+    assert!(!dir.path().join("agent/pki/node/client.crt").exists());
+    let malformed = join_attempt(server.port, "gantry1::sha256:abc::x.y", &dir.path().join("agent")).fails();
+    assert!(malformed.stderr.contains("not a Gantry join token"), "{}", malformed.stderr);
+
+    server.process.signal("TERM");
+    assert!(server.process.wait().success());
+}
