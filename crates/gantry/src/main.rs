@@ -59,6 +59,9 @@ struct UpArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
+    /// Where objects are stored: `sqlite` (embedded, in DATA_DIR/db) or `etcd://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
     /// Also write the admin kubeconfig here.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -660,7 +663,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = std::time::Instant::now();
-        let store = open_store("sqlite", &data_dir).await?;
+        let store = open_store(&args.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let config = gantry_apiserver::ServerConfig {
             data_dir: data_dir.clone(),
