@@ -175,7 +175,24 @@ pub fn hostname() -> Result<String, MachineError> {
         .to_lowercase())
 }
 
-fn internal_ip() -> Option<IpAddr> {
+/// Every non-loopback IPv4 address of the machine's interfaces, the default route's first.
+pub fn addresses() -> Vec<IpAddr> {
+    let mut found: Vec<IpAddr> = internal_ip().into_iter().collect();
+    if let Ok(interfaces) = nix::ifaddrs::getifaddrs() {
+        for ifaddr in interfaces {
+            let Some(ip) = ifaddr.address.and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip()))) else {
+                continue;
+            };
+            if !ip.is_loopback() && !found.contains(&ip) {
+                found.push(ip);
+            }
+        }
+    }
+    found
+}
+
+/// The address of the default route's interface (else the first non-loopback one): the Node's InternalIP.
+pub fn internal_ip() -> Option<IpAddr> {
     let default_interface =
         std::fs::read_to_string("/proc/net/route").ok().and_then(|table| parse_default_route_interface(&table));
     let addresses: Vec<(String, Ipv4Addr)> = nix::ifaddrs::getifaddrs()

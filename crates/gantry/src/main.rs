@@ -618,7 +618,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             bind_address: args.bind_address,
             secure_port: args.secure_port,
-            tls_sans: args.tls_san,
+            tls_sans: serving_names(args.bind_address, args.tls_san),
             token_file: args.token_file,
         };
         let mut tasks = tokio::task::JoinSet::new();
@@ -644,9 +644,21 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The serving certificate's extra names: those asked for, and, when listening on every address, the machine's
+/// addresses, so that agents on other machines can verify the server at any of them.
+fn serving_names(bind_address: std::net::IpAddr, mut names: Vec<String>) -> Vec<String> {
+    if bind_address.is_unspecified() {
+        names.extend(gantry_agent::machine::addresses().iter().map(ToString::to_string));
+    }
+    names
+}
+
 /// How to add a node: the token stays in its file, out of terminal scrollback.
 fn print_join_hint(data_dir: &std::path::Path, addr: std::net::SocketAddr) {
-    let host = if addr.ip().is_unspecified() { "<this machine's address>".to_string() } else { addr.ip().to_string() };
+    let host = match addr.ip() {
+        ip if !ip.is_unspecified() => ip.to_string(),
+        _ => gantry_agent::machine::internal_ip().map_or("<this machine's address>".to_string(), |ip| ip.to_string()),
+    };
     println!("Add a node: on another machine, as root:");
     println!(
         "  gantry agent --server https://{host}:{} --token \"$(cat {})\"",
@@ -669,7 +681,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             bind_address: args.bind_address,
             secure_port: args.secure_port,
-            tls_sans: Vec::new(),
+            tls_sans: serving_names(args.bind_address, Vec::new()),
             token_file: None,
         };
         let mut tasks = tokio::task::JoinSet::new();
