@@ -41,6 +41,8 @@ enum Command {
     Agent(AgentArgs),
     /// Run a whole cluster on this machine in one process: the control plane (embedded store) and a node agent.
     Up(UpArgs),
+    /// kubectl's everyday verbs: get, describe, apply, delete, logs, exec, rollout status.
+    Ctl(gantry_ctl::CtlArgs),
 }
 
 #[derive(clap::Args)]
@@ -249,6 +251,7 @@ fn run() -> anyhow::Result<()> {
         Command::Image(args) => image::run(args, default_data_dir()),
         Command::Agent(args) => agent(args),
         Command::Up(args) => up(args),
+        Command::Ctl(args) => std::process::exit(gantry_ctl::run(args)),
     }
 }
 
