@@ -143,24 +143,26 @@ pub async fn resource_of(cx: &Context, manifest: &Manifest) -> Result<Resource> 
     })
 }
 
-/// The configuration with its last-applied annotation: the annotation holds the configuration itself (without
-/// the annotation) as compact JSON with sorted keys and a final newline, as kubectl writes it.
+/// The configuration with its last-applied annotation: the annotation holds the configuration itself (its
+/// annotations without this one, an empty map when it has none, as kubectl writes it) as compact JSON with sorted
+/// keys and a final newline, so that kubectl and `gantry ctl` each find the other's annotation unchanged.
 pub fn with_last_applied(mut object: Value) -> Result<Value> {
-    if let Some(annotations) = object["metadata"]["annotations"].as_object_mut() {
-        annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            if let Some(metadata) = object["metadata"].as_object_mut() {
-                metadata.remove("annotations");
-            }
-        }
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Err(CtlError::Usage("the object has no metadata".to_string()));
+    };
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    if let Some(map) = annotations.as_object_mut() {
+        map.remove(LAST_APPLIED);
     }
     let mut text = serde_json::to_string(&object)
         .map_err(|source| CtlError::Json { context: "encoding the configuration".to_string(), source })?;
     text.push('\n');
-    if !object["metadata"]["annotations"].is_object() {
-        object["metadata"]["annotations"] = json!({});
+    if let Some(map) = object.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        map.insert(LAST_APPLIED.to_string(), Value::String(text));
     }
-    object["metadata"]["annotations"][LAST_APPLIED] = Value::String(text);
     Ok(object)
 }
 
@@ -258,7 +260,7 @@ mod tests {
         let applied = with_last_applied(object).expect("annotate");
         assert_eq!(
             applied["metadata"]["annotations"][LAST_APPLIED],
-            "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"v\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}\n"
+            "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"v\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{},\"name\":\"a\"}}\n"
         );
     }
 

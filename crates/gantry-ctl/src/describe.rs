@@ -51,6 +51,8 @@ impl Description {
             .as_object()
             .into_iter()
             .flatten()
+            // kubectl leaves out the configuration kept by client-side apply.
+            .filter(|(k, _)| *k != crate::apply::LAST_APPLIED)
             .map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
             .collect();
         if entries.is_empty() {
@@ -400,21 +402,19 @@ fn tolerations(d: &mut Description, level: usize, tolerations: &Value) {
         .into_iter()
         .flatten()
         .map(|t| {
-            let mut s = text(&t["key"]);
-            if t["operator"] == "Exists" && s.is_empty() {
-                s = String::new();
-            } else if let Some(value) = t["value"].as_str().filter(|v| !v.is_empty()) {
-                s = format!("{s}={value}");
+            let (key, value, effect) = (text(&t["key"]), text(&t["value"]), text(&t["effect"]));
+            let mut s = key.clone();
+            if !value.is_empty() {
+                s.push_str(&format!("={value}"));
             }
-            if let Some(effect) = t["effect"].as_str().filter(|e| !e.is_empty()) {
-                s = format!("{s}:{effect}");
-            } else if t["operator"] == "Exists" && s.is_empty() {
-                s = "op=Exists".to_string();
-            } else if t["operator"] == "Exists" {
-                s = format!("{s} op=Exists");
+            if !effect.is_empty() {
+                s.push_str(&format!(":{effect}"));
+            }
+            if t["operator"] == "Exists" && value.is_empty() {
+                s.push_str(if key.is_empty() && effect.is_empty() { "op=Exists" } else { " op=Exists" });
             }
             if let Some(seconds) = t["tolerationSeconds"].as_i64() {
-                s = format!("{s} for {seconds}s");
+                s.push_str(&format!(" for {seconds}s"));
             }
             s
         })
@@ -449,7 +449,9 @@ pub fn describe_pod(d: &mut Description, pod: &Value) {
     if let Some(class) = spec["priorityClassName"].as_str() {
         d.field(0, "Priority Class Name", class);
     }
-    d.field(0, "Service Account", &text(&spec["serviceAccountName"]));
+    if let Some(account) = spec["serviceAccountName"].as_str().filter(|a| !a.is_empty()) {
+        d.field(0, "Service Account", account);
+    }
     let node = match (spec["nodeName"].as_str(), status["hostIP"].as_str()) {
         (Some(node), Some(ip)) => format!("{node}/{ip}"),
         (Some(node), None) => node.to_string(),
@@ -477,7 +479,8 @@ pub fn describe_pod(d: &mut Description, pod: &Value) {
     if let Some(message) = status["message"].as_str() {
         d.field(0, "Message", message);
     }
-    d.field(0, "IP", &text(&status["podIP"]));
+    // An empty IP prints as nothing, not `<none>`.
+    d.line(0, &format!("IP:\t{}", text(&status["podIP"])));
     let ips: Vec<&Value> = status["podIPs"].as_array().into_iter().flatten().collect();
     if ips.is_empty() {
         d.field(0, "IPs", "<none>");

@@ -180,6 +180,12 @@ pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
             }
         }
     }
+    // kubectl hides managed fields unless asked (`--show-managed-fields`).
+    for object in &mut objects {
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+        }
+    }
     match format {
         Format::Yaml | Format::Json => {
             let single = any_names && objects.len() == 1 && targets.len() == 1 && targets[0].1.len() == 1;
