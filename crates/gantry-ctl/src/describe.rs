@@ -153,7 +153,11 @@ async fn describe_one(cx: &Context, resource: &Resource, name: &str) -> Result<S
                 ))
                 .await
                 .unwrap_or_default();
-            describe_node(&mut d, &object, &pods);
+            let lease = cx
+                .get_json(&format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"))
+                .await
+                .ok();
+            describe_node(&mut d, &object, &pods, lease.as_ref());
         }
         _ => describe_generic(&mut d, &object),
     }
@@ -666,19 +670,20 @@ fn pod_total(pod: &Value, kind: &str, resource: &str) -> f64 {
 }
 
 fn with_percent(value: f64, of: Option<f64>, cpu: bool) -> String {
-    let shown = if value == 0.0 {
+    let shown = if value.abs() < f64::EPSILON {
         "0".to_string()
     } else if cpu {
         format!("{}m", (value * 1000.0).round())
     } else {
         format!("{}", value.round())
     };
-    let percent = of.filter(|o| *o > 0.0).map(|o| (value / o * 100.0).floor()).unwrap_or(0.0);
+    // An integer, as kubectl prints it (and never "-0").
+    let percent = of.filter(|o| *o > 0.0).map(|o| (value / o * 100.0).floor() as i64).unwrap_or(0);
     format!("{shown} ({percent}%)")
 }
 
 /// A Node's description; `pods` is the list of its non-terminated pods.
-pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
+pub fn describe_node(d: &mut Description, node: &Value, pods: &Value, lease: Option<&Value>) {
     let meta = &node["metadata"];
     let spec = &node["spec"];
     let status = &node["status"];
@@ -710,6 +715,13 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
         }
     }
     d.field(0, "Unschedulable", &spec["unschedulable"].as_bool().unwrap_or(false).to_string());
+    if let Some(lease) = lease {
+        let unset = |v: &Value| if v.is_string() { timestamp(v) } else { "<unset>".to_string() };
+        d.line(0, "Lease:");
+        d.field(1, "HolderIdentity", lease["spec"]["holderIdentity"].as_str().unwrap_or("<unset>"));
+        d.field(1, "AcquireTime", &unset(&lease["spec"]["acquireTime"]));
+        d.field(1, "RenewTime", &unset(&lease["spec"]["renewTime"]));
+    }
     let conditions: Vec<&Value> = status["conditions"].as_array().into_iter().flatten().collect();
     if !conditions.is_empty() {
         d.line(0, "Conditions:");
@@ -718,8 +730,9 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
         for c in conditions {
             d.line(
                 1,
+                // kubectl leaves a space after each cell but the last.
                 &format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{} \t{} \t{} \t{} \t{} \t{}",
                     text(&c["type"]),
                     text(&c["status"]),
                     timestamp(&c["lastHeartbeatTime"]),
@@ -756,17 +769,22 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
             ("kubeletVersion", "Kubelet Version"),
             ("kubeProxyVersion", "Kube-Proxy Version"),
         ] {
-            d.field(1, title, info.get(key).map(text).unwrap_or_default().as_str());
+            // An empty value prints as nothing here.
+            d.line(1, &format!("{title}:\t{}", info.get(key).map(text).unwrap_or_default()));
         }
     }
-    d.field(0, "PodCIDR", &text(&spec["podCIDR"]));
+    if let Some(cidr) = spec["podCIDR"].as_str().filter(|c| !c.is_empty()) {
+        d.field(0, "PodCIDR", cidr);
+    }
     let cidrs: Vec<String> = spec["podCIDRs"].as_array().into_iter().flatten().map(text).collect();
-    d.field(0, "PodCIDRs", &cidrs.join(","));
+    if !cidrs.is_empty() {
+        d.field(0, "PodCIDRs", &cidrs.join(","));
+    }
     let pods: Vec<&Value> = pods["items"].as_array().into_iter().flatten().collect();
     let allocatable = |r: &str| status["allocatable"][r].as_str().and_then(quantity);
     d.line(0, &format!("Non-terminated Pods:\t({} in total)", pods.len()));
-    d.line(1, "Namespace\tName\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge");
-    d.line(1, "---------\t----\t------------\t----------\t---------------\t-------------\t---");
+    d.line(1, "Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge");
+    d.line(1, "---------\t----\t\t------------\t----------\t---------------\t-------------\t---");
     let mut totals = [0.0f64; 4];
     for pod in &pods {
         let values = [
@@ -781,7 +799,7 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
         d.line(
             1,
             &format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                "{}\t{}\t\t{}\t{}\t{}\t{}\t{}",
                 text(&pod["metadata"]["namespace"]),
                 text(&pod["metadata"]["name"]),
                 with_percent(values[0], allocatable("cpu"), true),
@@ -812,6 +830,11 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value) {
             with_percent(totals[3], allocatable("memory"), false)
         ),
     );
+    d.line(1, "ephemeral-storage\t0 (0%)\t0 (0%)");
+    for (key, _) in status["allocatable"].as_object().into_iter().flatten().filter(|(k, _)| k.starts_with("hugepages-"))
+    {
+        d.line(1, &format!("{key}\t0 (0%)\t0 (0%)"));
+    }
 }
 
 /// `creationTimestamp` → `Creation Timestamp`, as kubectl titles the fields of a generic description.

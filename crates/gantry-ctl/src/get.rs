@@ -230,10 +230,9 @@ pub fn to_json(value: &Value) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// YAML as kubectl prints it (keys sorted).
+/// YAML as kubectl prints it.
 pub fn to_yaml(value: &Value) -> Result<String> {
-    serde_yaml_ng::to_string(value)
-        .map_err(|err| CtlError::Parse { path: "the output".to_string(), message: err.to_string() })
+    Ok(crate::yaml::to_yaml(value))
 }
 
 /// `-w`: the rows of objects as they change, without headers (one watch per type, the first type only when

@@ -20,6 +20,7 @@ pub mod rollout;
 pub mod table;
 pub mod tabwriter;
 pub mod time;
+pub mod yaml;
 
 use std::path::PathBuf;
 

@@ -51,6 +51,11 @@ fn cells_without_age(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The field names of a description, in order (the text before each line's first colon).
+fn field_names(description: &str) -> Vec<&str> {
+    description.lines().filter_map(|l| l.split_once(':').map(|(name, _)| name)).filter(|n| !n.contains("  ")).collect()
+}
+
 fn before_events(description: &str) -> &str {
     description.split("\nEvents:").next().unwrap_or_default()
 }
@@ -129,6 +134,29 @@ async fn ctl_get_prints_kubectls_tables_and_errors() {
         assert_eq!(before_events(&described.stdout), before_events(&theirs.stdout));
     }
     let node = ctl(&cluster, &["describe", "no/node-ctl-get"], None).await.ok();
+    if kubectl_given() {
+        // Section and field names in the same order (heartbeat times and ages move between the two runs).
+        let theirs = cluster.kubectl(&["describe", "no/node-ctl-get"], None).await.ok();
+        assert_eq!(
+            field_names(&node.stdout),
+            field_names(&theirs.stdout),
+            "ours:\n{}\ntheirs:\n{}",
+            node.stdout,
+            theirs.stdout
+        );
+        // The same YAML, byte for byte (tried twice: the agent may update the object between the two reads).
+        let mut same = false;
+        for _ in 0..2 {
+            let ours = ctl(&cluster, &["get", "pod", "sleeper", "-o", "yaml"], None).await.ok();
+            let theirs = cluster.kubectl(&["get", "pod", "sleeper", "-o", "yaml"], None).await.ok();
+            same = ours.stdout == theirs.stdout;
+            if same {
+                break;
+            }
+            eprintln!("YAML differs:\n{}\n---\n{}", ours.stdout, theirs.stdout);
+        }
+        assert!(same, "gantry ctl and kubectl print the pod's YAML alike");
+    }
     for wanted in ["Name:", "Conditions:", "Addresses:", "Capacity:", "Non-terminated Pods:", "sleeper"] {
         assert!(node.stdout.contains(wanted), "{wanted:?} missing from:\n{}", node.stdout);
     }
