@@ -605,14 +605,8 @@ pub fn describe_deployment(d: &mut Description, deployment: &Value, replica_sets
             rs["spec"]["replicas"].as_i64().unwrap_or(0)
         )
     };
-    let old: Vec<String> = replica_sets
-        .iter()
-        .filter(|rs| {
-            Some(*rs) != newest
-                && (n(&rs["status"]["replicas"]) > 0 || rs["spec"]["replicas"].as_i64().unwrap_or(0) > 0)
-        })
-        .map(describe_rs)
-        .collect();
+    // Every older ReplicaSet, scaled down or not, as kubectl lists them.
+    let old: Vec<String> = replica_sets.iter().filter(|rs| Some(*rs) != newest).map(describe_rs).collect();
     d.field(0, "OldReplicaSets", &old.join(", "));
     d.field(0, "NewReplicaSet", &newest.map(describe_rs).unwrap_or_default());
 }

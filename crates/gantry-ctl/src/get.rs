@@ -14,7 +14,6 @@ use crate::{CtlError, Result, api_error_line};
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
     /// TYPE[,TYPE...] [NAME...], or TYPE/NAME...
-    #[arg(required = true)]
     pub args: Vec<String>,
     /// List the objects of every namespace.
     #[arg(short = 'A', long)]
@@ -97,7 +96,16 @@ fn format(output: Option<&str>) -> Result<Format> {
 
 /// Runs `get`.
 pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
+    if args.args.is_empty() {
+        return Err(CtlError::Usage(
+            "Required resource not specified.\nUse \"gantry ctl get TYPE\" with a type the server knows (e.g. \
+             gantry ctl get pods)."
+                .to_string(),
+        ));
+    }
     let format = format(args.output.as_deref())?;
+    // kubectl prints the objects found first, then what was not found.
+    let mut errors: Vec<String> = Vec::new();
     let targets = targets(cx, &args.args).await?;
     let several_types = targets.len() > 1;
     let mut failed = false;
@@ -131,7 +139,7 @@ pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
                             Ok(table) => add(table),
                             Err(CtlError::Api(status)) => {
                                 failed = true;
-                                eprintln!("{}", api_error_line(&status));
+                                errors.push(api_error_line(&status));
                             }
                             Err(err) => return Err(err),
                         }
@@ -164,7 +172,7 @@ pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
                             Ok(object) => objects.push(object),
                             Err(CtlError::Api(status)) => {
                                 failed = true;
-                                eprintln!("{}", api_error_line(&status));
+                                errors.push(api_error_line(&status));
                             }
                             Err(err) => return Err(err),
                         }
@@ -213,6 +221,9 @@ pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).map_err(CtlError::Output)?;
     drop(stdout);
+    for line in &errors {
+        eprintln!("{line}");
+    }
     if args.watch && !failed {
         watch(cx, &args, &targets).await?;
     }

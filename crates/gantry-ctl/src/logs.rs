@@ -134,7 +134,17 @@ pub fn default_container(pod: &Value, explicit: Option<&str>) -> Option<String> 
 
 /// Runs `logs`.
 pub async fn run(cx: &Context, args: LogsArgs) -> Result<()> {
-    let pod = pod_for(cx, &args.target).await?;
+    let pod = match pod_for(cx, &args.target).await {
+        Ok(pod) => pod,
+        // kubectl words a missing pod differently here.
+        Err(CtlError::Api(status)) if status.code == 404 && !args.target.contains('/') => {
+            return Err(CtlError::Usage(format!(
+                "error from server (NotFound): pods \"{}\" not found in namespace \"{}\"",
+                args.target, cx.namespace
+            )));
+        }
+        Err(err) => return Err(err),
+    };
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let container = default_container(&pod, args.container.as_deref()).unwrap_or_default();
     let since = match &args.since {

@@ -281,6 +281,13 @@ async fn ctl_apply_creates_configures_and_removes_fields_and_rollout_status_wait
     ] {
         assert!(described.stdout.contains(wanted), "{wanted:?} missing from:\n{}", described.stdout);
     }
+    if kubectl_given() {
+        let theirs = cluster.kubectl(&["describe", "deployment", "web"], None).await.ok();
+        assert_eq!(before_events(&described.stdout), before_events(&theirs.stdout));
+        let ours = ctl(&cluster, &["get", "deploy,rs", "-o", "wide"], None).await.ok();
+        let theirs = cluster.kubectl(&["get", "deploy,rs", "-o", "wide"], None).await.ok();
+        assert_eq!(cells_without_age(&ours.stdout), cells_without_age(&theirs.stdout));
+    }
     let logs = ctl(&cluster, &["logs", "deploy/web"], None).await.ok();
     assert_eq!(logs.stdout, "started\n");
     let all = ctl(&cluster, &["get", "deploy,rs"], None).await.ok();
