@@ -203,6 +203,18 @@ async fn ctl_logs_follow_and_exec_pass_output_and_exit_codes_through() {
     assert_eq!(piped.stdout, "PIPED THROUGH\n");
     let missing = ctl(&cluster, &["logs", "talker", "-c", "nope"], None).await.fails();
     assert!(missing.stderr.starts_with("Error from server (BadRequest): "), "{}", missing.stderr);
+
+    // `--all` deletes every pod of the namespace and waits for each to be gone.
+    let deleted = ctl(&cluster, &["delete", "pods", "--all", "--now"], None).await.ok();
+    let mut lines: Vec<&str> = deleted.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["pod \"counter\" deleted from default namespace", "pod \"talker\" deleted from default namespace"]
+    );
+    for pod in ["counter", "talker"] {
+        assert!(cluster.pods().get_opt(pod).await.expect("get").is_none(), "{pod} is still there");
+    }
     cluster.stop().await;
 }
 
