@@ -204,6 +204,22 @@ async fn ctl_logs_follow_and_exec_pass_output_and_exit_codes_through() {
     let missing = ctl(&cluster, &["logs", "talker", "-c", "nope"], None).await.fails();
     assert!(missing.stderr.starts_with("Error from server (BadRequest): "), "{}", missing.stderr);
 
+    // -t: a terminal in the container (run under `script`, which gives the ctl a terminal of its own).
+    if std::path::Path::new("/usr/bin/script").exists() {
+        let line = format!(
+            "{} ctl --kubeconfig {} exec -i -t talker -- sh -c 'tty; exit 4'",
+            env!("CARGO_BIN_EXE_gantry"),
+            cluster.kubeconfig().display()
+        );
+        let home = cluster._server_dir.path().join("home");
+        let mut command = gantry_e2e::client_command("/usr/bin/script", &home);
+        command.args(["-qec", &line, "/dev/null"]);
+        let tty =
+            tokio::task::spawn_blocking(move || gantry_e2e::run(command, Some(b""), patience())).await.expect("script");
+        assert!(tty.stdout.contains("/dev/pts/"), "{tty:?}");
+        assert_eq!(tty.status.code(), Some(4), "{tty:?}");
+    }
+
     // `--all` deletes every pod of the namespace and waits for each to be gone.
     let deleted = ctl(&cluster, &["delete", "pods", "--all", "--now"], None).await.ok();
     let mut lines: Vec<&str> = deleted.stdout.lines().collect();
