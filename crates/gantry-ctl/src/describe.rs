@@ -159,6 +159,20 @@ async fn describe_one(cx: &Context, resource: &Resource, name: &str) -> Result<S
                 .ok();
             describe_node(&mut d, &object, &pods, lease.as_ref());
         }
+        ("", "ConfigMap") => describe_config_map(&mut d, &object),
+        ("", "Namespace") => {
+            let count = |list: Result<Value>| list.ok().and_then(|l| l["items"].as_array().map(Vec::len)).unwrap_or(0);
+            let quotas = count(cx.get_json(&format!("/api/v1/namespaces/{name}/resourcequotas")).await);
+            let limits = count(cx.get_json(&format!("/api/v1/namespaces/{name}/limitranges")).await);
+            // kubectl prints no events for a Namespace.
+            describe_namespace(&mut d, &object, quotas, limits);
+            return Ok(d.render());
+        }
+        ("", "Secret") => {
+            // kubectl prints no events for a Secret.
+            describe_secret(&mut d, &object);
+            return Ok(d.render());
+        }
         _ => describe_generic(&mut d, &object),
     }
     describe_events(&mut d, &events);
@@ -831,6 +845,74 @@ pub fn describe_node(d: &mut Description, node: &Value, pods: &Value, lease: Opt
     }
 }
 
+fn describe_header(d: &mut Description, object: &Value) {
+    let meta = &object["metadata"];
+    d.field(0, "Name", &text(&meta["name"]));
+    d.field(0, "Namespace", &text(&meta["namespace"]));
+    d.map(0, "Labels", &meta["labels"], "=");
+    d.map(0, "Annotations", &meta["annotations"], ": ");
+}
+
+/// A Namespace's description; the quotas and limit ranges are only counted (kubectl details them).
+pub fn describe_namespace(d: &mut Description, namespace: &Value, quotas: usize, limit_ranges: usize) {
+    let meta = &namespace["metadata"];
+    d.field(0, "Name", &text(&meta["name"]));
+    d.map(0, "Labels", &meta["labels"], "=");
+    d.map(0, "Annotations", &meta["annotations"], ": ");
+    d.field(0, "Status", &text(&namespace["status"]["phase"]));
+    d.line(0, "");
+    d.line(0, if quotas == 0 { "No resource quota." } else { "Resource Quotas: see gantry ctl get resourcequotas" });
+    d.line(0, "");
+    d.line(
+        0,
+        if limit_ranges == 0 { "No LimitRange resource." } else { "Resource Limits: see gantry ctl get limitranges" },
+    );
+}
+
+/// A ConfigMap's description: every key and its value, then the binary keys' sizes.
+pub fn describe_config_map(d: &mut Description, config_map: &Value) {
+    describe_header(d, config_map);
+    d.line(0, "");
+    d.line(0, "Data");
+    d.line(0, "====");
+    let data: BTreeMap<&String, &Value> = config_map["data"].as_object().into_iter().flatten().collect();
+    for (key, value) in data {
+        d.line(0, &format!("{key}:"));
+        d.line(0, "----");
+        d.line(0, &text(value));
+        d.line(0, "");
+    }
+    d.line(0, "");
+    d.line(0, "BinaryData");
+    d.line(0, "====");
+    let binary: BTreeMap<&String, &Value> = config_map["binaryData"].as_object().into_iter().flatten().collect();
+    for (key, value) in binary {
+        d.line(0, &format!("{key}: {} bytes", decoded_len(value)));
+    }
+    d.line(0, "");
+}
+
+/// The length of base64 data once decoded.
+fn decoded_len(value: &Value) -> usize {
+    let encoded = value.as_str().unwrap_or("");
+    let padding = encoded.bytes().rev().take_while(|b| *b == b'=').count();
+    (encoded.len() / 4 * 3).saturating_sub(padding)
+}
+
+/// A Secret's description: its type and the size of each key, never the values.
+pub fn describe_secret(d: &mut Description, secret: &Value) {
+    describe_header(d, secret);
+    d.line(0, "");
+    d.field(0, "Type", &text(&secret["type"]));
+    d.line(0, "");
+    d.line(0, "Data");
+    d.line(0, "====");
+    let data: BTreeMap<&String, &Value> = secret["data"].as_object().into_iter().flatten().collect();
+    for (key, value) in data {
+        d.line(0, &format!("{key}:\t{} bytes", decoded_len(value)));
+    }
+}
+
 /// `creationTimestamp` → `Creation Timestamp`, as kubectl titles the fields of a generic description.
 pub fn title(key: &str) -> String {
     let mut out = String::new();
@@ -951,6 +1033,22 @@ mod tests {
         assert!(text.contains("Warning  BackOff  "), "{text}");
         assert!(text.contains("(x3 over "), "{text}");
         assert!(text.trim_end().ends_with("kubelet  Back-off restarting"), "{text}");
+    }
+
+    #[test]
+    fn config_maps_show_values_and_secrets_only_sizes() {
+        let cm = json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"b": "2", "a": "1"}});
+        let mut d = Description::default();
+        describe_config_map(&mut d, &cm);
+        let text = d.render();
+        assert!(text.contains("\nData\n====\na:\n----\n1\n\nb:\n----\n2\n\n\nBinaryData\n====\n\n"), "{text}");
+        let secret = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "Opaque",
+            "data": {"a": "aGVsbG8=", "long-key": "eA=="}});
+        let mut d = Description::default();
+        describe_secret(&mut d, &secret);
+        let text = d.render();
+        assert!(text.ends_with("Data\n====\na:         5 bytes\nlong-key:  1 bytes\n"), "{text}");
+        assert!(!text.contains("aGVsbG8"), "{text}");
     }
 
     #[test]
