@@ -107,6 +107,9 @@ pub async fn run(cx: &Context, args: GetArgs) -> Result<()> {
     // kubectl prints the objects found first, then what was not found.
     let mut errors: Vec<String> = Vec::new();
     let targets = targets(cx, &args.args).await?;
+    if args.all_namespaces && targets.iter().any(|(_, names)| !names.is_empty()) {
+        return Err(CtlError::Usage("a resource cannot be retrieved by name across all namespaces".to_string()));
+    }
     let several_types = targets.len() > 1;
     let mut failed = false;
     let mut objects: Vec<Value> = Vec::new();
