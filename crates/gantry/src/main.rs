@@ -45,6 +45,8 @@ enum Command {
     /// Show or rotate the token new nodes join with.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// kubectl's everyday verbs: get, describe, apply, delete, logs, exec, rollout status.
+    Ctl(gantry_ctl::CtlArgs),
 }
 
 #[derive(clap::Args)]
@@ -332,6 +334,7 @@ fn run() -> anyhow::Result<()> {
         Command::Agent(args) => agent(args),
         Command::Up(args) => up(args),
         Command::Token(command) => token::run(command, default_data_dir()),
+        Command::Ctl(args) => std::process::exit(gantry_ctl::run(args)),
     }
 }
 
