@@ -2,7 +2,9 @@
 //! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why`, the store
 //! tools and the node's image store (`gantry image`); the node agent joins as it is built.
 
+mod doctor;
 mod image;
+mod reset;
 mod token;
 
 use std::path::PathBuf;
@@ -45,6 +47,11 @@ enum Command {
     /// Show or rotate the token new nodes join with.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Stop every pod of this node and remove all of Gantry's state on this machine: containers, mounts, cgroups,
+    /// the pod network, the data directory.
+    Reset(reset::ResetArgs),
+    /// Check that this machine has what a node needs, and say in one line per problem how to fix it.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(clap::Args)]
@@ -332,6 +339,8 @@ fn run() -> anyhow::Result<()> {
         Command::Agent(args) => agent(args),
         Command::Up(args) => up(args),
         Command::Token(command) => token::run(command, default_data_dir()),
+        Command::Reset(args) => reset::run(args, default_data_dir()),
+        Command::Doctor(args) => doctor::run(args, default_data_dir()),
     }
 }
 
@@ -526,6 +535,7 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (client, cluster_ca) = agent_client(&args, &data_dir).await?;
@@ -610,6 +620,7 @@ async fn start_control_plane(
 fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store = open_store(&args.store, &data_dir).await?;
@@ -672,6 +683,7 @@ fn print_join_hint(data_dir: &std::path::Path, addr: std::net::SocketAddr) {
 fn up(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = std::time::Instant::now();
