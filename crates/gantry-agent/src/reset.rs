@@ -128,7 +128,7 @@ pub enum ResetError {
         what: String,
         /// The runtime's error.
         #[source]
-        source: RuntimeError,
+        source: Box<RuntimeError>,
     },
     /// Releasing a pod's network or the masquerade rule failed.
     #[error("{what}: {source}")]
@@ -137,7 +137,7 @@ pub enum ResetError {
         what: String,
         /// The error.
         #[source]
-        source: NetworkError,
+        source: Box<NetworkError>,
     },
     /// A file or directory could not be read or removed.
     #[error("{path}: {source}")]
@@ -377,9 +377,9 @@ pub async fn reset(options: &ResetOptions) -> Result<ResetReport, ResetError> {
         let before = count_masquerade_rules(cidr).await;
         match gantry_runtime::network::masquerade::remove_masquerade(cidr).await {
             Ok(()) => report.masquerade_rules += before,
-            Err(source) => {
-                report.errors.push(ResetError::Network { what: format!("masquerade rule of {cidr}"), source })
-            }
+            Err(source) => report
+                .errors
+                .push(ResetError::Network { what: format!("masquerade rule of {cidr}"), source: Box::new(source) }),
         }
     }
     match crate::routes::remove_all().await {
@@ -412,14 +412,16 @@ async fn remove_runtime_objects(data_dir: &Path, cgroup_root: &str, cni: Option<
     let runtime = match NativeRuntime::new(config, Arc::new(NoImages), cni) {
         Ok(runtime) => runtime,
         Err(source) => {
-            report.errors.push(ResetError::Runtime { what: "opening the container runtime".into(), source });
+            report
+                .errors
+                .push(ResetError::Runtime { what: "opening the container runtime".into(), source: Box::new(source) });
             return;
         }
     };
     let containers = match runtime.list_containers(&ContainerFilter::default()).await {
         Ok(containers) => containers,
         Err(source) => {
-            report.errors.push(ResetError::Runtime { what: "listing containers".into(), source });
+            report.errors.push(ResetError::Runtime { what: "listing containers".into(), source: Box::new(source) });
             Vec::new()
         }
     };
@@ -428,13 +430,16 @@ async fn remove_runtime_objects(data_dir: &Path, cgroup_root: &str, cni: Option<
             for sandbox in sandboxes {
                 match runtime.remove_pod_sandbox(&sandbox.id).await {
                     Ok(()) => report.sandboxes += 1,
-                    Err(source) => {
-                        report.errors.push(ResetError::Runtime { what: format!("sandbox {}", sandbox.id), source })
-                    }
+                    Err(source) => report.errors.push(ResetError::Runtime {
+                        what: format!("sandbox {}", sandbox.id),
+                        source: Box::new(source),
+                    }),
                 }
             }
         }
-        Err(source) => report.errors.push(ResetError::Runtime { what: "listing sandboxes".into(), source }),
+        Err(source) => {
+            report.errors.push(ResetError::Runtime { what: "listing sandboxes".into(), source: Box::new(source) })
+        }
     }
     let left = runtime.list_containers(&ContainerFilter::default()).await.unwrap_or_default();
     let left_ids: BTreeSet<&str> = left.iter().map(|c| c.id.as_str()).collect();
@@ -442,9 +447,9 @@ async fn remove_runtime_objects(data_dir: &Path, cgroup_root: &str, cni: Option<
     for container in &left {
         match runtime.remove_container(&container.id).await {
             Ok(()) => report.containers += 1,
-            Err(source) => {
-                report.errors.push(ResetError::Runtime { what: format!("container {}", container.id), source })
-            }
+            Err(source) => report
+                .errors
+                .push(ResetError::Runtime { what: format!("container {}", container.id), source: Box::new(source) }),
         }
     }
 }
@@ -454,13 +459,15 @@ async fn release_recorded_networks(cni: &CniClient, report: &mut ResetReport) {
     let ids = match cni.recorded_sandboxes() {
         Ok(ids) => ids,
         Err(source) => {
-            report.errors.push(ResetError::Network { what: "reading the CNI cache".into(), source });
+            report.errors.push(ResetError::Network { what: "reading the CNI cache".into(), source: Box::new(source) });
             return;
         }
     };
     for id in ids {
         if let Err(source) = cni.teardown(&id, None).await {
-            report.errors.push(ResetError::Network { what: format!("CNI DEL of sandbox {id}"), source });
+            report
+                .errors
+                .push(ResetError::Network { what: format!("CNI DEL of sandbox {id}"), source: Box::new(source) });
         }
     }
 }
