@@ -23,21 +23,24 @@ fn gantry(args: &[&str], data_dir: &Path) -> gantry_e2e::Output {
     gantry_e2e::run(command, None, patience() * 2)
 }
 
-/// Resets the data directory (and the masquerade rule) even when the test fails part-way.
-struct ResetOnDrop(PathBuf);
+/// Resets the data directory (and removes the masquerade rule of the pod CIDR, if any) even when the test fails
+/// part-way.
+struct ResetOnDrop(PathBuf, Option<&'static str>);
 
 impl Drop for ResetOnDrop {
     fn drop(&mut self) {
         if self.0.exists() {
             let _ = gantry(&["reset"], &self.0);
         }
-        let _ = std::thread::spawn(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime
-                .block_on(gantry_runtime::network::masquerade::remove_masquerade(POD_CIDR))
-                .map_err(std::io::Error::other)
-        })
-        .join();
+        if let Some(cidr) = self.1 {
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime
+                    .block_on(gantry_runtime::network::masquerade::remove_masquerade(cidr))
+                    .map_err(std::io::Error::other)
+            })
+            .join();
+        }
     }
 }
 
@@ -103,7 +106,7 @@ async fn gantry_reset_removes_every_trace_of_a_stopped_gantry_up_and_refuses_whi
     }
     let parent = tempfile::tempdir().expect("tempdir");
     let data = parent.path().join("data");
-    let _reset = ResetOnDrop(data.clone());
+    let _reset = ResetOnDrop(data.clone(), Some(POD_CIDR));
     let store = gantry_runtime::image::ImageStore::open(data.join("images")).expect("image store");
     let archive = parent.path().join("busybox.tar");
     gantry_runtime::testing::write_busybox_archive(&archive, BUSYBOX_IMAGE).expect("archive");
@@ -219,4 +222,113 @@ async fn gantry_reset_removes_every_trace_of_a_stopped_gantry_up_and_refuses_whi
     .await
     .expect("second reset");
     assert!(again.stdout.starts_with("Nothing to reset"), "{}", again.stdout);
+}
+
+/// Removes the test's own cgroup root if the reset did not.
+struct CgroupRootCleanup(String);
+
+impl Drop for CgroupRootCleanup {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for mount in gantry_agent::reset::parse_mountinfo(&text) {
+            if mount.fs_type == "cgroup" || mount.fs_type == "cgroup2" {
+                let root = mount.mount_point.join(&self.0);
+                for qos in ["besteffort", "burstable", ""] {
+                    let _ = std::fs::remove_dir(root.join(qos).join("podreset-crash"));
+                    let _ = std::fs::remove_dir(root.join(qos));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_after_a_crash_kills_a_container_whose_shim_died_and_unmounts_its_volumes() {
+    use gantry_runtime::RuntimeService as _;
+    use gantry_runtime::cri::{ContainerConfig, NamespaceMode, NamespaceOptions, PodSandboxConfig, PodSandboxMetadata};
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data = parent.path().join("data");
+    let _reset = ResetOnDrop(data.clone(), None);
+    let cgroup_root = format!("gantry-reset-test-{}", std::process::id());
+    let _cgroups = CgroupRootCleanup(cgroup_root.clone());
+    let images = gantry_runtime::image::ImageStore::open(data.join("images")).expect("store");
+    let archive = parent.path().join("busybox.tar");
+    gantry_runtime::testing::write_busybox_archive(&archive, BUSYBOX_IMAGE).expect("archive");
+    images.import_archive(&archive).expect("import");
+    let shim = gantry_runtime::native::ShimCommand {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_gantry")),
+        args: vec!["shim".to_string()],
+    };
+    let mut config = gantry_runtime::native::NativeConfig::new(data.join("run"), shim);
+    config.cgroup_root = cgroup_root.clone();
+    let runtime =
+        gantry_runtime::native::NativeRuntime::new(config, std::sync::Arc::new(images), None).expect("runtime");
+    let sandbox_config = PodSandboxConfig {
+        metadata: PodSandboxMetadata {
+            name: "crash".into(),
+            namespace: "default".into(),
+            uid: "reset-crash".into(),
+            attempt: 0,
+        },
+        log_directory: data.join("pods/reset-crash/logs"),
+        namespaces: NamespaceOptions { network: NamespaceMode::Node, ipc: NamespaceMode::Node, ..Default::default() },
+        ..Default::default()
+    };
+    let sandbox = runtime.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+    let container = ContainerConfig {
+        name: "main".into(),
+        image: BUSYBOX_IMAGE.into(),
+        command: vec!["sleep".into(), "1000".into()],
+        log_path: "main/0.log".into(),
+        ..Default::default()
+    };
+    let id = runtime.create_container(&sandbox, &container, &sandbox_config).await.expect("create");
+    runtime.start_container(&id).await.expect("start");
+    let init = runtime.container_status(&id).await.expect("status").pid.expect("pid");
+    // A memory-backed volume, as the agent mounts them.
+    let volume = data.join("pods/reset-crash/volumes/kubernetes.io~empty-dir/scratch");
+    std::fs::create_dir_all(&volume).expect("volume dir");
+    gantry_agent::volumes::mounts::mount_tmpfs(&volume, Some(1 << 20)).expect("tmpfs");
+    // The crash: the shims die, the container's process lives on in the pod's cgroup.
+    for pid in shims_under(&data) {
+        gantry_e2e::signal(pid, "KILL");
+    }
+    let deadline = Instant::now() + patience();
+    while !shims_under(&data).is_empty() {
+        assert!(Instant::now() < deadline, "the shims survived SIGKILL");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(Path::new(&format!("/proc/{init}")).exists(), "the container died with its shim");
+
+    let mut options = gantry_agent::reset::ResetOptions::new(&data);
+    options.cgroup_root = cgroup_root.clone();
+    options.bridge = "gantry-none".into();
+    let report = gantry_agent::reset::reset(&options).await.expect("reset");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.sandboxes, report.containers), (1, 1), "{report:?}");
+    assert!(report.mounts >= 1 && report.cgroups >= 1 && report.data_dir_removed, "{report:?}");
+    // The process is gone, or a zombie waiting for its new parent to reap it.
+    let deadline = Instant::now() + patience();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+        if matches!(state, None | Some("Z")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the container's process {init} survived the reset: {stat}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(mounts_under(parent.path()).is_empty(), "{:?}", mounts_under(parent.path()));
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for mount in gantry_agent::reset::parse_mountinfo(&text) {
+        if mount.fs_type == "cgroup" || mount.fs_type == "cgroup2" {
+            let root = mount.mount_point.join(&cgroup_root);
+            assert!(!root.exists(), "{} is left", root.display());
+        }
+    }
+    assert!(!data.exists());
 }
