@@ -13,6 +13,10 @@ use kube::api::PostParams;
 
 const POD_CIDR: &str = "10.249.9.0/24";
 
+/// The tests of this file run one at a time: a reset removes node-wide state (every route of protocol 247, the
+/// empty cgroups under the agent's root) that the other test checks.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -100,6 +104,7 @@ async fn gantry_reset_removes_every_trace_of_a_stopped_gantry_up_and_refuses_whi
         eprintln!("skipped: {reason}");
         return;
     }
+    let _serial = SERIAL.lock().await;
     if !gantry_runtime::network::cni::DEFAULT_PLUGIN_DIRS.iter().any(|d| Path::new(d).join("bridge").exists()) {
         eprintln!("skipped: needs the CNI plugins (Debian package containernetworking-plugins)");
         return;
@@ -250,6 +255,7 @@ async fn a_reset_after_a_crash_kills_a_container_whose_shim_died_and_unmounts_it
         eprintln!("skipped: {reason}");
         return;
     }
+    let _serial = SERIAL.lock().await;
     let parent = tempfile::tempdir().expect("tempdir");
     let data = parent.path().join("data");
     let _reset = ResetOnDrop(data.clone(), None);
@@ -304,13 +310,28 @@ async fn a_reset_after_a_crash_kills_a_container_whose_shim_died_and_unmounts_it
     }
     assert!(Path::new(&format!("/proc/{init}")).exists(), "the container died with its shim");
 
+    // A host-gateway route as the agent installs them towards another node's pod CIDR (a blackhole here: the
+    // test has no other node), removed again if the test fails.
+    let route = ["route", "add", "blackhole", "10.249.251.0/24", "proto", "247"];
+    assert!(std::process::Command::new("ip").args(route).status().expect("ip").success());
+    struct RouteCleanup;
+    impl Drop for RouteCleanup {
+        fn drop(&mut self) {
+            let del = ["route", "del", "blackhole", "10.249.251.0/24", "proto", "247"];
+            let _ = std::process::Command::new("ip").args(del).stderr(std::process::Stdio::null()).status();
+        }
+    }
+    let _route = RouteCleanup;
+
     let mut options = gantry_agent::reset::ResetOptions::new(&data);
     options.cgroup_root = cgroup_root.clone();
     options.bridge = "gantry-none".into();
     let report = gantry_agent::reset::reset(&options).await.expect("reset");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.sandboxes, report.containers), (1, 1), "{report:?}");
-    assert!(report.mounts >= 1 && report.cgroups >= 1 && report.data_dir_removed, "{report:?}");
+    assert!(report.mounts >= 1 && report.cgroups >= 1 && report.routes >= 1 && report.data_dir_removed, "{report:?}");
+    let routes = std::process::Command::new("ip").args(["route", "show", "proto", "247"]).output().expect("ip");
+    assert!(!String::from_utf8_lossy(&routes.stdout).contains("10.249.251.0/24"), "the route is left");
     // The process is gone, or a zombie waiting for its new parent to reap it.
     let deadline = Instant::now() + patience();
     loop {
