@@ -118,6 +118,12 @@ pub enum ResetError {
     /// A Gantry process runs on the data directory: nothing was touched.
     #[error(transparent)]
     Locked(#[from] LockError),
+    /// The directory holds none of Gantry's files (or is `/`): nothing was touched.
+    #[error("{} does not look like a Gantry data directory (none of {}): not reset", path.display(), DATA_DIR_MARKERS.join(", "))]
+    NotADataDir {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The cgroup root is not a plain relative path.
     #[error("cgroup root {0:?}: expected a relative path without `..`")]
     InvalidCgroupRoot(String),
@@ -315,6 +321,9 @@ pub async fn reset(options: &ResetOptions) -> Result<ResetReport, ResetError> {
     if !data_dir.is_dir() {
         return Ok(report);
     }
+    if !looks_like_a_data_dir(&data_dir)? {
+        return Ok(report);
+    }
     let _lock = DataDirLock::acquire(&data_dir)?;
     let dir = data_dir.clone();
     let (pod_cidrs, known_pods) =
@@ -393,6 +402,28 @@ pub async fn reset(options: &ResetOptions) -> Result<ResetReport, ResetError> {
         Err(err) => report.errors.push(err),
     }
     Ok(report)
+}
+
+/// Entries Gantry makes at the top of a data directory; a directory with none of them is not one.
+const DATA_DIR_MARKERS: [&str; 9] = ["db", "pki", "kubeconfig", "images", "run", "pods", "cni", "manifests", LOCK_FILE];
+
+/// Whether `data_dir` holds Gantry's state: `false` when it is empty (nothing to do), an error when it holds
+/// other things only (a mistyped `--data-dir` must not wipe a directory of the machine).
+fn looks_like_a_data_dir(data_dir: &Path) -> Result<bool, ResetError> {
+    let io = |source| ResetError::Io { path: data_dir.to_path_buf(), source };
+    let canonical = data_dir.canonicalize().map_err(io)?;
+    let names: Vec<String> = std::fs::read_dir(&canonical)
+        .map_err(io)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(false);
+    }
+    if canonical.parent().is_none() || !names.iter().any(|n| DATA_DIR_MARKERS.contains(&n.as_str())) {
+        return Err(ResetError::NotADataDir { path: data_dir.to_path_buf() });
+    }
+    Ok(true)
 }
 
 /// The CNI client the agent would use for this data directory, when the plugins are installed.
@@ -929,6 +960,20 @@ mod tests {
         assert_eq!(report.summary_lines(), ["removed 2 container(s)", "removed the pod network's bridge"]);
         let report = ResetReport { networks: 1, ..Default::default() };
         assert_eq!(report.summary_lines(), ["released 1 pod network(s) (CNI DEL)"]);
+    }
+
+    #[test]
+    fn a_directory_without_gantry_files_is_refused_and_an_empty_one_is_left_alone() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("thesis.tex"), "precious").unwrap();
+        let err = runtime.block_on(reset(&ResetOptions::new(dir.path()))).unwrap_err();
+        assert!(matches!(err, ResetError::NotADataDir { .. }), "{err:?}");
+        assert!(dir.path().join("thesis.tex").exists());
+        assert!(!dir.path().join(LOCK_FILE).exists());
+        let empty = tempfile::tempdir().unwrap();
+        let report = runtime.block_on(reset(&ResetOptions::new(empty.path()))).unwrap();
+        assert!(report.nothing_done() && empty.path().exists());
     }
 
     #[test]
