@@ -5,7 +5,8 @@
 //! watches the node's pods and runs one worker per pod (spec translation, status, back-off, static pods);
 //! [`volumes`], [`env`] and [`downward`] make what a container sees; [`probes`] and [`hooks`] run the
 //! container's handlers; [`events`] writes Events; [`server`] is the node API (logs, exec, attach,
-//! port-forward); [`routes`] routes the other nodes' pod CIDRs to them.
+//! port-forward); [`routes`] routes the other nodes' pod CIDRs to them; [`reset`] removes everything Gantry
+//! left on the node, and holds the data directory's lock.
 
 pub mod agent;
 pub mod downward;
@@ -17,6 +18,7 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod reset;
 pub mod routes;
 pub mod server;
 pub mod volumes;

@@ -2,7 +2,9 @@
 //! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why`, the store
 //! tools and the node's image store (`gantry image`); the node agent joins as it is built.
 
+mod doctor;
 mod image;
+mod reset;
 mod token;
 
 use std::path::PathBuf;
@@ -47,6 +49,11 @@ enum Command {
     Token(token::TokenCommand),
     /// kubectl's everyday verbs: get, describe, apply, delete, logs, exec, rollout status.
     Ctl(gantry_ctl::CtlArgs),
+    /// Stop every pod of this node and remove all of Gantry's state on this machine: containers, mounts, cgroups,
+    /// the pod network, the data directory.
+    Reset(reset::ResetArgs),
+    /// Check that this machine has what a node needs, and say in one line per problem how to fix it.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(clap::Args)]
@@ -335,6 +342,8 @@ fn run() -> anyhow::Result<()> {
         Command::Up(args) => up(args),
         Command::Token(command) => token::run(command, default_data_dir()),
         Command::Ctl(args) => std::process::exit(gantry_ctl::run(args)),
+        Command::Reset(args) => reset::run(args, default_data_dir()),
+        Command::Doctor(args) => doctor::run(args, default_data_dir()),
     }
 }
 
@@ -529,6 +538,7 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (client, cluster_ca) = agent_client(&args, &data_dir).await?;
@@ -613,6 +623,7 @@ async fn start_control_plane(
 fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store = open_store(&args.store, &data_dir).await?;
@@ -675,6 +686,7 @@ fn print_join_hint(data_dir: &std::path::Path, addr: std::net::SocketAddr) {
 fn up(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = std::time::Instant::now();
