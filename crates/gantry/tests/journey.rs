@@ -127,6 +127,10 @@ impl Journey {
             None,
             patience() + Duration::from_secs(5),
         );
+        if !out.success() {
+            let pods = self.kubectl(&["describe", "pods", "-n", namespace]);
+            eprintln!("rollout status failed; the pods:\n{}{}", pods.stdout, pods.stderr);
+        }
         let out = out.ok();
         assert!(out.stdout.contains("deployment \"web\" successfully rolled out"), "{}", out.stdout);
         out.stdout
@@ -192,6 +196,98 @@ fn name(object: &Value) -> String {
 
 fn names(objects: &[Value]) -> BTreeSet<String> {
     objects.iter().map(name).collect()
+}
+
+/// Watches the Deployment's pods (with `kubectl get -w`) during a rolling update and keeps the extremes: the most
+/// pods there were at once (not counting those being deleted) and, once all `replicas` were ready, the fewest
+/// ready ones. The rolling update promises at most `replicas + maxSurge` pods and at least
+/// `replicas - maxUnavailable` ready ones at any time.
+struct RolloutWatch {
+    kubectl: std::process::Child,
+    tally: Option<std::thread::JoinHandle<Tally>>,
+    /// How many pods it has seen so far.
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a [`RolloutWatch`] saw.
+struct Tally {
+    /// The most pods at once, not counting those being deleted.
+    most: usize,
+    /// The fewest ready pods at once, once all were ready.
+    fewest_ready: usize,
+    /// How many pods it saw in all.
+    seen: usize,
+    /// Each change and the counts after it.
+    timeline: Vec<String>,
+}
+
+impl RolloutWatch {
+    fn start(journey: &Journey, replicas: usize) -> RolloutWatch {
+        let mut command = journey.command(&["get", "pods", "-l", "app=web", "-w", "-o", "json"]);
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let mut kubectl = command.spawn().expect("kubectl get -w");
+        let stdout = kubectl.stdout.take().expect("stdout");
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        let tally = std::thread::spawn(move || {
+            let mut pods = std::collections::BTreeMap::new();
+            let (mut most, mut fewest_ready, mut started) = (0, usize::MAX, false);
+            let mut timeline = Vec::new();
+            for pod in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+                let Ok(pod) = pod else { break };
+                let what = format!(
+                    "{} ready={} deleting={}",
+                    name(&pod),
+                    is_ready(&pod),
+                    !pod["metadata"]["deletionTimestamp"].is_null()
+                );
+                pods.insert(name(&pod), pod);
+                counter.store(pods.len(), std::sync::atomic::Ordering::SeqCst);
+                let live: Vec<&Value> =
+                    pods.values().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+                let ready = live.iter().filter(|p| is_ready(p)).count();
+                timeline.push(format!("{what}: {} live, {ready} ready", live.len()));
+                started |= ready >= replicas;
+                most = most.max(live.len());
+                if started {
+                    fewest_ready = fewest_ready.min(ready);
+                }
+            }
+            Tally { most, fewest_ready, seen: pods.len(), timeline }
+        });
+        let watch = RolloutWatch { kubectl, tally: Some(tally), seen };
+        // The rollout starts once the watch has listed the pods there are, so that it sees all of it.
+        journey.eventually("the watch listed the pods", || {
+            let seen = watch.seen.load(std::sync::atomic::Ordering::SeqCst);
+            if seen >= replicas { Ok(()) } else { Err(format!("{seen} pods")) }
+        });
+        watch
+    }
+
+    /// Stops watching and checks that the rollout replaced every pod within the surge and the unavailability
+    /// the Deployment allows: 25% of 5, a surge of 2 (rounded up) and 1 unavailable (rounded down).
+    #[track_caller]
+    fn check(self) {
+        let Tally { most, fewest_ready, seen, timeline } = self.finish();
+        let timeline = timeline.join("\n");
+        assert!(seen >= 10, "the watch saw {seen} pods, not the old and the new ones:\n{timeline}");
+        assert!(most <= 7, "{most} pods at once, beyond maxSurge:\n{timeline}");
+        assert!(fewest_ready >= 4, "only {fewest_ready} pods ready at a time, beyond maxUnavailable:\n{timeline}");
+    }
+
+    /// Stops watching, with what it saw.
+    fn finish(mut self) -> Tally {
+        let _ = self.kubectl.kill();
+        let _ = self.kubectl.wait();
+        self.tally.take().expect("not finished yet").join().expect("watch")
+    }
+}
+
+impl Drop for RolloutWatch {
+    fn drop(&mut self) {
+        let _ = self.kubectl.kill();
+        let _ = self.kubectl.wait();
+    }
 }
 
 /// An HTTP/1.0 GET of `/` from `addr`; the whole answer, or why there is none.
@@ -341,10 +437,12 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let first_rs = journey.json(&["get", "replicasets", "-l", "app=web"]);
     assert_eq!(first_rs["items"].as_array().map(Vec::len), Some(1), "{first_rs}");
     let image = format!("web={BUSYBOX_IMAGE_2}");
+    let watch = RolloutWatch::start(&journey, 5);
     let set = journey.kubectl(&["set", "image", "deployment/web", &image]).ok();
     assert_eq!(set.stdout.trim(), "deployment.apps/web image updated");
     journey.rollout_status("default");
     let updated = journey.wait_for_ready(5);
+    watch.check();
     assert_running_in_runtime(&node_runtime, &updated, BUSYBOX_IMAGE_2);
     assert!(names(&updated).is_disjoint(&names(&replaced)), "every pod was replaced");
     let sets = journey.json(&["get", "replicasets", "-l", "app=web"]);
@@ -357,12 +455,14 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     }
 
     journey.step("rollout undo goes back");
+    let watch = RolloutWatch::start(&journey, 5);
     let undone = journey.kubectl(&["rollout", "undo", "deployment/web"]).ok();
     assert_eq!(undone.stdout.trim(), "deployment.apps/web rolled back");
     let template = journey.json(&["get", "deployment", "web"]);
     assert_eq!(template["spec"]["template"]["spec"]["containers"][0]["image"], BUSYBOX_IMAGE);
     journey.rollout_status("default");
     let back = journey.wait_for_ready(5);
+    watch.check();
     assert_running_in_runtime(&node_runtime, &back, BUSYBOX_IMAGE);
     let history = journey.kubectl(&["rollout", "history", "deployment/web"]).ok();
     // The first template came back as revision 3; revision 2 is the other image.
