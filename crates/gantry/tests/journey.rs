@@ -223,7 +223,8 @@ struct Tally {
 
 impl RolloutWatch {
     fn start(journey: &Journey, replicas: usize) -> RolloutWatch {
-        let mut command = journey.command(&["get", "pods", "-l", "app=web", "-w", "-o", "json"]);
+        // No request timeout (the last flag wins): the watch lasts as long as the rollout.
+        let mut command = journey.command(&["get", "pods", "-l", "app=web", "-w", "-o", "json", "--request-timeout=0"]);
         command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
         let mut kubectl = command.spawn().expect("kubectl get -w");
         let stdout = kubectl.stdout.take().expect("stdout");
@@ -503,10 +504,10 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let answer = http_get(&format!("127.0.0.1:{local}")).unwrap_or_else(|e| panic!("GET through port-forward: {e}"));
     assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with(&format!("hello from {pod}\n")), "{answer}");
     drop(forward);
-    // httpd logs each connection (-v): the forwarded one is in the pod's log.
+    // httpd logs each answer (-v, "PEER: response:200"): the forwarded request's is in the pod's log.
     journey.eventually("httpd logged the request", || {
         let logs = journey.kubectl(&["logs", &pod]).ok();
-        if logs.stdout.lines().count() > 1 { Ok(()) } else { Err(logs.stdout) }
+        if logs.stdout.lines().any(|l| l.ends_with(": response:200")) { Ok(()) } else { Err(logs.stdout) }
     });
 
     journey.step("delete the Deployment: ReplicaSets and pods go");
