@@ -522,9 +522,30 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let running: Vec<_> = running.iter().filter(|c| c.state == ContainerState::Running).collect();
     assert!(running.is_empty(), "the deleted pods' containers still run: {running:?}");
 
-    journey.step("delete with --cascade=foreground");
+    journey.step("--cascade=orphan, adopted again");
     journey.run(&["apply", "-f", "-"], Some(&web_manifest("default", 1)), patience()).ok();
     journey.rollout_status("default");
+    let before = journey.pods("default");
+    let rs_before = journey.json(&["get", "replicasets", "-l", "app=web"]);
+    journey.kubectl(&["delete", "deployment", "web", "--cascade=orphan"]).ok();
+    // The orphans lose their owner reference to the Deployment and keep running.
+    let orphan = journey.eventually("the ReplicaSet is orphaned", || {
+        let sets = journey.json(&["get", "replicasets", "-l", "app=web"]);
+        match sets["items"].as_array().map(Vec::as_slice) {
+            Some([rs]) if rs["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty) => Ok(rs.clone()),
+            _ => Err(sets.to_string()),
+        }
+    });
+    assert_eq!(orphan["metadata"]["uid"], rs_before["items"][0]["metadata"]["uid"]);
+    assert_eq!(names(&journey.pods("default")), names(&before), "the orphaned pods stay");
+    journey.run(&["apply", "-f", "-"], Some(&web_manifest("default", 1)), patience()).ok();
+    journey.rollout_status("default");
+    let deployment = journey.json(&["get", "deployment", "web"]);
+    let adopted = journey.json(&["get", "replicaset", &name(&orphan)]);
+    assert_eq!(adopted["metadata"]["ownerReferences"][0]["uid"], deployment["metadata"]["uid"], "adopted again");
+    assert_eq!(names(&journey.pods("default")), names(&before), "adoption keeps the pods");
+
+    journey.step("delete with --cascade=foreground");
     let timeout = format!("--timeout={}s", patience().as_secs());
     journey
         .run(
