@@ -268,9 +268,18 @@ impl RolloutWatch {
     /// Stops watching and checks that the rollout replaced every pod within the surge and the unavailability
     /// the Deployment allows: 25% of 5, a surge of 2 (rounded up) and 1 unavailable (rounded down).
     #[track_caller]
-    fn check(self) {
+    fn check(self, journey: &Journey) {
         let Tally { most, fewest_ready, seen, timeline } = self.finish();
-        let timeline = timeline.join("\n");
+        let events = journey
+            .kubectl(&[
+                "get",
+                "events",
+                "--sort-by=.metadata.creationTimestamp",
+                "-o",
+                "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+            ])
+            .stdout;
+        let timeline = format!("{}\n{events}", timeline.join("\n"));
         assert!(seen >= 10, "the watch saw {seen} pods, not the old and the new ones:\n{timeline}");
         assert!(most <= 7, "{most} pods at once, beyond maxSurge:\n{timeline}");
         assert!(fewest_ready >= 4, "only {fewest_ready} pods ready at a time, beyond maxUnavailable:\n{timeline}");
@@ -443,7 +452,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     assert_eq!(set.stdout.trim(), "deployment.apps/web image updated");
     journey.rollout_status("default");
     let updated = journey.wait_for_ready(5);
-    watch.check();
+    watch.check(&journey);
     assert_running_in_runtime(&node_runtime, &updated, BUSYBOX_IMAGE_2);
     assert!(names(&updated).is_disjoint(&names(&replaced)), "every pod was replaced");
     let sets = journey.json(&["get", "replicasets", "-l", "app=web"]);
@@ -463,7 +472,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     assert_eq!(template["spec"]["template"]["spec"]["containers"][0]["image"], BUSYBOX_IMAGE);
     journey.rollout_status("default");
     let back = journey.wait_for_ready(5);
-    watch.check();
+    watch.check(&journey);
     assert_running_in_runtime(&node_runtime, &back, BUSYBOX_IMAGE);
     let history = journey.kubectl(&["rollout", "history", "deployment/web"]).ok();
     // The first template came back as revision 3; revision 2 is the other image.
