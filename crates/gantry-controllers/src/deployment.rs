@@ -668,48 +668,18 @@ impl DeploymentController {
             return Ok(());
         }
         // Scale old ones down within maxUnavailable: unhealthy replicas first, then oldest sets first.
-        let old_total: i32 = old.iter().map(|rs| rs_replicas(rs)).sum();
-        if old_total == 0 {
+        if old.iter().all(|rs| rs_replicas(rs) == 0) {
             return self.cleanup(d, old).await;
         }
         let (_, max_unavailable) = surge_and_unavailable(d);
-        let min_available = replicas - max_unavailable;
-        let all_total = old_total + rs_replicas(rs);
-        let new_unavailable = rs_replicas(rs) - rs_available(rs);
-        let mut budget = all_total - min_available - new_unavailable;
-        if budget <= 0 {
-            return Ok(());
-        }
         let mut order: Vec<usize> = (0..old.len()).collect();
         order.sort_by_key(|i| old[*i].metadata.creation_timestamp.as_ref().map(|t| t.0));
-        // Unhealthy old replicas cost no availability: they go first.
-        for i in &order {
-            if budget <= 0 {
-                break;
+        let sizes: Vec<(i32, i32)> = order.iter().map(|i| (rs_replicas(&old[*i]), rs_available(&old[*i]))).collect();
+        let targets = scaled_down_old_sizes(replicas, max_unavailable, (rs_replicas(rs), rs_available(rs)), &sizes);
+        for (i, target) in order.into_iter().zip(targets) {
+            if target != rs_replicas(&old[i]) {
+                self.scale_to(d, &mut old[i], target).await?;
             }
-            let unhealthy = rs_replicas(&old[*i]) - rs_available(&old[*i]);
-            if unhealthy <= 0 {
-                continue;
-            }
-            let down = unhealthy.min(budget);
-            let size = rs_replicas(&old[*i]) - down;
-            self.scale_to(d, &mut old[*i], size).await?;
-            budget -= down;
-        }
-        // Then available ones, as far as the minimum availability allows.
-        let available: i32 = old.iter().map(|rs| rs_available(rs)).sum::<i32>() + rs_available(rs);
-        let mut to_scale_down = available - min_available;
-        for i in &order {
-            if to_scale_down <= 0 {
-                break;
-            }
-            if rs_replicas(&old[*i]) == 0 {
-                continue;
-            }
-            let down = rs_replicas(&old[*i]).min(to_scale_down);
-            let size = rs_replicas(&old[*i]) - down;
-            self.scale_to(d, &mut old[*i], size).await?;
-            to_scale_down -= down;
         }
         Ok(())
     }
@@ -888,6 +858,52 @@ impl DeploymentController {
     }
 }
 
+/// The sizes of a rolling update's old ReplicaSets (`(spec.replicas, status.availableReplicas)`, oldest first)
+/// after scaling them down as far as `replicas - max_unavailable` available pods allow, given the new
+/// ReplicaSet's `(spec.replicas, status.availableReplicas)`: unhealthy replicas go first, then available ones from
+/// the oldest sets.
+///
+/// A ReplicaSet's status lags the scale-downs asked of it: told to shrink from 5 to 2, it reports 5 available
+/// until it has seen its pods' deletions. No set counts more available pods than it is to keep, or those being
+/// deleted would pay for more scale-downs and the availability would fall below the minimum.
+fn scaled_down_old_sizes(replicas: i32, max_unavailable: i32, new: (i32, i32), old: &[(i32, i32)]) -> Vec<i32> {
+    let available = |(size, available): (i32, i32)| available.clamp(0, size.max(0));
+    let min_available = replicas - max_unavailable;
+    let mut sizes: Vec<i32> = old.iter().map(|(size, _)| *size).collect();
+    let all_total = sizes.iter().sum::<i32>() + new.0;
+    let new_unavailable = new.0 - available(new);
+    let mut budget = all_total - min_available - new_unavailable;
+    if budget <= 0 {
+        return sizes;
+    }
+    // Unhealthy old replicas cost no availability: they go first.
+    for (size, (_, ready)) in sizes.iter_mut().zip(old) {
+        if budget <= 0 {
+            break;
+        }
+        let unhealthy = *size - available((*size, *ready));
+        if unhealthy <= 0 {
+            continue;
+        }
+        let down = unhealthy.min(budget);
+        *size -= down;
+        budget -= down;
+    }
+    // Then available ones, as far as the minimum availability allows.
+    let available_now: i32 =
+        sizes.iter().zip(old).map(|(size, (_, ready))| available((*size, *ready))).sum::<i32>() + available(new);
+    let mut to_scale_down = available_now - min_available;
+    for size in &mut sizes {
+        if to_scale_down <= 0 {
+            break;
+        }
+        let down = (*size).min(to_scale_down);
+        *size -= down;
+        to_scale_down -= down;
+    }
+    sizes
+}
+
 /// The owner reference a Deployment's ReplicaSets carry.
 pub fn owner_reference(d: &Deployment) -> OwnerReference {
     OwnerReference {
@@ -1055,6 +1071,27 @@ mod tests {
         assert_eq!(surge_and_unavailable(&zero), (0, 1), "a rollout must be able to move");
         let recreate = deployment(json!({"strategy": {"type": "Recreate"}}));
         assert_eq!(surge_and_unavailable(&recreate), (0, 4));
+    }
+
+    #[test]
+    fn old_replica_sets_shrink_within_max_unavailable_unhealthy_replicas_first() {
+        // 5 replicas, 1 unavailable: the new set's 2 available pods let 3 of the old set's 5 go.
+        assert_eq!(scaled_down_old_sizes(5, 1, (2, 2), &[(5, 5)]), [2]);
+        // Unavailable new pods hold the old ones.
+        assert_eq!(scaled_down_old_sizes(5, 1, (5, 2), &[(2, 2)]), [2]);
+        // Unhealthy old replicas go even when no available one may.
+        assert_eq!(scaled_down_old_sizes(5, 1, (2, 0), &[(5, 3)]), [4]);
+        // Oldest sets first.
+        assert_eq!(scaled_down_old_sizes(4, 1, (2, 2), &[(2, 2), (2, 2)]), [0, 1]);
+    }
+
+    #[test]
+    fn pods_an_old_replica_set_is_deleting_do_not_count_as_available() {
+        // The old set was scaled from 5 to 2 and its status still counts 5 available; 3 new pods are available.
+        // Counting the 5 would scale the old set to 0 and leave 3 available pods of 5, one fewer than allowed.
+        assert_eq!(scaled_down_old_sizes(5, 1, (5, 3), &[(2, 5)]), [1]);
+        // A new set's lagging status does not pay for scale-downs either.
+        assert_eq!(scaled_down_old_sizes(5, 1, (2, 5), &[(5, 5)]), [2]);
     }
 
     #[test]

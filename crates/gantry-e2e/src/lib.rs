@@ -63,6 +63,9 @@ pub enum HarnessError {
     /// The API server did not start.
     #[error("starting the API server: {0}")]
     Start(#[source] Box<gantry_apiserver::StartError>),
+    /// The controller manager's client could not be made from the admin kubeconfig.
+    #[error("starting the controller manager: {0}")]
+    Controllers(#[source] kube::Error),
     /// The API server neither started nor failed within the patience.
     #[error("the API server did not start within {0:?}")]
     StartTimeout(Duration),
@@ -509,12 +512,20 @@ struct Token {
 #[derive(Debug, Default)]
 pub struct ClusterBuilder {
     tokens: Vec<Token>,
+    controllers: bool,
 }
 
 impl ClusterBuilder {
     /// Makes the server accept `token` as user `user` (through a token file).
     pub fn token(mut self, token: &str, user: &str) -> ClusterBuilder {
         self.tokens.push(Token { token: token.into(), user: user.into() });
+        self
+    }
+
+    /// Also runs the controller manager (without leader election) against the server, for tests of what the
+    /// controllers do (a deleted namespace emptied and removed, a Deployment's ReplicaSets and pods).
+    pub fn controllers(mut self) -> ClusterBuilder {
+        self.controllers = true;
         self
     }
 
@@ -575,11 +586,20 @@ impl ClusterBuilder {
         // inside another one, which is where a `#[tokio::test]` calls this from.
         let (tx, rx) = mpsc::channel();
         let token = shutdown.clone();
+        let controllers = self.controllers;
         runtime.spawn(async move {
-            let _ = tx.send(gantry_apiserver::start(config, Arc::new(store), token).await);
+            let started = match gantry_apiserver::start(config, Arc::new(store), token.clone()).await {
+                Ok(server) if controllers => start_controllers(&server.kubeconfig, token)
+                    .await
+                    .map(|tasks| (server, Some(tasks)))
+                    .map_err(HarnessError::Controllers),
+                Ok(server) => Ok((server, None)),
+                Err(e) => Err(HarnessError::Start(Box::new(e))),
+            };
+            let _ = tx.send(started);
         });
-        let server = match rx.recv_timeout(patience()) {
-            Ok(started) => started.map_err(|e| HarnessError::Start(Box::new(e)))?,
+        let (server, controller_tasks) = match rx.recv_timeout(patience()) {
+            Ok(started) => started?,
             Err(_) => {
                 shutdown.cancel();
                 runtime.shutdown_background();
@@ -599,11 +619,30 @@ impl ClusterBuilder {
             ca_pem,
             home,
             server: Some(server),
+            _controllers: controller_tasks,
             shutdown,
             runtime: Some(runtime),
             dir,
         })
     }
+}
+
+/// The controller manager as a client of the server whose admin kubeconfig is `kubeconfig`, electing no leader
+/// (it is the only one), until `shutdown`.
+async fn start_controllers(
+    kubeconfig: &Path,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinSet<()>, kube::Error> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).map_err(kube::Error::InferKubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(kube::Error::InferKubeconfig)?;
+    let client = kube::Client::try_from(config)?;
+    let mut config = gantry_controllers::ControllerManagerConfig::new("gantry-e2e");
+    config.election = None;
+    let mut tasks = tokio::task::JoinSet::new();
+    gantry_controllers::start(client, config, shutdown, &mut tasks);
+    Ok(tasks)
 }
 
 /// One API server on `127.0.0.1` with a fresh SQLite store, and helpers to drive clients against it. Dropping it
@@ -615,6 +654,8 @@ pub struct TestCluster {
     ca_pem: String,
     home: PathBuf,
     server: Option<RunningServer>,
+    // The controllers' tasks, when asked for: they stop on `shutdown`, and with the runtime at the latest.
+    _controllers: Option<tokio::task::JoinSet<()>>,
     shutdown: CancellationToken,
     runtime: Option<tokio::runtime::Runtime>,
     // Last: removed after the server has stopped writing to it.

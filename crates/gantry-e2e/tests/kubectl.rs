@@ -731,10 +731,9 @@ fn objects_can_be_created_only_in_namespaces_that_exist() {
 }
 
 #[test]
-#[ignore = "needs the namespace controller, which runs in the controller manager, and this harness starts only the \
-            API server: a deleted namespace stays Terminating until its content is removed"]
 fn deleting_a_namespace_deletes_what_is_in_it() {
-    let cluster = TestCluster::start();
+    // The namespace controller (in the controller manager) empties a deleted namespace, then removes it.
+    let cluster = TestCluster::builder().controllers().start();
     cluster.kubectl(&["create", "namespace", "doomed"]).ok();
     cluster.kubectl(&["create", "configmap", "inside", "-n", "doomed", "--from-literal=a=b"]).ok();
     cluster.kubectl_stdin(&["apply", "-n", "doomed", "-f", "-"], APP).ok();
