@@ -538,7 +538,11 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let _lock = reset::lock_data_dir(&data_dir)?;
+    let _lock = reset::lock_data_dir(&data_dir).map_err(|err| {
+        anyhow::anyhow!(
+            "{err:#} (an agent beside `gantry server` on one machine needs its own --data-dir; or run `gantry up`)"
+        )
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (client, cluster_ca) = agent_client(&args, &data_dir).await?;
