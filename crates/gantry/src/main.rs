@@ -611,7 +611,9 @@ async fn start_control_plane(
     shutdown: &tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<gantry_apiserver::RunningServer> {
-    let server = gantry_apiserver::start(config, store, shutdown.clone()).await?;
+    // The server stops last, on its own token (`RunningServer::shutdown`): the scheduler and controllers release
+    // their Leases through it when `shutdown` fires.
+    let server = gantry_apiserver::start(config, store, tokio_util::sync::CancellationToken::new()).await?;
     if scheduler {
         let client = client_from(&server.kubeconfig).await?;
         let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), tasks);
