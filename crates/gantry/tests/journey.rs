@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -300,17 +299,6 @@ impl Drop for RolloutWatch {
     }
 }
 
-/// An HTTP/1.0 GET of `/` from `addr`; the whole answer, or why there is none.
-fn http_get(addr: &str) -> Result<String, String> {
-    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    stream.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-    Ok(answer)
-}
-
 /// The runtime's view of the node, read from `gantry up`'s data directory (read only: listing and status).
 fn runtime(data_dir: &Path) -> gantry_runtime::native::NativeRuntime {
     let shim = gantry_runtime::native::ShimCommand {
@@ -422,7 +410,8 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     journey.step("HTTP to each pod IP from the host");
     for pod in &pods {
         let ip = pod["status"]["podIP"].as_str().expect("pod IP");
-        let answer = http_get(&format!("{ip}:8080")).unwrap_or_else(|e| panic!("GET http://{ip}:8080/: {e}"));
+        let answer =
+            common::up::http_get(&format!("{ip}:8080")).unwrap_or_else(|e| panic!("GET http://{ip}:8080/: {e}"));
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         assert!(answer.ends_with(&format!("hello from {}\n", name(pod))), "{answer}");
     }
@@ -510,7 +499,8 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
         &format!("{local}:8080"),
     ]));
     forward.wait_for_line(|l| l.starts_with(&format!("Forwarding from 127.0.0.1:{local}")));
-    let answer = http_get(&format!("127.0.0.1:{local}")).unwrap_or_else(|e| panic!("GET through port-forward: {e}"));
+    let answer =
+        common::up::http_get(&format!("127.0.0.1:{local}")).unwrap_or_else(|e| panic!("GET through port-forward: {e}"));
     assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with(&format!("hello from {pod}\n")), "{answer}");
     drop(forward);
     // httpd logs each answer (-v, "PEER: response:200"): the forwarded request's is in the pod's log.

@@ -104,3 +104,16 @@ pub async fn client(kubeconfig: &Path) -> kube::Client {
     let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.expect("config");
     kube::Client::try_from(config).expect("client")
 }
+
+/// An HTTP/1.0 GET of `/` from `addr`; the whole answer, or why there is none.
+pub fn http_get(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout * 2)).map_err(|e| e.to_string())?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    Ok(answer)
+}
