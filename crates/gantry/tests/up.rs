@@ -1,5 +1,6 @@
 //! `gantry up`: the real binary runs the control plane and a node agent in one process; a pod created without
-//! a node is scheduled onto that node and runs; SIGTERM stops the process and leaves the container running.
+//! a node is scheduled onto that node and runs; SIGTERM stops the process and leaves the container running, and
+//! the next `gantry up` adopts it (same container, no restart).
 
 mod common;
 
@@ -52,6 +53,13 @@ async fn gantry_up_runs_a_cluster_whose_node_runs_pods_and_leaves_them_running_w
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let container_id = |pod: &Pod| {
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        statuses.first().map(|c| (c.container_id.clone(), c.restart_count))
+    };
+    let before = container_id(&pods.get("hello").await.expect("pod"));
+    assert!(before.as_ref().is_some_and(|(id, _)| id.is_some()), "{before:?}");
+
     gantry_e2e::signal(up.0.pid(), "TERM");
     let status = tokio::task::spawn_blocking(move || up.0.wait()).await.expect("wait");
     assert!(status.success(), "gantry up did not stop cleanly: {status}");
@@ -64,4 +72,49 @@ async fn gantry_up_runs_a_cluster_whose_node_runs_pods_and_leaves_them_running_w
     let runtime = gantry_runtime::native::NativeRuntime::new(config, images, None).expect("runtime");
     let containers = runtime.list_containers(&Default::default()).await.expect("containers");
     assert!(containers.iter().any(|c| c.state == ContainerState::Running), "{containers:?}");
+
+    // The next `gantry up` on the same data directory adopts the container: the pod stays Running with the same
+    // container and no restart.
+    let data_dir = dir.path().to_path_buf();
+    let mut again = tokio::task::spawn_blocking(move || common::up::start_up(&data_dir, "up-node", "10.249.7.0/24"))
+        .await
+        .expect("gantry up again");
+    let client = common::up::client(&dir.path().join("kubeconfig")).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let deadline = Instant::now() + patience();
+    loop {
+        // The agent rewrites status once it has looked at its containers again: wait for a fresh Ready.
+        let pod = pods.get("hello").await.expect("pod");
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if running && container_id(&pod) == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after the restart: {:?} (before: {before:?})", container_id(&pod));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the new agent time to have acted on the pod before checking nothing was restarted: wait for its
+    // first status heartbeat to be past the start, read through the Node.
+    let nodes: Api<Node> = Api::all(common::up::client(&dir.path().join("kubeconfig")).await);
+    let started = jiff::Timestamp::now();
+    let deadline = Instant::now() + patience();
+    loop {
+        let node = nodes.get("up-node").await.expect("node");
+        let heartbeat = node
+            .status
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready").and_then(|c| c.last_heartbeat_time).map(|t| t.0));
+        if heartbeat.is_some_and(|t| t >= started) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat from the restarted agent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = container_id(&pods.get("hello").await.expect("pod"));
+    assert_eq!(after, before, "the restarted gantry up adopted the container instead of restarting it");
+    let containers = runtime.list_containers(&Default::default()).await.expect("containers");
+    assert_eq!(containers.iter().filter(|c| c.state == ContainerState::Running).count(), 1, "{containers:?}");
+
+    gantry_e2e::signal(again.0.pid(), "TERM");
+    let status = tokio::task::spawn_blocking(move || again.0.wait()).await.expect("wait");
+    assert!(status.success(), "gantry up did not stop cleanly the second time: {status}");
 }
