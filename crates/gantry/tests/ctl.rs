@@ -34,13 +34,22 @@ fn kubectl_given() -> bool {
 /// A table's cells, line by line (cells are separated by at least two spaces), without the AGE column, whose
 /// values may differ by a second between two runs.
 fn cells_without_age(table: &str) -> Vec<Vec<String>> {
-    let rows: Vec<Vec<String>> = table
+    // Several types print one table each, separated by a blank line, each with its own header and AGE column.
+    let mut age = None;
+    let mut header_next = true;
+    table
         .lines()
-        .map(|line| line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect())
-        .collect();
-    let age = rows.first().and_then(|header| header.iter().position(|c| c == "AGE"));
-    rows.into_iter()
-        .map(|mut row| {
+        .map(|line| {
+            let mut row: Vec<String> =
+                line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect();
+            if row.is_empty() {
+                header_next = true;
+                return row;
+            }
+            if header_next {
+                age = row.iter().position(|c| c == "AGE");
+                header_next = false;
+            }
             if let Some(i) = age
                 && i < row.len()
             {
