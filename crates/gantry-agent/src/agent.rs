@@ -3,7 +3,7 @@
 //!
 //! On disk under the data directory: `images/` (the image store, shared with `gantry image`), `run/` (the
 //! runtime's sandboxes and containers), `pods/<uid>/` (volumes, logs, termination messages), `cni/` (the
-//! default network configuration and the plugins' cache), `manifests/` (static pods).
+//! default network configuration, the plugins' cache and host-local's address allocations), `manifests/` (static pods).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -250,7 +250,7 @@ pub async fn start(
             Some(cidr) => cidr,
             None => wait_for_pod_cidr(&client, &settings.name, config.pod_cidr_wait, &shutdown).await?,
         };
-        write_default_config(&conf_dir, BRIDGE, &pod_cidr)?;
+        write_default_config(&conf_dir, &data_dir.join("cni/networks"), BRIDGE, &pod_cidr)?;
         gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
         tasks.spawn(crate::routes::run(client.clone(), settings.name.clone(), pod_cidr.clone(), shutdown.clone()));
     } else {

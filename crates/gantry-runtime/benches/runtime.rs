@@ -247,7 +247,7 @@ fn main() -> Result<()> {
         config.cgroup_root = "gantry-bench".into();
         let cni_dir = work.path().join("cni");
         let cni = if Path::new("/usr/lib/cni/bridge").exists() {
-            write_default_config(&cni_dir.join("net.d"), "gantrybench0", "10.243.0.0/16")?;
+            write_default_config(&cni_dir.join("net.d"), &cni_dir.join("networks"), "gantrybench0", "10.243.0.0/16")?;
             gantry_runtime::network::masquerade::ensure_masquerade("10.243.0.0/16").await?;
             Some(CniClient::new(CniOptions::new(cni_dir.join("net.d"), cni_dir.join("cache"))))
         } else {

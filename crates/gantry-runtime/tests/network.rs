@@ -118,11 +118,6 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     tokio::time::timeout(Duration::from_secs(3), exchange).await.context("HTTP GET timed out")?
 }
 
-/// Where host-local keeps a network's address allocations.
-fn ipam_dir(network: &str) -> PathBuf {
-    Path::new("/var/lib/cni/networks").join(network)
-}
-
 /// Removes the namespaces when the test ends, however it ends.
 struct PinnedGuard(PodNamespaces);
 
@@ -186,7 +181,7 @@ impl Fixture {
         let subnet_prefix = format!("10.{}.{}", 230 + u32::from(index), pid % 250);
         let root = tempfile::Builder::new().prefix(&format!("gantry-net-{index}-")).tempdir()?;
         let conf_dir = root.path().join("net.d");
-        write_default_config(&conf_dir, &name, &format!("{subnet_prefix}.0/24"))?;
+        write_default_config(&conf_dir, &root.path().join("networks"), &name, &format!("{subnet_prefix}.0/24"))?;
         let mut options = CniOptions::new(conf_dir, root.path().join("cni-cache"));
         options.plugin_dirs = vec![PathBuf::from(PLUGIN_DIR)];
         Ok(Fixture {
@@ -204,8 +199,9 @@ impl Fixture {
         Ok(format!("{}.1", self.subnet_prefix).parse()?)
     }
 
+    /// Where host-local keeps the fixture network's address allocations (the configuration's `dataDir`).
     fn ipam_dir(&self) -> PathBuf {
-        ipam_dir(&self.name)
+        self.root.path().join("networks").join(&self.name)
     }
 
     /// Creates a sandbox's namespaces and attaches it to the network; returns its index.
@@ -280,7 +276,6 @@ impl Drop for Fixture {
         }
         for network in std::iter::once(&self.name).chain(&self.other_networks) {
             let _ = std::process::Command::new("ip").args(["link", "del", network]).stderr(Stdio::null()).status();
-            let _ = std::fs::remove_dir_all(ipam_dir(network));
         }
     }
 }
@@ -526,7 +521,8 @@ async fn a_del_after_a_restart_uses_the_configuration_recorded_at_add() -> Resul
     std::fs::remove_dir_all(&conf_dir)?;
     let other_bridge = format!("{}x", fixture.name);
     fixture.other_networks.push(other_bridge.clone());
-    write_default_config(&conf_dir, &other_bridge, "10.229.0.0/24")?;
+    let ipam_dir = conf_dir.with_file_name("networks");
+    write_default_config(&conf_dir, &ipam_dir, &other_bridge, "10.229.0.0/24")?;
     let restarted = CniClient::new(fixture.client.options().clone());
     assert_eq!(restarted.load_network()?.name, other_bridge);
     let id = fixture.sandboxes[pod].id.clone();

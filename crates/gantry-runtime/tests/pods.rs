@@ -142,15 +142,14 @@ async fn removing_a_sandbox_leaves_no_mount_cgroup_veth_address_or_process() {
     };
     assert_eq!(veths(&network.bridge), 1);
     assert!(!mounts_under(test.root.path()).is_empty());
+    let allocation = test.root.path().join("cni/networks").join(&network.bridge).join(&ip);
+    assert!(allocation.exists(), "host-local keeps {ip} in the node's own directory");
 
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
 
     assert_eq!(mounts_under(test.root.path()), Vec::<std::path::PathBuf>::new());
     assert_eq!(veths(&network.bridge), 0, "a veth is left on the bridge");
-    assert!(
-        !std::path::Path::new("/var/lib/cni/networks").join(&network.bridge).join(&ip).exists(),
-        "address {ip} still allocated"
-    );
+    assert!(!allocation.exists(), "address {ip} still allocated");
     assert!(!rt.cgroups().exists(&format!("/{}/poduidephemeral", test.cgroup_root)), "pod cgroup left");
     for pid in shims {
         assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(), "shim {pid} still runs");

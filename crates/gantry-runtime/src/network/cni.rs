@@ -194,16 +194,25 @@ fn config_files(conf_dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
 /// The network, named after the bridge, is a `bridge` plugin (the node is the pods' gateway, traffic leaving the
 /// pod CIDR is masqueraded, hairpin mode lets a pod reach itself through a Service) with `host-local` addresses
 /// from `pod_cidr` (IPv4 or IPv6) and a default route, followed by `portmap` for `hostPort`s.
+///
+/// `host-local` keeps its allocations in `ipam_dir` rather than the machine-wide `/var/lib/cni/networks`: each
+/// node's state is its own (several agents may share a machine in tests) and goes with its data directory.
 pub fn write_default_config(
     conf_dir: &Path,
+    ipam_dir: &Path,
     bridge_name: &str,
     pod_cidr: &str,
 ) -> Result<Option<PathBuf>, NetworkError> {
-    let list = default_config(bridge_name, pod_cidr)?;
+    let mut list = default_config(bridge_name, pod_cidr)?;
     if !config_files(conf_dir)?.is_empty() {
         return Ok(None);
     }
     fs::create_dir_all(conf_dir).map_err(|source| NetworkError::Io { path: conf_dir.to_path_buf(), source })?;
+    fs::create_dir_all(ipam_dir).map_err(|source| NetworkError::Io { path: ipam_dir.to_path_buf(), source })?;
+    // The plugins run with another working directory: the path must be absolute.
+    let ipam_dir =
+        fs::canonicalize(ipam_dir).map_err(|source| NetworkError::Io { path: ipam_dir.to_path_buf(), source })?;
+    list["plugins"][0]["ipam"]["dataDir"] = json!(ipam_dir);
     let path = conf_dir.join(DEFAULT_CONFIG_FILE);
     // Serialising a `Value` built from strings and literals cannot fail.
     let bytes = serde_json::to_vec_pretty(&list).unwrap_or_default();
@@ -904,7 +913,7 @@ mod tests {
     #[test]
     fn the_default_configuration_is_written_once_and_loads_back() {
         let dir = temp_dir("default");
-        let written = write_default_config(&dir, "gantry0", "10.244.1.0/24").unwrap();
+        let written = write_default_config(&dir, &dir.join("ipam"), "gantry0", "10.244.1.0/24").unwrap();
         assert_eq!(written, Some(dir.join(DEFAULT_CONFIG_FILE)));
         let list = NetworkConfigList::load(&dir).unwrap();
         assert_eq!(list.name, "gantry0");
@@ -918,9 +927,10 @@ mod tests {
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");
         assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(bridge["ipam"]["dataDir"], json!(fs::canonicalize(dir.join("ipam")).unwrap()));
         assert_eq!(list.plugins[1]["type"], "portmap");
         assert_eq!(list.plugins[1]["capabilities"]["portMappings"], true);
-        assert_eq!(write_default_config(&dir, "other0", "10.9.0.0/16").unwrap(), None);
+        assert_eq!(write_default_config(&dir, &dir.join("ipam"), "other0", "10.9.0.0/16").unwrap(), None);
         assert_eq!(NetworkConfigList::load(&dir).unwrap().name, "gantry0");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -134,7 +134,8 @@ impl TestRuntime {
         let cgroup_root = format!("gantry-test-{}", uuid_like());
         let network = network.map(|n| {
             let conf_dir = root.path().join("cni/net.d");
-            write_default_config(&conf_dir, &n.bridge, &n.cidr()).expect("CNI config");
+            write_default_config(&conf_dir, &root.path().join("cni/networks"), &n.bridge, &n.cidr())
+                .expect("CNI config");
             (n.bridge.clone(), CniClient::new(CniOptions::new(conf_dir, root.path().join("cni/cache"))))
         });
         let images = image_store(root.path());
@@ -216,7 +217,6 @@ impl Drop for TestRuntime {
                 .args(["link", "del", bridge])
                 .stderr(std::process::Stdio::null())
                 .status();
-            let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(bridge));
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for controller in [
