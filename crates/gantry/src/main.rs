@@ -1,6 +1,7 @@
-//! The `gantry` binary: one executable for every role of a Gantry cluster. Today it carries the API server
-//! (`gantry server`), the scheduler (in the server, or alone as `gantry scheduler`), `gantry why`, the store
-//! tools and the node's image store (`gantry image`); the node agent joins as it is built.
+//! The `gantry` binary: one executable for every role of a Gantry cluster. `gantry up` (a whole cluster on this
+//! machine), `gantry server` (API server, scheduler, controller manager; or `gantry scheduler` and
+//! `gantry controller-manager` alone), `gantry agent` (a node), and the tools around them: `ctl`, `doctor`,
+//! `reset`, `token`, `image`, `why`, `store`. The containers' shim (`gantry shim`) is this binary too.
 
 mod doctor;
 mod image;
