@@ -313,7 +313,17 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // `gantry ctl` answers a command line it cannot use as kubectl does: exit code 1, not clap's 2 (help
+            // and version still exit 0).
+            let ctl = std::env::args().nth(1).as_deref() == Some("ctl");
+            let code = if ctl && err.use_stderr() { 1 } else { err.exit_code() };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
     // A client command reports its one failure itself; the client library's own log of it would repeat it.
     // libcontainer's cgroup manager warns about every v1 controller the kernel lacks, for every container.
     let default_filter = if matches!(cli.command, Command::Why(_)) {

@@ -314,3 +314,20 @@ fn the_join_token_is_shown_and_rotated_and_an_old_token_no_longer_joins() {
     server.process.signal("TERM");
     assert!(server.process.wait().success());
 }
+
+#[test]
+fn ctl_answers_a_command_line_it_cannot_use_with_exit_code_1_as_kubectl_does() {
+    let gantry = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command.args(args);
+        run(command, None, patience())
+    };
+    let missing = gantry(&["ctl", "logs"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", missing.stderr);
+    assert!(missing.stderr.contains("error:"), "{}", missing.stderr);
+    let unknown = gantry(&["ctl", "get", "pods", "--no-such-flag"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", unknown.stderr);
+    assert_eq!(gantry(&["ctl", "--help"]).status.code(), Some(0));
+    // Gantry's own commands keep the usual usage-error code.
+    assert_eq!(gantry(&["server", "--no-such-flag"]).status.code(), Some(2));
+}
