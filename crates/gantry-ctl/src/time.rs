@@ -1,45 +1,9 @@
 //! Ages as kubectl prints them (`45s`, `3m20s`, `5h`, `2d3h`).
 
-/// A duration in seconds as kubectl's human-readable age: seconds up to two minutes, then minutes (with
-/// seconds under ten minutes), hours (with minutes under eight hours), days, years.
+/// A duration in seconds as kubectl's human-readable age: the API server's table cells use the same rules
+/// ([`gantry_api::table::human_duration`]), so `describe` and `get` agree.
 pub fn human_duration(seconds: i64) -> String {
-    if seconds < -1 {
-        return "<invalid>".to_string();
-    }
-    if seconds < 0 {
-        return "0s".to_string();
-    }
-    if seconds < 120 {
-        return format!("{seconds}s");
-    }
-    let minutes = seconds / 60;
-    if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = seconds / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let days = (hours / 24) % 365;
-        return if days == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{days}d", hours / 24 / 365) };
-    }
-    format!("{}y", hours / 24 / 365)
+    gantry_api::table::human_duration(jiff::SignedDuration::from_secs(seconds))
 }
 
 /// The age of an RFC 3339 timestamp, or `<unknown>` when there is none.
