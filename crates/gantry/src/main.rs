@@ -43,7 +43,8 @@ enum Command {
     Image(image::ImageArgs),
     /// Run the node agent: register this machine as a Node and run the pods bound to it.
     Agent(AgentArgs),
-    /// Run a whole cluster on this machine in one process: the control plane (embedded store) and a node agent.
+    /// Run a whole cluster on this machine in one process: the control plane (embedded store by default) and a
+    /// node agent.
     Up(UpArgs),
     /// Show or rotate the token new nodes join with.
     #[command(subcommand)]
@@ -63,15 +64,8 @@ struct UpArgs {
     /// else $XDG_DATA_HOME/gantry.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The API server's HTTPS port.
-    #[arg(long, default_value_t = 6443)]
-    secure_port: u16,
-    /// The address the API server listens on.
-    #[arg(long, default_value = "0.0.0.0")]
-    bind_address: std::net::IpAddr,
-    /// Where objects are stored: `sqlite` (embedded, in DATA_DIR/db) or `etcd://HOST:PORT[,HOST:PORT...]`.
-    #[arg(long, default_value = "sqlite")]
-    store: String,
+    #[command(flatten)]
+    api: ApiServerArgs,
     /// Also write the admin kubeconfig here.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -234,10 +228,25 @@ struct ServerArgs {
     /// $XDG_DATA_HOME/gantry.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The HTTPS port.
+    #[command(flatten)]
+    api: ApiServerArgs,
+    /// Do not run the scheduler in this process (run `gantry scheduler` elsewhere instead).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controller manager in this process (run `gantry controller-manager` elsewhere instead).
+    #[arg(long)]
+    disable_controllers: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// The API server's flags, shared by `gantry server` and `gantry up`.
+#[derive(clap::Args)]
+struct ApiServerArgs {
+    /// The API server's HTTPS port.
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
-    /// The address to listen on.
+    /// The address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// Where objects are stored: `sqlite` (embedded, in DATA_DIR/db) or `etcd://HOST:PORT[,HOST:PORT...]`.
@@ -249,14 +258,18 @@ struct ServerArgs {
     /// Extra names (DNS or IP) for the serving certificate; repeatable.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
-    /// Do not run the scheduler in this process (run `gantry scheduler` elsewhere instead).
-    #[arg(long)]
-    disable_scheduler: bool,
-    /// Do not run the controller manager in this process (run `gantry controller-manager` elsewhere instead).
-    #[arg(long)]
-    disable_controllers: bool,
-    #[command(flatten)]
-    cluster: ClusterArgs,
+}
+
+impl ApiServerArgs {
+    fn config(&self, data_dir: &std::path::Path) -> gantry_apiserver::ServerConfig {
+        gantry_apiserver::ServerConfig {
+            data_dir: data_dir.to_path_buf(),
+            bind_address: self.bind_address,
+            secure_port: self.secure_port,
+            tls_sans: serving_names(self.bind_address, self.tls_san.clone()),
+            token_file: self.token_file.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -643,15 +656,9 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     let _lock = reset::lock_data_dir(&data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store = open_store(&args.store, &data_dir).await?;
+        let store = open_store(&args.api.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let config = gantry_apiserver::ServerConfig {
-            data_dir: data_dir.clone(),
-            bind_address: args.bind_address,
-            secure_port: args.secure_port,
-            tls_sans: serving_names(args.bind_address, args.tls_san),
-            token_file: args.token_file,
-        };
+        let config = args.api.config(&data_dir);
         let mut tasks = tokio::task::JoinSet::new();
         let server = start_control_plane(
             config,
@@ -707,15 +714,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = std::time::Instant::now();
-        let store = open_store(&args.store, &data_dir).await?;
+        let store = open_store(&args.api.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let config = gantry_apiserver::ServerConfig {
-            data_dir: data_dir.clone(),
-            bind_address: args.bind_address,
-            secure_port: args.secure_port,
-            tls_sans: serving_names(args.bind_address, Vec::new()),
-            token_file: None,
-        };
+        let config = args.api.config(&data_dir);
         let mut tasks = tokio::task::JoinSet::new();
         let server =
             start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;
