@@ -20,8 +20,6 @@ use crate::machine;
 use crate::node::{self, HeartbeatIntervals, NodeSettings};
 use crate::pods::{self, PodContext};
 
-/// The first pod CIDR node IPAM hands out with the default cluster CIDR (`gantry up`'s node gets it).
-pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
 /// The bridge the default network configuration puts pods on.
 pub const BRIDGE: &str = "gantry0";
 
