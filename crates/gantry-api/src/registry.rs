@@ -4,7 +4,9 @@
 //! *how* to serve it; they look it up here. Behaviour that differs per kind (validation, defaulting, table
 //! columns) lives in the modules that own it, keyed by [`GroupKind`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// A subresource served under `.../{name}/{subresource}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +105,8 @@ pub struct ResourceType {
     pub storage_version: bool,
     /// Whether discovery lists this version first for its group (the preferred version).
     pub preferred: bool,
+    /// Whether the resource is defined by a CustomResourceDefinition rather than built in.
+    pub custom: bool,
 }
 
 impl ResourceType {
@@ -181,6 +185,7 @@ macro_rules! resource {
             storage: ($sg, $sr),
             storage_version: $sv,
             preferred: $pref,
+            custom: false,
         }
     };
 }
@@ -245,6 +250,18 @@ pub static BUILT_IN: &[ResourceType] = &[
         storage = ("autoscaling", "horizontalpodautoscalers"),
         storage_version = false,
         preferred = false
+    ),
+    // apiextensions.k8s.io/v1
+    resource!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        ["crd", "crds"],
+        ["api-extensions"],
+        false,
+        [Status]
     ),
     // coordination.k8s.io/v1
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], [], true, []),
@@ -311,10 +328,13 @@ pub struct ServedGroup {
     pub versions: Vec<&'static str>,
 }
 
-/// Lookups over a set of resource types (the built-in ones today; custom resources later).
+/// Lookups over the served resource types: the built-in ones and those CustomResourceDefinitions add.
+///
+/// The custom part is replaced as a whole ([`Registry::set_custom`]) when definitions change; readers take a
+/// snapshot, so a request sees one consistent set.
 #[derive(Debug)]
 pub struct Registry {
-    types: Vec<&'static ResourceType>,
+    served: RwLock<Arc<Vec<&'static ResourceType>>>,
 }
 
 impl Default for Registry {
@@ -326,12 +346,36 @@ impl Default for Registry {
 impl Registry {
     /// The registry of built-in kinds.
     pub fn built_in() -> Registry {
-        Registry { types: BUILT_IN.iter().collect() }
+        Registry { served: RwLock::new(Arc::new(BUILT_IN.iter().collect())) }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<&'static ResourceType>> {
+        match self.served.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the custom resource types with `custom` (in discovery order after the built-in ones).
+    pub fn set_custom(&self, custom: &[CustomResourceType]) {
+        let mut types: Vec<&'static ResourceType> = BUILT_IN.iter().collect();
+        types.extend(custom.iter().map(intern));
+        let types = Arc::new(types);
+        match self.served.write() {
+            Ok(mut guard) => *guard = types,
+            Err(poisoned) => *poisoned.into_inner() = types,
+        }
+    }
+
+    /// A registry of the built-in types of this one, without the custom ones.
+    pub fn without_custom(&self) -> Registry {
+        Registry { served: RwLock::new(Arc::new(self.all().filter(|r| !r.custom).collect())) }
     }
 
     /// Every resource type, in discovery order.
-    pub fn all(&self) -> impl Iterator<Item = &'static ResourceType> + '_ {
-        self.types.iter().copied()
+    pub fn all(&self) -> impl Iterator<Item = &'static ResourceType> + use<> {
+        let snapshot = self.snapshot();
+        (0..snapshot.len()).map(move |i| snapshot[i])
     }
 
     /// The resource served at `group/version` under `plural`.
@@ -344,19 +388,18 @@ impl Registry {
         self.all().find(|r| r.group == group && r.version == version && r.kind == kind)
     }
 
-    /// The version of a kind that is stored.
-    pub fn storage_type(&self, resource: &ResourceType) -> &'static ResourceType {
-        self.all().find(|r| r.storage == resource.storage && r.storage_version).unwrap_or_else(|| {
-            self.by_plural(resource.group, resource.version, resource.plural).unwrap_or(&BUILT_IN[0])
-        })
+    /// The version of a kind that is stored. A resource no longer served (its definition just went away)
+    /// is its own storage version.
+    pub fn storage_type(&self, resource: &'static ResourceType) -> &'static ResourceType {
+        self.all().find(|r| r.storage == resource.storage && r.storage_version).unwrap_or(resource)
     }
 
     /// Resources served at one group-version, in discovery order.
     pub fn in_group_version<'a>(
-        &'a self,
+        &self,
         group: &'a str,
         version: &'a str,
-    ) -> impl Iterator<Item = &'static ResourceType> + 'a {
+    ) -> impl Iterator<Item = &'static ResourceType> + use<'a> {
         self.all().filter(move |r| r.group == group && r.version == version)
     }
 
@@ -375,6 +418,70 @@ impl Registry {
         }
         groups
     }
+}
+
+/// A resource type a CustomResourceDefinition serves, as owned data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CustomResourceType {
+    /// API group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Short names.
+    pub short_names: Vec<String>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// `status` and/or `scale`.
+    pub subresources: Vec<Subresource>,
+    /// Whether this version is the one written to storage.
+    pub storage_version: bool,
+    /// Whether this version is the group's preferred one.
+    pub preferred: bool,
+}
+
+/// Turns a custom resource type into a `&'static` one, reusing the one made earlier for an equal
+/// definition. Served types are handed out as `&'static` so that handlers and watches can hold them without
+/// reference counting; interning bounds what is kept to the distinct definitions a process ever serves.
+fn intern(custom: &CustomResourceType) -> &'static ResourceType {
+    static INTERNED: OnceLock<Mutex<HashMap<CustomResourceType, &'static ResourceType>>> = OnceLock::new();
+    let mut interned = match INTERNED.get_or_init(Default::default).lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(existing) = interned.get(custom) {
+        return existing;
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let leak_all = |list: &[String]| -> &'static [&'static str] {
+        Box::leak(list.iter().map(|s| leak(s)).collect::<Vec<_>>().into_boxed_slice())
+    };
+    let group = leak(&custom.group);
+    let plural = leak(&custom.plural);
+    let resource: &'static ResourceType = Box::leak(Box::new(ResourceType {
+        group,
+        version: leak(&custom.version),
+        kind: leak(&custom.kind),
+        plural,
+        singular: leak(&custom.singular),
+        short_names: leak_all(&custom.short_names),
+        categories: leak_all(&custom.categories),
+        namespaced: custom.namespaced,
+        subresources: Box::leak(custom.subresources.clone().into_boxed_slice()),
+        storage: (group, plural),
+        storage_version: custom.storage_version,
+        preferred: custom.preferred,
+        custom: true,
+    }));
+    interned.insert(custom.clone(), resource);
+    resource
 }
 
 #[cfg(test)]
@@ -418,5 +525,49 @@ mod tests {
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/core/nodes/n1");
         let events = registry.by_plural("events.k8s.io", "v1", "events").expect("events");
         assert_eq!(events.key_prefix(), "/registry/core/events/");
+    }
+
+    fn widget(version: &str, storage: bool) -> CustomResourceType {
+        CustomResourceType {
+            group: "example.com".into(),
+            version: version.into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            singular: "widget".into(),
+            short_names: vec!["wd".into()],
+            categories: vec!["all".into()],
+            namespaced: true,
+            subresources: vec![Subresource::Status],
+            storage_version: storage,
+            preferred: storage,
+        }
+    }
+
+    #[test]
+    fn custom_types_are_served_beside_the_built_in_ones_and_replaced_as_a_whole() {
+        let registry = Registry::built_in();
+        assert!(registry.by_plural("example.com", "v1", "widgets").is_none());
+        registry.set_custom(&[widget("v1", true), widget("v1beta1", false)]);
+        let v1 = registry.by_plural("example.com", "v1", "widgets").expect("served");
+        assert!(v1.custom && v1.namespaced && v1.has_subresource(Subresource::Status));
+        assert_eq!(v1.key(Some("default"), "a"), "/registry/example.com/widgets/default/a");
+        let beta = registry.by_kind("example.com", "v1beta1", "Widget").expect("served");
+        assert!(std::ptr::eq(registry.storage_type(beta), v1));
+        let groups = registry.groups();
+        let group = groups.iter().find(|g| g.name == "example.com").expect("group listed");
+        assert_eq!(group.versions, vec!["v1", "v1beta1"]);
+        assert!(registry.by_plural("apps", "v1", "deployments").is_some());
+        registry.set_custom(&[]);
+        assert!(registry.by_plural("example.com", "v1", "widgets").is_none());
+    }
+
+    #[test]
+    fn an_equal_definition_is_interned_once() {
+        let registry = Registry::built_in();
+        registry.set_custom(&[widget("v2", true)]);
+        let first = registry.by_plural("example.com", "v2", "widgets").expect("served");
+        registry.set_custom(&[widget("v2", true)]);
+        let second = registry.by_plural("example.com", "v2", "widgets").expect("served");
+        assert!(std::ptr::eq(first, second));
     }
 }

@@ -63,6 +63,35 @@ impl Schemas {
         (obj, unknown)
     }
 
+    /// Removes fields a custom resource's schema does not have. The root's `apiVersion`, `kind` and
+    /// `metadata` are always kept (metadata is checked by its own rules).
+    pub fn prune_custom(&self, schema: &Value, mut obj: Value) -> (Value, Vec<String>) {
+        let mut unknown = Vec::new();
+        if schema["x-kubernetes-preserve-unknown-fields"] == true {
+            return (obj, unknown);
+        }
+        let Some(map) = obj.as_object_mut() else { return (obj, unknown) };
+        let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+        let mut drop = Vec::new();
+        for (k, v) in map.iter_mut() {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            let mut path = k.clone();
+            match properties.get(k) {
+                Some(prop) => self.walk(prop, v, &mut path, &mut unknown),
+                None => {
+                    unknown.push(path);
+                    drop.push(k.clone());
+                }
+            }
+        }
+        for k in drop {
+            map.remove(&k);
+        }
+        (obj, unknown)
+    }
+
     fn walk(&self, schema: &Value, value: &mut Value, path: &mut String, unknown: &mut Vec<String>) {
         let schema = self.resolve(schema);
         if schema["x-kubernetes-preserve-unknown-fields"] == true {

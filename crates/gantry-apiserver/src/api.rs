@@ -111,8 +111,12 @@ pub struct Api {
     pub cache: Arc<WatchCache>,
     /// Cancelled when the server shuts down; long requests (watches) end then.
     pub shutdown: CancellationToken,
-    /// The OpenAPI v3 documents, built once.
-    pub openapi: gantry_api::openapi::OpenApiV3,
+    /// The OpenAPI v3 documents of the built-in kinds, built once.
+    openapi_built_in: gantry_api::openapi::OpenApiV3,
+    /// The documents served now: the built-in ones and those of custom resources.
+    openapi: std::sync::RwLock<Arc<gantry_api::openapi::OpenApiV3>>,
+    /// What serving each custom resource needs beyond its registry entry.
+    pub custom: crate::crd::CustomResources,
     /// The schemas of the served kinds, for finding unknown fields.
     pub schemas: crate::admission::Schemas,
     /// Answers `gantry why` once a scheduler runs in this process.
@@ -125,7 +129,32 @@ impl Api {
         let registry = Registry::built_in();
         let openapi = gantry_api::openapi::OpenApiV3::build(&registry);
         let schemas = crate::admission::Schemas::from_openapi(&openapi);
-        Api { registry, store, cache, shutdown, openapi, schemas, explainer: std::sync::OnceLock::new() }
+        Api {
+            registry,
+            store,
+            cache,
+            shutdown,
+            openapi: std::sync::RwLock::new(Arc::new(openapi.clone())),
+            openapi_built_in: openapi,
+            custom: crate::crd::CustomResources::default(),
+            schemas,
+            explainer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The OpenAPI documents served now.
+    pub fn openapi(&self) -> Arc<gantry_api::openapi::OpenApiV3> {
+        self.openapi.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves the built-in documents plus `custom` (custom resources' group-version documents). Unchanged
+    /// documents keep their hashes, so clients' caches stay valid.
+    pub(crate) fn set_custom_openapi(&self, custom: Vec<(String, Value)>) {
+        let built = Arc::new(self.openapi_built_in.with_documents(custom));
+        let mut current = self.openapi.write().unwrap_or_else(|p| p.into_inner());
+        if current.index() != built.index() {
+            *current = built;
+        }
     }
 
     /// Serves one authenticated request.
@@ -169,10 +198,11 @@ impl Api {
 
     fn openapi_reply(&self, path: &str, query: &Query) -> ApiResult<Reply> {
         use gantry_api::openapi::CachePolicy;
+        let openapi = self.openapi();
         let doc = if path == "/openapi/v3" || path == "/openapi/v3/" {
-            self.openapi.index()
+            openapi.index()
         } else {
-            self.openapi.document(&path["/openapi/v3/".len()..]).ok_or_else(ApiError::no_route)?
+            openapi.document(&path["/openapi/v3/".len()..]).ok_or_else(ApiError::no_route)?
         };
         let mut response =
             http::Response::builder().status(200).header("content-type", "application/json").header("etag", doc.etag());
@@ -358,7 +388,13 @@ impl Api {
         options: &WriteOptions,
     ) -> ApiResult<(Value, Vec<String>)> {
         let obj = self.decode(request)?;
-        let (obj, unknown) = self.schemas.prune(resource, obj);
+        let (obj, unknown) = match self.custom.version(resource) {
+            Some(custom) => match &custom.schema {
+                Some(schema) => self.schemas.prune_custom(schema, obj),
+                None => (obj, Vec::new()),
+            },
+            None => self.schemas.prune(resource, obj),
+        };
         let obj = self.to_storage(resource, obj)?;
         if unknown.is_empty() {
             return Ok((obj, Vec::new()));
@@ -414,6 +450,9 @@ impl Api {
 
     /// Converts a stored object to the version `resource` serves.
     pub fn to_served(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
+        if resource.custom {
+            return crate::convert::custom_none(resource, obj);
+        }
         if resource.storage_version {
             return Ok(obj);
         }
@@ -422,6 +461,11 @@ impl Api {
 
     /// Converts an object sent to `resource`'s version into the stored version.
     pub(crate) fn to_storage(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
+        if resource.custom {
+            let storage = self.registry.storage_type(resource);
+            crate::convert::check_api_version(resource, &obj)?;
+            return crate::convert::custom_none(storage, obj);
+        }
         if resource.storage_version {
             return Ok(obj);
         }

@@ -37,6 +37,24 @@ fn rename(obj: Value, pairs: &[(&str, &str)], forward: bool, api_version: &str, 
     Ok(Value::Object(out))
 }
 
+/// The `None` conversion of custom resources: only `apiVersion` changes.
+pub fn custom_none(resource: &ResourceType, mut obj: Value) -> ApiResult<Value> {
+    let map = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+    map.insert("apiVersion".into(), json!(resource.api_version()));
+    Ok(obj)
+}
+
+/// Refuses an object that names another API version than the one it was sent to.
+pub fn check_api_version(resource: &ResourceType, obj: &Value) -> ApiResult<()> {
+    let expected = resource.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+        Some(v) if v != expected => Err(ApiError::bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({expected})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A stored object in the version `resource` serves.
 pub fn from_storage(resource: &ResourceType, obj: Value) -> ApiResult<Value> {
     match (resource.group, resource.version, resource.kind) {

@@ -20,6 +20,8 @@ pub mod auth;
 pub mod cache;
 pub mod codec;
 pub mod convert;
+pub mod crd;
+mod crd_openapi;
 pub mod discovery;
 mod eviction;
 pub mod join;
@@ -190,6 +192,9 @@ pub async fn start(
     tasks.spawn(Arc::clone(&cache).run(Arc::clone(&store), shutdown.clone()));
     let api = Arc::new(Api::new(store, cache, shutdown.clone()));
     bootstrap(&api).await.map_err(StartError::Bootstrap)?;
+    // Custom resources are served from the first request on.
+    crd::sync(&api).await.map_err(StartError::Bootstrap)?;
+    tasks.spawn(crd::run(Arc::clone(&api), shutdown.clone()));
     let join_token = join::ensure_token(&api, &config.data_dir, ca.cert_pem()).await?;
 
     let kubeconfig = config.data_dir.join("kubeconfig");

@@ -238,6 +238,13 @@ impl Api {
     ) -> ApiResult<Written> {
         self.check_type(resource, &mut obj)?;
         self.check_namespace_field(resource, namespace, &mut obj)?;
+        crate::crd::check_create_allowed(self, resource)?;
+        if resource.custom
+            && resource.has_subresource(Subresource::Status)
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
+        }
         let generate_name = meta_str(&obj, "generateName").map(str::to_string);
         if meta_str(&obj, "name").is_none() && generate_name.is_none() {
             return Err(self.invalid(
@@ -651,6 +658,14 @@ impl Api {
                 .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
             let already_deleting = meta_str(&old, "deletionTimestamp").is_some();
+            if !already_deleting
+                && resource.group == "apiextensions.k8s.io"
+                && resource.kind == "CustomResourceDefinition"
+                && !finalizers.iter().any(|f| f == crate::crd::CLEANUP_FINALIZER)
+            {
+                // The definition stays until its objects are deleted (see `crd`).
+                finalizers.push(crate::crd::CLEANUP_FINALIZER.into());
+            }
             if !already_deleting {
                 match options.propagation.as_deref() {
                     Some("Foreground") => {
@@ -853,8 +868,23 @@ impl Api {
                 scale_meta.insert(field.into(), v.clone());
             }
         }
+        if let Some(paths) = self.custom.version(resource).and_then(|v| v.scale.clone()) {
+            let number = |path: &str| crate::crd::value_at(obj, path).and_then(Value::as_i64).unwrap_or(0);
+            let mut status = json!({"replicas": number(&paths.status_replicas)});
+            if let Some(selector) =
+                paths.label_selector.as_deref().and_then(|p| crate::crd::value_at(obj, p)).and_then(Value::as_str)
+            {
+                status["selector"] = json!(selector);
+            }
+            return json!({
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": scale_meta,
+                "spec": {"replicas": number(&paths.spec_replicas)},
+                "status": status,
+            });
+        }
         let selector = crate::codec::selector_string(&obj["spec"]["selector"]);
-        let _ = resource;
         json!({
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -898,7 +928,10 @@ impl Api {
                     ));
                 }
                 let mut new = old.clone();
-                new["spec"]["replicas"] = json!(replicas);
+                match self.custom.version(resource).and_then(|v| v.scale.clone()) {
+                    Some(paths) => crate::crd::set_value_at(&mut new, &paths.spec_replicas, json!(replicas)),
+                    None => new["spec"]["replicas"] = json!(replicas),
+                }
                 self.finish_update(resource, old, new, None, &options.field_manager)
             })
             .await?;

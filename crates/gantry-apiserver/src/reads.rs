@@ -214,7 +214,14 @@ impl Api {
             (_, Output::Metadata) => crate::codec::partial_metadata(&object),
             (_, Output::Table) => {
                 let include = query.get("includeObject").unwrap_or("Metadata");
-                crate::tables::table(resource, std::slice::from_ref(&object), include, None, true)?
+                crate::tables::table(
+                    resource,
+                    self.custom.version(resource).as_deref(),
+                    std::slice::from_ref(&object),
+                    include,
+                    None,
+                    true,
+                )?
             }
         };
         Ok(Reply::json(200, &body).with_content_type(output))
@@ -283,7 +290,14 @@ impl Api {
             return match output {
                 Output::Table => {
                     let include = query.get("includeObject").unwrap_or("Metadata");
-                    let table = crate::tables::table(resource, &items, include, Some(list_meta), true)?;
+                    let table = crate::tables::table(
+                        resource,
+                        self.custom.version(resource).as_deref(),
+                        &items,
+                        include,
+                        Some(list_meta),
+                        true,
+                    )?;
                     Ok(Reply::json(200, &table).with_content_type(output))
                 }
                 Output::Metadata => {
@@ -562,8 +576,14 @@ impl EventEncoder {
             Output::Table => {
                 let with_header = !self.sent_header;
                 self.sent_header = true;
-                match crate::tables::table(self.resource, std::slice::from_ref(&served), "Metadata", None, with_header)
-                {
+                match crate::tables::table(
+                    self.resource,
+                    self.api.custom.version(self.resource).as_deref(),
+                    std::slice::from_ref(&served),
+                    "Metadata",
+                    None,
+                    with_header,
+                ) {
                     Ok(t) => t,
                     Err(e) => return self.error(&e),
                 }

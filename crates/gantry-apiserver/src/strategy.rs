@@ -7,15 +7,17 @@ use serde_json::{Map, Value, json};
 /// Whether `metadata.generation` is maintained for the kind (bumped on every change outside metadata and
 /// status).
 pub fn tracks_generation(resource: &ResourceType) -> bool {
-    matches!(
-        (resource.group, resource.kind),
-        ("", "Pod")
-            | ("apps", _)
-            | ("batch", _)
-            | ("autoscaling", _)
-            | ("policy", "PodDisruptionBudget")
-            | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
-    ) && resource.kind != "ControllerRevision"
+    resource.custom
+        || matches!(
+            (resource.group, resource.kind),
+            ("", "Pod")
+                | ("apps", _)
+                | ("batch", _)
+                | ("autoscaling", _)
+                | ("policy", "PodDisruptionBudget")
+                | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+                | ("apiextensions.k8s.io", "CustomResourceDefinition")
+        ) && resource.kind != "ControllerRevision"
 }
 
 /// Whether the kind has a `status` that only the `status` subresource writes.
@@ -26,6 +28,10 @@ pub fn has_status_subresource(resource: &ResourceType) -> bool {
 /// The status a newly created object starts with, or `None` to keep what the client sent.
 pub fn initial_status(resource: &ResourceType, object: &Value) -> Option<Value> {
     if !has_status_subresource(resource) {
+        return None;
+    }
+    if resource.custom {
+        // kube-apiserver drops what a create sends in a custom resource's status; it starts without one.
         return None;
     }
     Some(match (resource.group, resource.kind) {

@@ -3,125 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // test setup: a failure here is a failed test
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
 use bytes::Bytes;
-use gantry_apiserver::api::{ApiRequest, Reply};
-use gantry_apiserver::auth::User;
-use gantry_apiserver::request::Query;
-use gantry_apiserver::{Api, RunningServer};
-use http::{HeaderMap, Method};
+use common::cluster;
+use gantry_apiserver::api::Reply;
+use http::Method;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-struct Cluster {
-    server: Option<RunningServer>,
-    api: Arc<Api>,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        drop(self.server.take());
-    }
-}
-
-fn patience() -> Duration {
-    gantry_store::testing::patience()
-}
-
-async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.unwrap();
-    let api = Arc::clone(&server.api);
-    Cluster { server: Some(server), api, shutdown, _dir: dir }
-}
-
-struct Response {
-    code: u16,
-    body: Value,
-    warnings: Vec<String>,
-}
-
-impl Cluster {
-    async fn request(&self, method: Method, path_and_query: &str, content_type: &str, body: Bytes) -> Reply {
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path_and_query, None),
-        };
-        let mut headers = HeaderMap::new();
-        if !content_type.is_empty() {
-            headers.insert("content-type", content_type.parse().unwrap());
-        }
-        headers.insert("user-agent", "semantics-test/1.0".parse().unwrap());
-        let request = ApiRequest {
-            method,
-            path: path.to_string(),
-            query: Query::parse(query),
-            headers,
-            body,
-            user: User::new("tester", vec![]),
-        };
-        self.api.handle(request).await
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Response {
-        let content_type = if method == Method::PATCH { "application/merge-patch+json" } else { "application/json" };
-        let body = body.map(|b| Bytes::from(serde_json::to_vec(&b).unwrap())).unwrap_or_default();
-        self.finish(self.request(method, path, content_type, body).await)
-    }
-
-    async fn patch(&self, path: &str, content_type: &str, body: Value) -> Response {
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap());
-        self.finish(self.request(Method::PATCH, path, content_type, body).await)
-    }
-
-    fn finish(&self, reply: Reply) -> Response {
-        match reply {
-            Reply::Full { code, body, warnings, .. } => {
-                Response { code, body: serde_json::from_slice(&body).unwrap_or(Value::Null), warnings }
-            }
-            Reply::Raw(r) => Response {
-                code: r.status().as_u16(),
-                body: serde_json::from_slice(r.body()).unwrap_or(Value::Null),
-                warnings: vec![],
-            },
-            Reply::Stream { .. } => panic!("unexpected stream"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Response {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn watch(&self, path: &str) -> Watch {
-        match self.request(Method::GET, path, "", Bytes::new()).await {
-            Reply::Stream { rx, .. } => Watch { rx },
-            Reply::Full { code, body, .. } => panic!("watch refused: {code} {}", String::from_utf8_lossy(&body)),
-            Reply::Raw(_) => panic!("unexpected raw reply"),
-        }
-    }
-}
-
-struct Watch {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-}
-
-impl Watch {
-    async fn next(&mut self) -> Option<Value> {
-        let chunk = tokio::time::timeout(patience(), self.rx.recv()).await.expect("no watch event in time")?;
-        Some(serde_json::from_slice(&chunk).unwrap())
-    }
-
-    async fn next_event(&mut self) -> (String, Value) {
-        let event = self.next().await.expect("the watch ended");
-        (event["type"].as_str().unwrap().to_string(), event["object"].clone())
-    }
-}
 
 fn configmap(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": "demo"}},

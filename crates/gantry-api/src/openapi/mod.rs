@@ -109,8 +109,10 @@ pub struct OpenApiV3 {
 }
 
 impl OpenApiV3 {
-    /// Builds the index and every document for the resources of `registry`.
+    /// Builds the index and every document for the built-in resources of `registry`. Custom resources are
+    /// described by their definitions' schemas and added with [`OpenApiV3::with_documents`].
     pub fn build(registry: &Registry) -> OpenApiV3 {
+        let registry = &registry.without_custom();
         let documents: BTreeMap<String, Document> = document_paths(registry)
             .into_iter()
             .filter_map(|path| {
@@ -118,12 +120,28 @@ impl OpenApiV3 {
                 Some((path.clone(), Document::new(path, &value)))
             })
             .collect();
+        OpenApiV3::indexed(documents)
+    }
+
+    fn indexed(documents: BTreeMap<String, Document>) -> OpenApiV3 {
         let mut paths = Map::new();
         for (path, document) in &documents {
             paths.insert(path.clone(), json!({"serverRelativeURL": document.server_relative_url()}));
         }
         let index = Document::new(String::new(), &json!({"paths": paths}));
         OpenApiV3 { documents, index }
+    }
+
+    /// These documents plus `extra` (path under `/openapi/v3/` and document, e.g. the group-version
+    /// documents of custom resources), with a new index. An extra document at a path already served
+    /// replaces it.
+    pub fn with_documents(&self, extra: impl IntoIterator<Item = (String, Value)>) -> OpenApiV3 {
+        let mut documents = self.documents.clone();
+        for (path, value) in extra {
+            let path = path.trim_matches('/').to_string();
+            documents.insert(path.clone(), Document::new(path, &value));
+        }
+        OpenApiV3::indexed(documents)
     }
 
     /// The index served at `/openapi/v3`. Its hash serves as its `ETag`; its path is empty.

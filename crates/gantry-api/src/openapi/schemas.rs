@@ -104,6 +104,8 @@ typed_kinds! {
     ("autoscaling", "v1", "Scale") => api::autoscaling::v1::Scale,
     ("autoscaling", "v1", "HorizontalPodAutoscaler") => api::autoscaling::v1::HorizontalPodAutoscaler,
     ("autoscaling", "v2", "HorizontalPodAutoscaler") => api::autoscaling::v2::HorizontalPodAutoscaler,
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") =>
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     ("coordination.k8s.io", "v1", "Lease") => api::coordination::v1::Lease,
     ("discovery.k8s.io", "v1", "EndpointSlice") => api::discovery::v1::EndpointSlice,
     ("events.k8s.io", "v1", "Event") => api::events::v1::Event,

@@ -430,6 +430,7 @@ pub static KINDS: &[(GroupKind, &TypeSchema)] = &[
     (gk("networking.k8s.io", "NetworkPolicy"), &OBJECT),
     (gk("storage.k8s.io", "StorageClass"), &OBJECT),
     (gk("scheduling.k8s.io", "PriorityClass"), &OBJECT),
+    (gk("apiextensions.k8s.io", "CustomResourceDefinition"), &OBJECT),
 ];
 
 const fn gk(group: &'static str, kind: &'static str) -> GroupKind {

@@ -29,7 +29,9 @@ fn namespaced(gk: GroupKind) -> Option<bool> {
     BUILT_IN.iter().find(|r| r.group == gk.group && r.kind == gk.kind).map(|r| r.namespaced)
 }
 
-const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+// The last is the finalizer that holds a deleted CustomResourceDefinition until its objects are gone.
+const STANDARD_FINALIZERS: &[&str] =
+    &["kubernetes", "orphan", "foregroundDeletion", "customresourcecleanup.apiextensions.k8s.io"];
 
 /// Metadata checks on create.
 pub(crate) fn validate_object_meta(gk: GroupKind, obj: &Value, errs: &mut Vec<FieldError>) {
