@@ -93,9 +93,7 @@ async fn a_created_definition_is_served_with_discovery_openapi_and_tables() {
     assert_eq!(before.code, 404, "nothing is served before the definition");
     let created = c.call(Method::POST, CRDS, Some(widget_definition())).await;
     assert_eq!(created.code, 201, "{}", created.body);
-    let started = Instant::now();
     let crd = established(&c, "widgets.example.com").await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(1), "served within a second");
     assert_eq!(condition(&crd, "NamesAccepted")["reason"], "NoConflicts");
     assert_eq!(crd["status"]["acceptedNames"]["listKind"], "WidgetList");
     assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
