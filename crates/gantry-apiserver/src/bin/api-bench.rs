@@ -124,6 +124,8 @@ enum Workload {
     /// creates (decoding, admission, managed fields, encoding, but no store write and no wait for the watch
     /// cache) from `--clients` clients, beside real creates.
     Breakdown,
+    /// CustomResourceDefinitions: from a definition's create to the first object of its kind created.
+    Crd,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -846,6 +848,52 @@ const DRY_RUN_NAMESPACE: &str = "bench-dry-run";
 
 /// The store alone, without the API server: creates of `value` from `writers` tasks on a second, fresh SQLite
 /// file with the same durability, the store's share of a create's latency.
+/// Creates `n` definitions one after the other; for each, the time from the create's response until an object of
+/// the new kind is accepted (creates are retried every millisecond while the resource is not served yet).
+async fn definitions_served(client: &ApiClient, n: usize) -> anyhow::Result<Figures> {
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let plural = format!("things{i}");
+        let definition = serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.bench.example.com")},
+            "spec": {"group": "bench.example.com", "scope": "Namespaced",
+                     "names": {"plural": plural, "kind": format!("Thing{i}")},
+                     "versions": [{"name": "v1", "served": true, "storage": true,
+                                   "schema": {"openAPIV3Schema": {"type": "object",
+                                       "properties": {"spec": {"type": "object",
+                                           "properties": {"size": {"type": "integer"}}}}}}}]}});
+        let body = Bytes::from(serde_json::to_vec(&definition)?);
+        client
+            .call(
+                Method::POST,
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let created = Instant::now();
+        let object = serde_json::json!({"apiVersion": "bench.example.com/v1", "kind": format!("Thing{i}"),
+                                        "metadata": {"name": "first"}, "spec": {"size": 1}});
+        let object = Bytes::from(serde_json::to_vec(&object)?);
+        let path = format!("/apis/bench.example.com/v1/namespaces/default/{plural}");
+        loop {
+            let response = client.send(Method::POST, &path, Some(object.clone())).await?;
+            let status = response.status();
+            response.into_body().collect().await.context("reading a create's answer")?;
+            if status == StatusCode::CREATED {
+                break;
+            }
+            ensure!(status == StatusCode::NOT_FOUND, "POST {path}: {status}");
+            ensure!(created.elapsed() < Duration::from_secs(30), "{plural} not served after 30 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(created.elapsed());
+    }
+    Ok(figures(started.elapsed(), latencies))
+}
+
 async fn store_alone(path: &Path, value: Bytes, writers: usize, duration: Duration) -> anyhow::Result<Figures> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(path))?);
     timed(writers, duration, u64::MAX, move |w, i| {
@@ -1003,6 +1051,15 @@ async fn run(addr: SocketAddr, data_dir: &Path, args: &Args) -> anyhow::Result<R
             format!("{} / {}", ms(f.paged.p50), ms(f.paged.p99)),
         );
         report.cpu(&f.full_headers);
+    }
+    if want(Workload::Crd) {
+        let f = definitions_served(&clients[0], 20).await.context("custom resource definitions")?;
+        report.target(
+            format!("CRD created → first object of its kind created ({} definitions), p50 / p99", f.ops),
+            format!("{} / {}", ms(f.p50), ms(f.p99)),
+            "≤ 1 s",
+            f.p99 <= Duration::from_secs(1),
+        );
     }
     drop(clients);
     if want(Workload::Watch) {
