@@ -127,3 +127,16 @@ fn deleting_the_definition_deletes_its_objects_and_stops_serving_it() {
     let crds = cluster.kubectl(&["get", "crd", "-o", "name"]).ok();
     assert!(crds.stdout.trim().is_empty(), "{}", crds.stdout);
 }
+
+#[test]
+fn deleting_a_namespace_deletes_the_custom_resources_in_it() {
+    let cluster = TestCluster::builder().controllers().start();
+    applied_and_established(&cluster);
+    cluster.kubectl(&["create", "namespace", "workshop"]).ok();
+    cluster.kubectl_stdin(&["apply", "-n", "workshop", "-f", "-"], &widget("inside", 1, "blue")).ok();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &widget("outside", 1, "blue")).ok();
+    // `kubectl delete namespace` waits until the namespace is gone, which needs its widget gone first.
+    cluster.kubectl(&["delete", "namespace", "workshop", "--timeout=20s"]).ok();
+    let left = cluster.kubectl(&["get", "widgets", "-A", "-o", "name"]).ok();
+    assert_eq!(left.stdout.trim(), "widget.example.com/outside", "{}", left.stdout);
+}
