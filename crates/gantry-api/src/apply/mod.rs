@@ -18,8 +18,6 @@ pub mod fieldpath;
 mod schema;
 mod typed;
 
-use std::fmt;
-
 use serde_json::{Map, Value, json};
 
 pub use fieldpath::{FieldsV1Error, Path, PathElement, Set};
@@ -194,9 +192,7 @@ fn describe_manager(manager: &str, operation: Operation, api_version: &str, sub:
 pub fn decode_managed_fields(obj: &Value) -> Result<Vec<ManagedFieldsEntry>, ManagedFieldsError> {
     match obj.get("metadata").and_then(|m| m.get("managedFields")) {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(list)) => {
-            list.iter().enumerate().map(|(i, e)| ManagedFieldsEntry::from_json(i, e)).collect()
-        }
+        Some(Value::Array(list)) => list.iter().enumerate().map(|(i, e)| ManagedFieldsEntry::from_json(i, e)).collect(),
         Some(_) => Err(ManagedFieldsError::NotAList),
     }
 }
@@ -412,9 +408,9 @@ pub fn apply(
     strip(&mut applied, writer.scope);
     let mut merged = typed::merge(schema, &live_clean, &config);
 
-    let position = entries.iter().position(|e| {
-        e.same_identity(writer.manager, Operation::Apply, writer.api_version, writer.subresource)
-    });
+    let position = entries
+        .iter()
+        .position(|e| e.same_identity(writer.manager, Operation::Apply, writer.api_version, writer.subresource));
     let (last, previous_time, is_new) = match position {
         Some(i) => {
             let e = entries.remove(i);
@@ -491,11 +487,8 @@ pub fn apply(
 /// After an apply by `kubectl`, an object that still carries a client-side last-applied annotation gets the
 /// applied configuration in it, so that a later client-side apply starts from it (as kube-apiserver does).
 fn keep_last_applied_in_step(obj: &mut Value, config: &Value) {
-    let has = obj
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
-        .is_some();
+    let has =
+        obj.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(LAST_APPLIED_ANNOTATION)).is_some();
     if !has {
         return;
     }
@@ -567,9 +560,9 @@ pub fn update(schema: &Schema, old: Option<&Value>, new: &mut Value, writer: &Wr
         e.fields = e.fields.difference(&changed).difference(&comparison.removed);
     }
     if !changed.is_empty() {
-        let position = entries.iter().position(|e| {
-            e.same_identity(writer.manager, Operation::Update, writer.api_version, writer.subresource)
-        });
+        let position = entries
+            .iter()
+            .position(|e| e.same_identity(writer.manager, Operation::Update, writer.api_version, writer.subresource));
         match position {
             Some(i) => {
                 entries[i].fields.union_with(&changed);

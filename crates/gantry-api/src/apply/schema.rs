@@ -167,9 +167,9 @@ struct Builder<'a> {
 fn reference(schema: &Value) -> Option<&str> {
     let direct = schema.get("$ref").and_then(Value::as_str);
     let wrapped = || {
-        ["allOf", "anyOf", "oneOf"].iter().find_map(|k| {
-            schema.get(*k)?.as_array()?.iter().find_map(|s| s.get("$ref").and_then(Value::as_str))
-        })
+        ["allOf", "anyOf", "oneOf"]
+            .iter()
+            .find_map(|k| schema.get(*k)?.as_array()?.iter().find_map(|s| s.get("$ref").and_then(Value::as_str)))
     };
     direct.or_else(wrapped).map(|r| r.strip_prefix("#/components/schemas/").unwrap_or(r))
 }

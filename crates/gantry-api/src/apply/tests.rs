@@ -194,7 +194,10 @@ fn a_create_owns_declared_objects_and_maps_as_kube_apiserver_records_them() {
     let w = Writer { manager: "kubectl-create", api_version: "v1", subresource: None, scope: Scope::Whole, now: "T" };
     update(&schema, None, &mut obj, &w);
     let fields = Set::from_fields_v1(&obj["metadata"]["managedFields"][0]["fieldsV1"]).unwrap();
-    assert_eq!(fields.to_fields_v1_string(), r#"{"f:data":{".":{},"f:k":{}},"f:metadata":{"f:labels":{".":{},"f:x":{}}}}"#);
+    assert_eq!(
+        fields.to_fields_v1_string(),
+        r#"{"f:data":{".":{},"f:k":{}},"f:metadata":{"f:labels":{".":{},"f:x":{}}}}"#
+    );
 }
 
 #[test]
@@ -299,10 +302,7 @@ fn configurations_with_managed_fields_or_duplicate_keys_are_refused() {
     let schema = deployments();
     let mut config = deployment(1, "nginx");
     config["metadata"]["managedFields"] = json!([]);
-    assert_eq!(
-        apply(&schema, None, &config, &writer("m", "T"), false).unwrap_err(),
-        ApplyError::ManagedFieldsInConfig
-    );
+    assert_eq!(apply(&schema, None, &config, &writer("m", "T"), false).unwrap_err(), ApplyError::ManagedFieldsInConfig);
     let mut config = deployment(1, "nginx");
     config["spec"]["template"]["spec"]["containers"] = json!([{"name": "a"}, {"name": "a"}]);
     assert!(matches!(apply(&schema, None, &config, &writer("m", "T"), false), Err(ApplyError::Invalid { .. })));

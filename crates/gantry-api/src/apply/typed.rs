@@ -110,8 +110,8 @@ fn field_set_walk(
             let Some(elements) = value.as_array() else { return Ok(()) };
             let mut seen = HashSet::new();
             for (i, item) in elements.iter().enumerate() {
-                let pe = item_element(list, item, i)
-                    .map_err(|message| WalkError { path: path_string(path), message })?;
+                let pe =
+                    item_element(list, item, i).map_err(|message| WalkError { path: path_string(path), message })?;
                 if !seen.insert(pe.to_fields_v1_key()) {
                     return Err(WalkError {
                         path: path_string(path),
@@ -269,13 +269,8 @@ fn merge_walk(schema: &Schema, ty: Ty, lhs: Option<&Value>, rhs: &Value) -> Valu
 /// The elements of both lists: live elements keep their place, applied ones come in the applied order,
 /// each shared element merged (kube-apiserver's ordering).
 fn merge_list(schema: &Schema, items: Ty, list: &ListType, lhs: &Value, rhs: &Value) -> Vec<Value> {
-    let l: Vec<(Option<PathElement>, &Value)> = lhs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, v)| (item_element(list, v, i).ok(), v))
-        .collect();
+    let l: Vec<(Option<PathElement>, &Value)> =
+        lhs.as_array().into_iter().flatten().enumerate().map(|(i, v)| (item_element(list, v, i).ok(), v)).collect();
     let r = index_list(list, Some(rhs));
     let in_rhs = |pe: &Option<PathElement>| pe.as_ref().is_some_and(|pe| r.iter().any(|(p, _)| p == pe));
     let lhs_value = |pe: &PathElement| l.iter().find(|(p, _)| p.as_ref() == Some(pe)).map(|(_, v)| *v);
@@ -476,9 +471,10 @@ mod tests {
                              "k:{\"name\":\"b\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}))
         .unwrap();
         // Now applied: replicas and container a without its command; someone else owns paused.
-        let owned = Set::from_fields_v1(&json!({"f:spec": {"f:replicas": {}, "f:paused": {}, "f:template": {"f:spec": {
+        let owned =
+            Set::from_fields_v1(&json!({"f:spec": {"f:replicas": {}, "f:paused": {}, "f:template": {"f:spec": {
             "f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}))
-        .unwrap();
+            .unwrap();
         prune(&deployment(), &mut value, &last, &owned);
         assert_eq!(
             value,
