@@ -67,7 +67,8 @@ mod tests {
         let mut new = old.clone();
         new["status"] = json!({"replicas": 1});
         record_update(&schema, resource, &old, &mut new, "controller", Some(Subresource::Status));
-        let last = new["metadata"]["managedFields"].as_array().unwrap().last().unwrap().clone();
+        let entries = new["metadata"]["managedFields"].as_array().unwrap();
+        let last = entries.iter().find(|e| e["manager"] == "controller").unwrap().clone();
         assert_eq!(last["subresource"], "status");
         assert_eq!(last["fieldsV1"], json!({"f:status":{".":{},"f:replicas":{}}}));
     }
