@@ -50,7 +50,7 @@ impl Server {
     }
 
     async fn deployment(&self) -> serde_json::Value {
-        self.kubectl(&["get", "deployment", "web", "-o", "json"], None).await.ok().json()
+        self.kubectl(&["get", "deployment", "web", "-o", "json", "--show-managed-fields"], None).await.ok().json()
     }
 }
 
