@@ -908,7 +908,8 @@ impl Api {
                 }
                 let mut new = old.clone();
                 new["spec"]["replicas"] = json!(replicas);
-                self.finish_update(resource, old, new, None, Some(&options.field_manager))
+                // Recorded as a write through `scale`, as kube-apiserver records it.
+                self.finish_update(resource, old, new, Some(Subresource::Scale), Some(&options.field_manager))
             })
             .await?;
         Ok(Written { code: 200, body: self.scale_of(resource, &written.body) })

@@ -347,3 +347,28 @@ async fn updates_and_patches_record_their_manager_and_may_rewrite_managed_fields
     assert_eq!(managers(&cleared.body), vec!["resetter"]);
     assert_eq!(entry(&cleared.body, "resetter").unwrap()["fieldsV1"], json!({"f:spec": {"f:paused": {}}}));
 }
+
+#[tokio::test]
+async fn a_scale_is_owned_through_its_subresource_and_named_so_in_conflicts() {
+    let c = cluster().await;
+    assert_eq!(c.apply(&format!("{DEPLOYS}/web?fieldManager=kubectl"), &deployment(2, "nginx")).await.code, 201);
+    let scaled = c
+        .send(
+            Method::PATCH,
+            &format!("{DEPLOYS}/web/scale?fieldManager=kubectl-scale"),
+            "application/merge-patch+json",
+            br#"{"spec":{"replicas":4}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(scaled.code, 200, "{}", scaled.body);
+    let live = c.get(&format!("{DEPLOYS}/web")).await;
+    let e = entry(&live, "kubectl-scale").unwrap();
+    assert_eq!(e["subresource"], "scale");
+    assert_eq!(e["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    let refused = c.apply(&format!("{DEPLOYS}/web?fieldManager=kubectl"), &deployment(2, "nginx")).await;
+    assert_eq!(
+        refused.body["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl-scale\" with subresource \"scale\" using apps/v1: \
+         .spec.replicas"
+    );
+}

@@ -453,7 +453,7 @@ pub fn apply(
             None => false,
         };
         if !all_allowed {
-            conflicts.sort_by(|a, b| a.manager_description().cmp(&b.manager_description()));
+            conflicts.sort_by_key(Conflict::manager_description);
             return Err(ApplyError::Conflicts(conflicts));
         }
     }

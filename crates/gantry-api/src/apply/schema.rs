@@ -58,6 +58,9 @@ pub struct Schema {
     root: NodeId,
 }
 
+/// `(group, version, kind)`.
+type GroupVersionKind = (String, String, String);
+
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 impl Schema {
@@ -76,7 +79,7 @@ impl Schema {
     /// The schema of a built-in kind, built from the OpenAPI schemas Gantry publishes (once per kind; later
     /// calls share it). A kind without a published schema gets the deduced schema.
     pub fn builtin(group: &str, version: &str, kind: &str) -> Arc<Schema> {
-        static CACHE: OnceLock<Mutex<HashMap<(String, String, String), Arc<Schema>>>> = OnceLock::new();
+        static CACHE: OnceLock<Mutex<HashMap<GroupVersionKind, Arc<Schema>>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         let key = (group.to_string(), version.to_string(), kind.to_string());
         if let Some(found) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
