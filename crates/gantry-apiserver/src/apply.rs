@@ -55,7 +55,9 @@ impl Api {
             .and_then(Value::as_str)
             .filter(|rv| !rv.is_empty())
             .map(str::to_string);
-        loop {
+        // An object created or deleted by someone else between the read and the write sends the apply down
+        // the other path; a few rounds settle any such race.
+        for _ in 0..5 {
             let key = resource.key(namespace, name);
             let live = match self.store.get(key.as_bytes()).await {
                 Ok(kv) => Some(from_stored(&kv)?),
@@ -104,6 +106,11 @@ impl Api {
                 other => return other.map(|w| (w, warnings)),
             }
         }
+        Err(ApiError::conflict_because(
+            resource,
+            name,
+            "the object was created or deleted repeatedly while being applied",
+        ))
     }
 
     /// Reads the body (YAML or JSON), checks it names the kind and object the URL addresses, and drops
