@@ -320,3 +320,57 @@ fn entries_are_sorted_apply_first_then_by_time() {
     let edited = apply(&schema, Some(&edited), &other, &writer("beta", "T9"), false).unwrap();
     assert_eq!(managers(&edited), vec!["zeta", "beta", "alpha"]);
 }
+
+#[test]
+fn custom_resources_merge_as_their_schema_says_and_default_to_atomic_lists() {
+    let schema = Schema::from_crd_schema(&json!({"type": "object", "properties": {"spec": {"type": "object",
+    "properties": {
+        "routes": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                   "items": {"type": "object", "properties": {"name": {"type": "string"},
+                                                              "port": {"type": "integer"}}}},
+        "hosts": {"type": "array", "items": {"type": "string"}},
+    }}}}));
+    let w = |m| Writer { manager: m, api_version: "example.com/v1", subresource: None, scope: Scope::Whole, now: "T" };
+    let cr = |routes: Value, hosts: Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gate", "metadata": {"name": "g"},
+               "spec": {"routes": routes, "hosts": hosts}})
+    };
+    let live = apply(&schema, None, &cr(json!([{"name": "a", "port": 1}]), json!(["x"])), &w("one"), false).unwrap();
+    let live =
+        apply(&schema, Some(&live), &cr(json!([{"name": "b", "port": 2}]), json!(["x"])), &w("two"), false).unwrap();
+    assert_eq!(live["spec"]["routes"], json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}]));
+    // An atomic list with a different value is a conflict, and forced it is replaced whole.
+    let other_hosts = cr(json!([{"name": "b", "port": 2}]), json!(["y"]));
+    assert!(matches!(apply(&schema, Some(&live), &other_hosts, &w("two"), false), Err(ApplyError::Conflicts(_))));
+    let forced = apply(&schema, Some(&live), &other_hosts, &w("two"), true).unwrap();
+    assert_eq!(forced["spec"]["hosts"], json!(["y"]));
+}
+
+#[test]
+fn the_deduced_schema_merges_objects_and_replaces_lists() {
+    let schema = Schema::deduced();
+    let w = Writer { manager: "m", api_version: "x/v1", subresource: None, scope: Scope::Whole, now: "T" };
+    let live = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+                      "spec": {"keep": 1, "list": [1, 2]}});
+    let config = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "spec": {"list": [3]}});
+    let merged = apply(&schema, Some(&live), &config, &w, false).unwrap();
+    assert_eq!(merged["spec"], json!({"keep": 1, "list": [3]}));
+    let fields = Set::from_fields_v1(&merged["metadata"]["managedFields"][0]["fieldsV1"]).unwrap();
+    assert_eq!(fields.to_fields_v1_string(), r#"{"f:spec":{".":{},"f:list":{}}}"#);
+}
+
+#[test]
+fn unreadable_managed_fields_fail_an_apply_but_not_an_update() {
+    let schema = deployments();
+    let mut live = deployment(1, "nginx");
+    live["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus"}]);
+    assert!(matches!(
+        apply(&schema, Some(&live), &deployment(2, "nginx"), &writer("m", "T"), false),
+        Err(ApplyError::ManagedFields(ManagedFieldsError::Operation { index: 0 }))
+    ));
+    let mut new = live.clone();
+    new["spec"]["replicas"] = json!(2);
+    new["metadata"].as_object_mut().unwrap().remove("managedFields");
+    update(&schema, Some(&live), &mut new, &writer("editor", "T"));
+    assert_eq!(managers(&new), vec!["editor"]);
+}
