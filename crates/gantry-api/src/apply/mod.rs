@@ -506,6 +506,25 @@ fn keep_last_applied_in_step(obj: &mut Value, config: &Value) {
     }
 }
 
+/// The objects the API types embed by value (not behind a pointer): they exist, empty, in the zero value of a
+/// kind, so a create does not own them as such (no `.`), as kube-apiserver records it.
+const EMBEDDED_BY_VALUE: &[&str] =
+    &["metadata", "spec", "status", "template", "strategy", "updateStrategy", "jobTemplate"];
+
+/// What a created object is compared with: kube-apiserver compares it with the zero value of its type, in which
+/// the objects embedded by value exist, empty, and a pod's `containers` (never omitted) is null.
+fn zero_value(new: &Value) -> Value {
+    let mut zero = Map::new();
+    for (key, child) in new.as_object().into_iter().flatten() {
+        if EMBEDDED_BY_VALUE.contains(&key.as_str()) && child.is_object() {
+            zero.insert(key.clone(), zero_value(child));
+        } else if key == "containers" {
+            zero.insert(key.clone(), Value::Null);
+        }
+    }
+    Value::Object(zero)
+}
+
 /// Whether a client asks to clear managedFields: an empty list, or a list of one empty entry.
 fn is_reset(sent: Option<&Value>) -> bool {
     match sent {
@@ -539,19 +558,9 @@ pub fn update(schema: &Schema, old: Option<&Value>, new: &mut Value, writer: &Wr
         }
     };
     let new_clean = without_managed_fields(new);
-    // A created object is compared with an empty one whose top-level objects exist, as kube-apiserver
-    // compares it with the zero value of its type.
     let old_clean = match old {
         Some(old) => without_managed_fields(old),
-        None => {
-            let mut skeleton = Map::new();
-            for key in ["metadata", "spec", "status"] {
-                if new_clean.get(key).is_some_and(Value::is_object) {
-                    skeleton.insert(key.into(), json!({}));
-                }
-            }
-            Value::Object(skeleton)
-        }
+        None => zero_value(&new_clean),
     };
     let mut comparison = typed::compare(schema, &old_clean, &new_clean);
     strip_comparison(&mut comparison, writer.scope);

@@ -201,6 +201,19 @@ fn a_create_owns_declared_objects_and_maps_as_kube_apiserver_records_them() {
 }
 
 #[test]
+fn a_created_deployment_owns_its_fields_as_kube_apiserver_records_them() {
+    let mut obj = deployment(2, "nginx");
+    obj["metadata"]["labels"] = json!({"app": "web"});
+    obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}});
+    update(&deployments(), None, &mut obj, &writer("kubectl-create", "T"));
+    let fields = Set::from_fields_v1(&obj["metadata"]["managedFields"][0]["fieldsV1"]).unwrap();
+    assert_eq!(
+        fields.to_fields_v1_string(),
+        r#"{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:replicas":{},"f:selector":{},"f:strategy":{"f:rollingUpdate":{".":{},"f:maxSurge":{}},"f:type":{}},"f:template":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{".":{},"f:image":{},"f:name":{}}}}}}}"#
+    );
+}
+
+#[test]
 fn managed_fields_sent_by_a_client_replace_the_record_and_an_empty_list_resets_it() {
     let schema = deployments();
     let live = apply(&schema, None, &deployment(2, "nginx"), &writer("kubectl", "T0"), false).unwrap();

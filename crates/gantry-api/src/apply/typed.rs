@@ -168,8 +168,10 @@ fn compare_walk(
 ) {
     let Some(shape_of) = rhs.or(lhs) else { return };
     let mut shape = view(schema, ty, shape_of);
-    // Both sides must have the shape to be walked into; otherwise the value changed type and is a leaf.
+    // Both sides must have the shape to be walked into; otherwise the value changed type and is a leaf. Null
+    // stands for an empty object or list that exists.
     let same_kind = match (lhs, rhs) {
+        (Some(Value::Null), Some(_)) => true,
         (Some(l), Some(r)) => l.is_object() == r.is_object() && l.is_array() == r.is_array(),
         _ => true,
     };
