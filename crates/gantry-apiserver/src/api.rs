@@ -267,7 +267,7 @@ impl Api {
                 .take(128)
                 .collect(),
         };
-        Ok(WriteOptions { dry_run, field_manager, field_validation })
+        Ok(WriteOptions { dry_run, field_manager, field_validation, applied: false })
     }
 
     fn decode(&self, request: &ApiRequest) -> ApiResult<Value> {
@@ -337,6 +337,11 @@ impl Api {
             }
             (Verb::Patch, sub @ (None | Some(Subresource::Status))) => {
                 let options = self.write_options(request)?;
+                if let Some(apply) = self.apply_options(request)? {
+                    let (written, warnings) =
+                        self.server_side_apply(served, namespace, name, sub, &request.body, &options, apply).await?;
+                    return self.written_reply(served, written, warnings, output, &options);
+                }
                 let patch_type = self.patch_type(request)?;
                 let written = self.patch(served, namespace, name, sub, patch_type, &request.body, &options).await?;
                 Ok(self.written_reply(served, written, Vec::new(), output, &options)?)
@@ -363,14 +368,55 @@ impl Api {
         }
     }
 
+    /// The options of a server-side apply request, or `None` for other patches (which may not say `force`).
+    fn apply_options(&self, request: &ApiRequest) -> ApiResult<Option<crate::apply::ApplyOptions>> {
+        let media = codec::media_type(request.header("content-type").unwrap_or(""));
+        let force = request.query.get("force");
+        let patch_options_invalid = |field: &str, reason: &str, message: &str| {
+            let mut e = ApiError::bad_request(format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}"));
+            e.code = 422;
+            e.reason = "Invalid";
+            e.group = Some("meta.k8s.io".into());
+            e.kind = Some("PatchOptions".into());
+            e.causes.push(Cause { reason: reason.into(), message: message.into(), field: field.into() });
+            e
+        };
+        if media != "application/apply-patch+yaml" {
+            if force.is_some() {
+                return Err(patch_options_invalid(
+                    "force",
+                    "FieldValueForbidden",
+                    "Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            return Ok(None);
+        }
+        if request.query.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(patch_options_invalid(
+                "fieldManager",
+                "FieldValueRequired",
+                "Required value: is required for apply patch",
+            ));
+        }
+        let force = match force {
+            None | Some("") => false,
+            Some("true" | "True" | "TRUE" | "t" | "T" | "1") => true,
+            Some("false" | "False" | "FALSE" | "f" | "F" | "0") => false,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("force: invalid boolean value {other:?}")));
+            }
+        };
+        Ok(Some(crate::apply::ApplyOptions { force }))
+    }
+
     fn patch_type(&self, request: &ApiRequest) -> ApiResult<gantry_api::patch::PatchType> {
         let content_type = request.header("content-type").unwrap_or("");
         let media = codec::media_type(content_type);
         if media == "application/apply-patch+yaml" || media == "application/apply-patch+cbor" {
-            return Err(ApiError::unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this server yet; use \
-                 client-side apply (kubectl apply without --server-side) or a JSON, merge or strategic merge patch",
-            ));
+            return Err(ApiError::unsupported_media_type(format!(
+                "server-side apply ({media}) is not supported on this subresource; use a JSON, merge or strategic \
+                 merge patch"
+            )));
         }
         gantry_api::patch::PatchType::from_content_type(&media).ok_or_else(|| {
             ApiError::unsupported_media_type(format!(

@@ -56,6 +56,8 @@ pub struct CustomVersion {
     pub scale: Option<ScalePaths>,
     /// Whether the definition is being deleted (new objects are refused).
     pub terminating: bool,
+    /// The list and map semantics of the version's schema, for server-side apply and managed fields.
+    pub apply_schema: Arc<gantry_api::apply::Schema>,
 }
 
 /// The custom resources served now, by group, version and plural.
@@ -329,6 +331,10 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
                     printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                     scale,
                     terminating: deleting,
+                    apply_schema: match version["schema"].get("openAPIV3Schema") {
+                        Some(schema) => Arc::new(gantry_api::apply::Schema::from_crd_schema(schema)),
+                        None => Arc::new(gantry_api::apply::Schema::deduced()),
+                    },
                 }),
             );
             by_group_version

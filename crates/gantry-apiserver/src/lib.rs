@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod apply;
 pub mod auth;
 pub mod cache;
 pub mod codec;

@@ -36,6 +36,8 @@ pub struct WriteOptions {
     pub field_manager: String,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
+    /// The object's `managedFields` were computed by server-side apply: keep them as they are.
+    pub applied: bool,
 }
 
 /// `DeleteOptions`, from the body or the query.
@@ -131,14 +133,14 @@ fn random_suffix() -> String {
 }
 
 /// What an update decides to do with an object.
-enum Outcome {
+pub(crate) enum Outcome {
     Write(Value),
     Delete(Value),
 }
 
 impl Api {
     /// Checks that the body names the kind the URL addresses, filling in `apiVersion` and `kind` when absent.
-    fn check_type(&self, resource: &ResourceType, obj: &mut Value) -> ApiResult<()> {
+    pub(crate) fn check_type(&self, resource: &ResourceType, obj: &mut Value) -> ApiResult<()> {
         let expected_version = resource.api_version();
         let map = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body is not a JSON object"))?;
         match map.get("apiVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
@@ -167,7 +169,7 @@ impl Api {
         Ok(())
     }
 
-    fn check_namespace_field(
+    pub(crate) fn check_namespace_field(
         &self,
         resource: &ResourceType,
         namespace: Option<&str>,
@@ -280,7 +282,10 @@ impl Api {
             self.resolve_priority(&mut obj).await?;
         }
         self.admit_create(resource, &mut obj)?;
-        crate::managed_fields::record_create(&mut obj, &options.field_manager, &resource.api_version());
+        if !options.applied {
+            let schema = self.apply_schema(resource);
+            crate::managed_fields::record_create(&schema, resource, &mut obj, &options.field_manager);
+        }
         if let Some(ns) = namespace.filter(|_| resource.namespaced) {
             self.check_namespace_open(ns).await?;
         }
@@ -387,7 +392,7 @@ impl Api {
 
     /// Reads, transforms and writes one object with compare-and-swap, retrying on conflicts unless the
     /// client named the resourceVersion it expects.
-    async fn update_with<F>(
+    pub(crate) async fn update_with<F>(
         &self,
         resource: &'static ResourceType,
         namespace: Option<&str>,
@@ -451,14 +456,15 @@ impl Api {
         }
     }
 
-    /// The rules every write to an existing object follows, whichever verb carried it.
-    fn finish_update(
+    /// The rules every write to an existing object follows, whichever verb carried it. `manager` is who the
+    /// changes are recorded for in managedFields (`None`: server-side apply recorded them already).
+    pub(crate) fn finish_update(
         &self,
         resource: &'static ResourceType,
         old: &Value,
         mut new: Value,
         subresource: Option<Subresource>,
-        manager: &str,
+        manager: Option<&str>,
     ) -> ApiResult<Outcome> {
         let name = meta_str(old, "name").unwrap_or_default().to_string();
         if subresource == Some(Subresource::Status) {
@@ -537,7 +543,10 @@ impl Api {
             ));
         }
         self.admit_update(resource, &mut new, old)?;
-        crate::managed_fields::record_update(old, &mut new, manager, &resource.api_version(), subresource);
+        if let Some(manager) = manager {
+            let schema = self.apply_schema(resource);
+            crate::managed_fields::record_update(&schema, resource, old, &mut new, manager, subresource);
+        }
         if deleting
             && new_finalizers.is_empty()
             && !self.awaits_graceful_confirmation(resource, &new)
@@ -569,7 +578,7 @@ impl Api {
         self.check_namespace_field(resource, namespace, &mut obj)?;
         let expected = meta_str(&obj, "resourceVersion").map(parse_resource_version).transpose()?;
         self.update_with(resource, namespace, name, expected, options.dry_run, |old| {
-            self.finish_update(resource, old, obj.clone(), subresource, &options.field_manager)
+            self.finish_update(resource, old, obj.clone(), subresource, Some(&options.field_manager))
         })
         .await
     }
@@ -604,7 +613,7 @@ impl Api {
                     expected_from_patch = Some(rv.to_string());
                     return Err(ApiError::conflict(resource, name));
                 }
-                self.finish_update(resource, old, new, subresource, &options.field_manager)
+                self.finish_update(resource, old, new, subresource, Some(&options.field_manager))
             })
             .await;
         if expected_from_patch.is_some() {
@@ -932,7 +941,8 @@ impl Api {
                     Some(paths) => crate::crd::set_value_at(&mut new, &paths.spec_replicas, json!(replicas)),
                     None => new["spec"]["replicas"] = json!(replicas),
                 }
-                self.finish_update(resource, old, new, None, &options.field_manager)
+                // Recorded as a write through `scale`, as kube-apiserver records it.
+                self.finish_update(resource, old, new, Some(Subresource::Scale), Some(&options.field_manager))
             })
             .await?;
         Ok(Written { code: 200, body: self.scale_of(resource, &written.body) })

@@ -183,6 +183,15 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
     build_document(registry, &gv_path(group, version))
 }
 
+/// The component schemas of one kind, as its group-version's document would carry them: the name of the
+/// kind's schema and every schema it references. Kinds `k8s-openapi` does not describe get an open schema
+/// (`x-kubernetes-preserve-unknown-fields`). Server-side apply reads list and map semantics from these.
+pub fn kind_components(group: &str, version: &str, kind: &str) -> (String, Map<String, Value>) {
+    let mut components = Components::new(Vec::new());
+    let name = components.kind(schemas::Gvk { group, version, kind });
+    (name, components.finish())
+}
+
 /// `api/v1` or `apis/apps/v1`.
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
