@@ -142,7 +142,12 @@ impl Session {
         let mut all = args.to_vec();
         all.extend(["--wait=watcher", &timeout]);
         all.extend(extra);
-        self.helm(&all).ok()
+        let out = self.helm(&all);
+        if !out.success() {
+            let pods = self.kubectl(&["describe", "pods"], None);
+            eprintln!("helm {} failed; the pods:\n{}{}", args[0], pods.stdout, pods.stderr);
+        }
+        out.ok()
     }
 
     #[track_caller]
@@ -369,6 +374,16 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     let values = s.helm(&["get", "values", RELEASE, "-o", "json"]).ok().json();
     assert!(values["replicaCount"].is_null(), "{values}");
     assert!(values["command"][2].as_str().is_some_and(|c| c.contains("page one")), "{values}");
+
+    s.step("helm upgrade with a value of the wrong type fails");
+    // `--set command[0]=false` makes the command's first word a boolean: refused, the Deployment stays as it was.
+    let generation = s.json(&["get", "deployment", FULLNAME])["metadata"]["generation"].clone();
+    let mut args = vec!["upgrade", RELEASE, chart_arg, "-f", values_1, "--set", "command[0]=false"];
+    args.extend(apply_flags());
+    let refused = s.helm(&args).fails();
+    assert!(refused.stderr.contains("command[0] in body must be of type string"), "{}", refused.stderr);
+    assert_eq!(s.json(&["get", "deployment", FULLNAME])["metadata"]["generation"], generation);
+    s.assert_serving(1, "page one");
 
     s.step("helm uninstall --wait");
     let uninstalled = s.helm_waiting(&["uninstall", RELEASE], &[]);
