@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use gantry_api::registry::ResourceType;
+use gantry_api::validation::{FieldError, Path};
 use serde_json::{Map, Value};
 
 use crate::status::{ApiError, Cause};
@@ -150,6 +151,89 @@ impl Schemas {
     }
 }
 
+impl Schemas {
+    /// Checks that every value has the JSON type the kind's schema gives it (a boolean where a string is due is an
+    /// error), as kube-apiserver, which cannot decode such an object into its type, never stores it. A stored
+    /// object of the wrong shape would also stop every typed client that lists the kind (controllers, kubectl).
+    /// `null` passes anywhere (it decodes to the zero value); kinds without a schema pass.
+    pub fn check_types(&self, resource: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+        let key = (resource.group.to_string(), resource.version.to_string(), resource.kind.to_string());
+        let Some(schema) = self.by_kind.get(&key).and_then(|n| self.schemas.get(n)) else { return Ok(()) };
+        let mut errors = Vec::new();
+        self.check_value(schema, obj, &Path::root(""), &mut errors);
+        to_error(resource, obj, errors)
+    }
+
+    fn check_value(&self, schema: &Value, value: &Value, path: &Path, errors: &mut Vec<FieldError>) {
+        let schema = self.resolve(schema);
+        if value.is_null() {
+            return;
+        }
+        // A type, or a choice of types (int-or-string: integer or string; a quantity: string or number).
+        let allowed: Vec<&str> = match schema["type"].as_str() {
+            Some(type_) => vec![type_],
+            None => schema["oneOf"].as_array().into_iter().flatten().filter_map(|s| s["type"].as_str()).collect(),
+        };
+        if !allowed.is_empty() && !allowed.iter().any(|type_| has_type(value, type_)) {
+            let shown = if path.to_string().is_empty() { Path::whole_object() } else { path.clone() };
+            let detail = format!("{shown} in body must be of type {}", allowed.join(" or "));
+            errors.push(FieldError::type_invalid(&shown, json_type(value), detail));
+            return;
+        }
+        if schema["x-kubernetes-preserve-unknown-fields"] == true {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some(properties) = schema["properties"].as_object() {
+                    for (k, v) in map {
+                        if let Some(property) = properties.get(k) {
+                            self.check_value(property, v, &path.child(k), errors);
+                        }
+                    }
+                } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                    for (k, v) in map {
+                        self.check_value(additional, v, &path.key(k), errors);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.check_value(item_schema, item, &path.index(i), errors);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `value` is of the OpenAPI `type_`; an integer is a number without a fractional part, as Go's decoder
+/// wants it.
+fn has_type(value: &Value, type_: &str) -> bool {
+    match type_ {
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => true,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 fn push_field(path: &mut String, field: &str) {
     if !path.is_empty() {
         path.push('.');
@@ -211,5 +295,62 @@ mod tests {
         assert!(pruned["spec"].get("bogus").is_none());
         assert_eq!(pruned["metadata"]["labels"]["a"], "b");
         assert_eq!(pruned["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    }
+
+    fn schemas_and_registry() -> (Schemas, Registry) {
+        let registry = Registry::built_in();
+        (Schemas::from_openapi(&gantry_api::openapi::OpenApiV3::build(&registry)), registry)
+    }
+
+    fn deployment_with_container(container: Value) -> Value {
+        json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":{"a":"b"}},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},
+            "spec":{"containers":[container]}}}})
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_at_any_depth_is_invalid_and_named_by_its_path() {
+        let (schemas, registry) = schemas_and_registry();
+        let deploy = registry.by_plural("apps", "v1", "deployments").unwrap();
+        let obj = deployment_with_container(json!({"name":"c","image":"i","command":[false, "-c"],"stdin":"yes"}));
+        let err = schemas.check_types(deploy, &obj).unwrap_err();
+        let status = err;
+        assert_eq!((status.code, status.reason), (422, "Invalid"), "{status:?}");
+        let containers = "spec.template.spec.containers[0]";
+        assert_eq!(
+            status.message,
+            format!(
+                "Deployment.apps \"web\" is invalid: [{containers}.command[0]: Invalid value: \"boolean\": \
+                 {containers}.command[0] in body must be of type string, {containers}.stdin: Invalid value: \
+                 \"string\": {containers}.stdin in body must be of type boolean]"
+            )
+        );
+        let labels = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labels":{"version":1}}});
+        let configmaps = registry.by_plural("", "v1", "configmaps").unwrap();
+        let err = schemas.check_types(configmaps, &labels).unwrap_err();
+        assert!(err.message.ends_with("metadata.labels[version] in body must be of type string"), "{err:?}");
+        let replicas = deployment_with_container(json!({"name":"c","image":"i"}));
+        let mut fractional = replicas.clone();
+        fractional["spec"]["replicas"] = json!(1.5);
+        let err = schemas.check_types(deploy, &fractional).unwrap_err();
+        assert!(err.message.ends_with("spec.replicas in body must be of type integer"), "{err:?}");
+    }
+
+    #[test]
+    fn int_or_string_quantities_free_form_fields_and_null_accept_what_kube_decodes() {
+        let (schemas, registry) = schemas_and_registry();
+        let deploy = registry.by_plural("apps", "v1", "deployments").unwrap();
+        let container = json!({"name":"c","image":"i","command":null,
+            "ports":[{"containerPort":80,"name":"http"}],
+            "readinessProbe":{"httpGet":{"path":"/","port":"http"}},
+            "livenessProbe":{"httpGet":{"path":"/","port":80}},
+            "resources":{"limits":{"cpu":1,"memory":"64Mi"},"requests":{"cpu":"100m"}}});
+        let mut obj = deployment_with_container(container);
+        obj["spec"]["strategy"] = json!({"rollingUpdate":{"maxSurge":"25%","maxUnavailable":0}});
+        obj["metadata"]["managedFields"] = json!([{"manager":"m","operation":"Update","fieldsV1":{"f:spec":{}}}]);
+        schemas.check_types(deploy, &obj).unwrap();
+        obj["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = json!(true);
+        let err = schemas.check_types(deploy, &obj).unwrap_err();
+        assert!(err.message.ends_with("in body must be of type integer or string"), "{err:?}");
     }
 }

@@ -578,11 +578,13 @@ impl Api {
 
     /// Defaults and validates a new object.
     pub(crate) fn admit_create(&self, resource: &'static ResourceType, obj: &mut Value) -> ApiResult<()> {
+        self.schemas.check_types(resource, obj)?;
         crate::admission::admit_create(resource, obj)
     }
 
     /// Defaults and validates a changed object against its previous state.
     pub(crate) fn admit_update(&self, resource: &'static ResourceType, obj: &mut Value, old: &Value) -> ApiResult<()> {
+        self.schemas.check_types(resource, obj)?;
         crate::admission::admit_update(resource, obj, old)
     }
 

@@ -302,6 +302,30 @@ async fn unknown_fields_are_refused_warned_or_dropped_as_asked() {
     assert!(warned.body.get("bogus").is_none());
 }
 
+/// What `helm upgrade --set command[0]=false` sends: a strategic merge patch that makes a string a boolean. Stored,
+/// it would stop every typed client listing Deployments (the controllers' informers among them).
+#[tokio::test]
+async fn a_write_that_gives_a_field_the_wrong_type_is_invalid_and_stores_nothing() {
+    let c = cluster().await;
+    let created = c.call(Method::POST, DEPLOYS, Some(deployment("typed", 1))).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "command": [false]}]}}}});
+    let patched = c.patch(&format!("{DEPLOYS}/typed"), "application/strategic-merge-patch+json", patch).await;
+    assert_eq!((patched.code, &patched.body["reason"]), (422, &json!("Invalid")), "{}", patched.body);
+    let field = "spec.template.spec.containers[0].command[0]";
+    assert_eq!(patched.body["details"]["causes"][0]["field"], field, "{}", patched.body);
+    let stored = c.get(&format!("{DEPLOYS}/typed")).await.body;
+    assert_eq!(rv(&stored), rv(&created.body), "the refused patch wrote nothing");
+    assert!(stored["spec"]["template"]["spec"]["containers"][0].get("command").is_none(), "{stored}");
+
+    let mut bad = pod("typed", None);
+    bad["spec"]["containers"][0]["env"] = json!([{"name": "PORT", "value": 80}]);
+    let created = c.call(Method::POST, PODS, Some(bad)).await;
+    assert_eq!(created.code, 422, "{}", created.body);
+    assert_eq!(created.body["details"]["causes"][0]["field"], "spec.containers[0].env[0].value");
+    assert_eq!(c.get(&format!("{PODS}/typed")).await.code, 404);
+}
+
 #[tokio::test]
 async fn lists_page_through_one_consistent_snapshot() {
     let c = cluster().await;
