@@ -7,8 +7,10 @@
 //! `gantry image import-busybox` names it) serving a page with `httpd`, so the chart's HTTP probes decide when
 //! helm's wait ends. One step, because `gantry up` owns node-wide state (the pod bridge).
 //!
+//! helm applies every object with server-side apply, its default.
+//!
 //! A second test installs a chart that ships a CustomResourceDefinition in `crds/` and a custom resource in
-//! `templates/`; it runs only with `GANTRY_HELM_CRD_TEST=1` for now (it needs CRDs on the server).
+//! `templates/`.
 //!
 //! Each step's time goes to stderr. Skipped, saying why, without root, busybox, the CNI plugins, `GANTRY_KUBECTL`
 //! or `GANTRY_HELM` (`scripts/fetch-clients` provides both clients).
@@ -22,11 +24,6 @@ use std::time::{Duration, Instant};
 use gantry_runtime::testing::runtime::{network_skip_reason, patience};
 use serde_json::Value;
 
-/// Whether helm applies objects with server-side apply (its default for `install` and `upgrade`, and what
-/// `rollback`'s default `auto` then follows). `false` passes `--server-side=false` to `install`, `upgrade` and
-/// `rollback` (see [`apply_flags`]); `true` passes nothing and so tests helm's default.
-const SERVER_SIDE_APPLY: bool = false;
-
 const NODE: &str = "helm-node";
 const POD_CIDR: &str = "10.249.12.0/24";
 /// The image as `gantry image import-busybox` names it by default.
@@ -35,11 +32,6 @@ const RELEASE: &str = "hello";
 /// The chart's name (`helm create web`), so the objects are named `hello-web`.
 const CHART: &str = "web";
 const FULLNAME: &str = "hello-web";
-
-/// The flags that choose how helm applies objects, for `install`, `upgrade` and `rollback`.
-fn apply_flags() -> &'static [&'static str] {
-    if SERVER_SIDE_APPLY { &[] } else { &["--server-side=false"] }
-}
 
 /// The real helm: `GANTRY_HELM`, or why there is none.
 fn helm_path() -> Result<PathBuf, &'static str> {
@@ -137,11 +129,10 @@ impl Session {
 
     /// `helm <verb> ... --wait=watcher --timeout=<patience>` plus `extra`, which must succeed.
     #[track_caller]
-    fn helm_waiting(&self, args: &[&str], extra: &[&str]) -> gantry_e2e::Output {
+    fn helm_waiting(&self, args: &[&str]) -> gantry_e2e::Output {
         let timeout = format!("--timeout={}s", patience().as_secs());
         let mut all = args.to_vec();
         all.extend(["--wait=watcher", &timeout]);
-        all.extend(extra);
         let out = self.helm(&all);
         if !out.success() {
             let pods = self.kubectl(&["describe", "pods"], None);
@@ -309,7 +300,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     s.helm(&["lint", chart_arg, "-f", values_1]).ok();
 
     s.step("helm install --wait");
-    let installed = s.helm_waiting(&["install", RELEASE, chart_arg, "-f", values_1], apply_flags());
+    let installed = s.helm_waiting(&["install", RELEASE, chart_arg, "-f", values_1]);
     assert!(installed.stdout.contains("STATUS: deployed"), "{}", installed.stdout);
     let pods = s.assert_serving(1, "page one");
     let installed_objects = s.chart_objects();
@@ -348,9 +339,8 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     assert_eq!(secrets.len(), 1, "{secrets:?}");
 
     s.step("helm upgrade --wait (2 replicas, page two)");
-    let mut args = vec!["upgrade", RELEASE, chart_arg, "-f", values_2, "--set", "replicaCount=2"];
-    args.extend(apply_flags());
-    let upgraded = s.helm_waiting(&args, &[]);
+    let args = vec!["upgrade", RELEASE, chart_arg, "-f", values_2, "--set", "replicaCount=2"];
+    let upgraded = s.helm_waiting(&args);
     assert!(upgraded.stdout.contains("REVISION: 2"), "{}", upgraded.stdout);
     s.assert_serving(2, "page two");
     let history = s.history();
@@ -362,9 +352,8 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     assert_eq!((label(1, "status"), label(2, "status")), ("superseded".into(), "deployed".into()), "{secrets:?}");
 
     s.step("helm rollback --wait to revision 1");
-    let mut args = vec!["rollback", RELEASE, "1"];
-    args.extend(apply_flags());
-    let rolled_back = s.helm_waiting(&args, &[]);
+    let args = vec!["rollback", RELEASE, "1"];
+    let rolled_back = s.helm_waiting(&args);
     assert!(rolled_back.stdout.contains("Rollback was a success"), "{}", rolled_back.stdout);
     s.assert_serving(1, "page one");
     let history = s.history();
@@ -378,15 +367,14 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     s.step("helm upgrade with a value of the wrong type fails");
     // `--set command[0]=false` makes the command's first word a boolean: refused, the Deployment stays as it was.
     let generation = s.json(&["get", "deployment", FULLNAME])["metadata"]["generation"].clone();
-    let mut args = vec!["upgrade", RELEASE, chart_arg, "-f", values_1, "--set", "command[0]=false"];
-    args.extend(apply_flags());
+    let args = vec!["upgrade", RELEASE, chart_arg, "-f", values_1, "--set", "command[0]=false"];
     let refused = s.helm(&args).fails();
     assert!(refused.stderr.contains("command[0] in body must be of type string"), "{}", refused.stderr);
     assert_eq!(s.json(&["get", "deployment", FULLNAME])["metadata"]["generation"], generation);
     s.assert_serving(1, "page one");
 
     s.step("helm uninstall --wait");
-    let uninstalled = s.helm_waiting(&["uninstall", RELEASE], &[]);
+    let uninstalled = s.helm_waiting(&["uninstall", RELEASE]);
     assert!(uninstalled.stdout.contains(&format!("release \"{RELEASE}\" uninstalled")), "{}", uninstalled.stdout);
     assert_eq!(s.chart_objects(), BTreeSet::new(), "objects left after helm uninstall --wait");
     assert_eq!(s.release_secrets().len(), 0, "release Secrets left");
@@ -485,14 +473,9 @@ spec:
     }
 }
 
-/// Needs CustomResourceDefinitions on the server; runs only with `GANTRY_HELM_CRD_TEST=1` until they are served.
 /// No node: the chart has no pods.
 #[test]
 fn helm_installs_upgrades_and_uninstalls_a_chart_that_ships_a_crd_and_a_custom_resource() {
-    if std::env::var("GANTRY_HELM_CRD_TEST").as_deref() != Ok("1") {
-        eprintln!("skipped: set GANTRY_HELM_CRD_TEST=1 to run it (it needs CustomResourceDefinitions)");
-        return;
-    }
     if let Some(reason) = client_skip_reason() {
         eprintln!("skipped: {reason}");
         return;
@@ -505,7 +488,7 @@ fn helm_installs_upgrades_and_uninstalls_a_chart_that_ships_a_crd_and_a_custom_r
     let chart_arg = chart.to_str().expect("a UTF-8 path");
 
     s.step("helm install --wait (CRD, then a Widget)");
-    let installed = s.helm_waiting(&["install", "shop", chart_arg], apply_flags());
+    let installed = s.helm_waiting(&["install", "shop", chart_arg]);
     assert!(installed.stdout.contains("STATUS: deployed"), "{}", installed.stdout);
     let crd = s.json(&["get", "customresourcedefinition", "widgets.helm.gantry.test"]);
     let conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
@@ -517,15 +500,14 @@ fn helm_installs_upgrades_and_uninstalls_a_chart_that_ships_a_crd_and_a_custom_r
     assert!(status.contains("shop-widget"), "{status}");
 
     s.step("helm upgrade --wait (size 5)");
-    let mut args = vec!["upgrade", "shop", chart_arg, "--set", "size=5"];
-    args.extend(apply_flags());
-    s.helm_waiting(&args, &[]);
+    let args = vec!["upgrade", "shop", chart_arg, "--set", "size=5"];
+    s.helm_waiting(&args);
     let widget = s.json(&["get", "widgets", "shop-widget"]);
     assert_eq!(widget["spec"]["size"], 5, "{widget}");
     assert_eq!(widget["metadata"]["generation"], 2, "{widget}");
 
     s.step("helm uninstall --wait");
-    s.helm_waiting(&["uninstall", "shop"], &[]);
+    s.helm_waiting(&["uninstall", "shop"]);
     let widgets = s.json(&["get", "widgets"]);
     assert_eq!(widgets["items"], serde_json::json!([]), "{widgets}");
     // helm never deletes what it installed from crds/.
