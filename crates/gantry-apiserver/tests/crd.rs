@@ -290,3 +290,35 @@ async fn definitions_are_served_again_right_after_a_restart() {
     let kept = c.get(&format!("{WIDGETS}/kept")).await;
     assert_eq!(kept.code, 200, "served from the first request: {}", kept.body);
 }
+
+#[tokio::test]
+async fn server_side_apply_merges_custom_resources_by_their_schemas_list_types() {
+    let c = cluster().await;
+    let mut crd = widget_definition();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["parts"] = json!({
+        "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        "items": {"type": "object", "required": ["name"],
+                  "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}});
+    let created = c.call(Method::POST, CRDS, Some(crd)).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    established(&c, "widgets.example.com").await;
+    let first = apply(&c, "left", json!([{"name": "bolt", "count": 2}]), false).await;
+    assert_eq!(first.code, 201, "{}", first.body);
+    let second = apply(&c, "right", json!([{"name": "nut", "count": 4}]), false).await;
+    assert_eq!(second.code, 200, "{}", second.body);
+    assert_eq!(second.body["spec"]["parts"], json!([{"name": "bolt", "count": 2}, {"name": "nut", "count": 4}]));
+
+    let conflict = apply(&c, "right", json!([{"name": "nut", "count": 4}, {"name": "bolt", "count": 3}]), false).await;
+    assert_eq!(conflict.code, 409, "{}", conflict.body);
+    assert_eq!(conflict.body["details"]["causes"][0]["field"], ".spec.parts[name=\"bolt\"].count");
+
+    let dropped = apply(&c, "left", json!([]), false).await;
+    assert_eq!(dropped.code, 200, "{}", dropped.body);
+    assert_eq!(dropped.body["spec"]["parts"], json!([{"name": "nut", "count": 4}]), "only left's element goes");
+}
+
+async fn apply(c: &Cluster, manager: &str, parts: Value, force: bool) -> common::Response {
+    let body = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                      "spec": {"parts": parts}});
+    c.patch(&format!("{WIDGETS}/w?fieldManager={manager}&force={force}"), "application/apply-patch+yaml", body).await
+}

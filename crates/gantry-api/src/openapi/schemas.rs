@@ -356,6 +356,18 @@ fn annotate_special(name: &str, schema: &mut Value) {
             object.insert("type".into(), json!("object"));
             object.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
         }
+        // A JSONSchemaProps field that is a schema or a list of them, a schema or a boolean, a schema or a list of
+        // names, or any JSON value (`default`, `enum`, `example`): kube-apiserver publishes them untyped.
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON" => {
+            for keyword in ["type", "items", "properties", "additionalProperties", "oneOf", "anyOf", "allOf", "format"]
+            {
+                object.remove(keyword);
+            }
+            object.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+        }
         _ => {}
     }
 }
