@@ -10,12 +10,15 @@
 //! - [`protobuf`]: decoding of Kubernetes protobuf request bodies into JSON objects.
 //! - [`openapi`]: the OpenAPI v3 documents served for validation and `kubectl explain`.
 //! - [`apply`]: server-side apply and `managedFields` (field ownership, conflicts).
+//! - [`crd`]: CustomResourceDefinitions: their validation, and the validation, pruning, defaulting, tables and
+//!   scale of custom resources.
 //! - [`join`]: the join token and the messages of the endpoint new nodes join through.
 //!
 //! Objects are handled as `serde_json::Value` (the form they are stored and served in); the typed structs of
 //! `k8s-openapi` are used where a kind's shape matters (validation, pruning of unknown fields).
 
 pub mod apply;
+pub mod crd;
 pub mod defaults;
 pub mod join;
 pub mod openapi;

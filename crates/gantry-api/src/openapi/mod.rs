@@ -23,6 +23,7 @@
 //! Not served: the deprecated `/watch/` paths, `pods/log`, `exec`, `attach`, `portforward` and `proxy`
 //! (they are not in the registry), and the `default` values kube-apiserver writes beside some fields.
 
+mod custom;
 mod markers;
 mod paths;
 mod schemas;
@@ -34,6 +35,8 @@ use serde_json::{Map, Value, json};
 use crate::registry::Registry;
 
 use schemas::Components;
+
+pub use custom::{custom_resource_document, custom_resource_documents, custom_resource_schema};
 
 /// `info.version` of every document: the Kubernetes release whose API Gantry serves.
 pub const KUBERNETES_VERSION: &str = "v1.35.0";
@@ -256,7 +259,7 @@ fn add_group_version(
 ) -> Option<()> {
     let mut any = false;
     for resource in registry.in_group_version(group, version) {
-        paths::add_resource(paths, components, resource);
+        paths::add_resource(paths, components, resource.into());
         any = true;
     }
     if !any {

@@ -10,6 +10,30 @@ use serde_json::{Map, Value, json};
 
 use crate::registry::{ResourceType, Subresource};
 
+/// What the paths of one resource are built from: a built-in [`ResourceType`] or a custom resource.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ResourceShape<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    pub plural: &'a str,
+    pub namespaced: bool,
+    pub subresources: &'a [Subresource],
+}
+
+impl<'a> From<&'a ResourceType> for ResourceShape<'a> {
+    fn from(r: &'a ResourceType) -> ResourceShape<'a> {
+        ResourceShape {
+            group: r.group,
+            version: r.version,
+            kind: r.kind,
+            plural: r.plural,
+            namespaced: r.namespaced,
+            subresources: r.subresources,
+        }
+    }
+}
+
 use super::schemas::{Components, Gvk, MetaType, REF_PREFIX};
 
 /// The media types Gantry answers with.
@@ -288,7 +312,7 @@ fn patch_body(patch: &str) -> Value {
 
 /// What the paths, tags and operation ids of one resource are built from.
 struct ResourceNames<'a> {
-    resource: &'a ResourceType,
+    resource: ResourceShape<'a>,
     /// `/api/v1`, `/apis/apps/v1`.
     prefix: String,
     /// The collection: `/apis/apps/v1/namespaces/{namespace}/deployments`, `/api/v1/nodes`.
@@ -302,7 +326,7 @@ struct ResourceNames<'a> {
 }
 
 impl<'a> ResourceNames<'a> {
-    fn new(r: &'a ResourceType) -> ResourceNames<'a> {
+    fn new(r: ResourceShape<'a>) -> ResourceNames<'a> {
         let prefix = gv_prefix(r.group, r.version);
         let base = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
@@ -339,7 +363,7 @@ impl<'a> ResourceNames<'a> {
 }
 
 /// Adds the paths of one resource (and its subresources) of a group-version.
-pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Components, r: &ResourceType) {
+pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Components, r: ResourceShape<'_>) {
     let gvk = Gvk { group: r.group, version: r.version, kind: r.kind };
     let object = components.kind(gvk);
     let list = components.list(gvk);
@@ -348,6 +372,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
     let patch = components.meta(MetaType::Patch);
 
     let names = ResourceNames::new(r);
+    let r = &names.resource;
     let ResourceNames { prefix, base, tag, gv, scope, .. } = &names;
     let kind = r.kind;
     let ok_created = [("200", "OK"), ("201", "Created")];

@@ -180,6 +180,21 @@ impl Components {
         name
     }
 
+    /// Registers the schema of a custom resource kind under the name kube-apiserver gives it
+    /// (`com.example.stable.v1.CronTab`), with its GVK, and returns that name. Later [`Self::kind`] and
+    /// [`Self::list`] calls for the same GVK use it.
+    pub(super) fn custom_kind(&mut self, gvk: Gvk<'_>, schema: Value) -> String {
+        let name = untyped_name(gvk);
+        self.built.insert(name.clone(), schema);
+        self.set_gvk(&name, gvk);
+        name
+    }
+
+    /// The `ObjectMeta` schema, which custom resource schemas reference.
+    pub(super) fn object_meta(&mut self) -> String {
+        register::<meta::ObjectMeta>(&mut self.generator)
+    }
+
     /// The schema of `<Kind>List`, built around the kind's schema the way every list kind is shaped.
     pub(super) fn list(&mut self, gvk: Gvk<'_>) -> String {
         let item = self.kind(gvk);
@@ -268,8 +283,8 @@ impl Components {
     }
 }
 
-const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
-const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+pub(super) const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+pub(super) const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 
 /// How kube-apiserver names the schema of a kind that has no Go type behind it (a custom resource): the
 /// group's labels reversed, then version and kind (`com.example.stable.v1.CronTab`).

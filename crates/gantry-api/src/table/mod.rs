@@ -12,7 +12,7 @@
 //! structs would hold. Quantities are shown as stored rather than re-canonicalized.
 
 mod core_v1;
-mod descriptions;
+pub(crate) mod descriptions;
 mod duration;
 mod json;
 mod named_groups;

@@ -35,12 +35,22 @@ const STANDARD_FINALIZERS: &[&str] =
 
 /// Metadata checks on create.
 pub(crate) fn validate_object_meta(gk: GroupKind, obj: &Value, errs: &mut Vec<FieldError>) {
+    validate_object_meta_as(name_rule(gk), namespaced(gk), obj, errs);
+}
+
+/// Metadata checks on create for a kind described by its name rule and scope (`None`: scope unknown, the
+/// namespace is not checked), as custom resources need.
+pub(crate) fn validate_object_meta_as(
+    rule: NameRule,
+    namespaced: Option<bool>,
+    obj: &Value,
+    errs: &mut Vec<FieldError>,
+) {
     let path = Path::root("metadata");
     let Some(meta) = obj_at(errs, obj, "metadata", &Path::root("")) else {
         errs.push(FieldError::required(&path.child("name"), "name or generateName is required"));
         return;
     };
-    let rule = name_rule(gk);
     let name = str_at(errs, meta, "name", &path).unwrap_or("");
     let generate_name = str_at(errs, meta, "generateName", &path).unwrap_or("");
     if !generate_name.is_empty() {
@@ -58,12 +68,12 @@ pub(crate) fn validate_object_meta(gk: GroupKind, obj: &Value, errs: &mut Vec<Fi
             errs.push(FieldError::invalid(&path.child("name"), name, msg));
         }
     }
-    validate_meta_common(gk, meta, &path, errs);
+    validate_meta_common(namespaced, meta, &path, errs);
 }
 
 /// The part of the metadata checks that create and update share.
-fn validate_meta_common(gk: GroupKind, meta: &Value, path: &Path, errs: &mut Vec<FieldError>) {
-    if namespaced(gk) == Some(true) {
+fn validate_meta_common(namespaced: Option<bool>, meta: &Value, path: &Path, errs: &mut Vec<FieldError>) {
+    if namespaced == Some(true) {
         let ns = str_at(errs, meta, "namespace", path).unwrap_or("");
         if ns.is_empty() {
             errs.push(FieldError::required(&path.child("namespace"), ""));

@@ -16,7 +16,7 @@
 mod apps;
 mod batch;
 mod core;
-mod meta;
+pub(crate) mod meta;
 pub mod names;
 mod other;
 pub(crate) mod pod;
