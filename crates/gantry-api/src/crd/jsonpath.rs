@@ -134,9 +134,7 @@ impl Parser<'_> {
 
     fn ident(&mut self) -> String {
         let rest = &self.s[self.pos..];
-        let len = rest
-            .find(['.', '[', ']', ' ', '=', '!', '<', '>', ')', '('])
-            .unwrap_or(rest.len());
+        let len = rest.find(['.', '[', ']', ' ', '=', '!', '<', '>', ')', '(']).unwrap_or(rest.len());
         self.pos += len;
         rest[..len].to_string()
     }
