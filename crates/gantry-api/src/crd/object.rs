@@ -142,16 +142,24 @@ fn check_junctors(s: Node<'_>, x: &Value, name: &str, r: &mut Reporter<'_>) {
         }
     }
     let any_of = s.list("anyOf");
-    if !any_of.is_empty() && !any_of.iter().any(|sub| passes(Node(sub), x, name)) {
-        r.invalid("", Value::from(""), format!("{quoted} must validate at least one schema (anyOf)"));
+    if !any_of.is_empty() {
+        let results: Vec<Vec<FieldError>> = any_of.iter().map(|sub| failures(Node(sub), x, name, r.prefix)).collect();
+        if !results.iter().any(Vec::is_empty) {
+            r.invalid("", Value::from(""), format!("{quoted} must validate at least one schema (anyOf)"));
+            r.errs.extend(best_failures(results));
+        }
     }
     let one_of = s.list("oneOf");
     if !one_of.is_empty() {
-        let valid = one_of.iter().filter(|sub| passes(Node(sub), x, name)).count();
+        let results: Vec<Vec<FieldError>> = one_of.iter().map(|sub| failures(Node(sub), x, name, r.prefix)).collect();
+        let valid = results.iter().filter(|e| e.is_empty()).count();
         if valid != 1 {
             let extra =
                 if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
             r.invalid("", Value::from(""), format!("{quoted} must validate one and only one schema (oneOf). {extra}"));
+            if valid == 0 {
+                r.errs.extend(best_failures(results));
+            }
         }
     }
     if let Some(not) = s.get("not").filter(|n| n.is_object())
@@ -162,9 +170,19 @@ fn check_junctors(s: Node<'_>, x: &Value, name: &str, r: &mut Reporter<'_>) {
 }
 
 fn passes(s: Node<'_>, x: &Value, name: &str) -> bool {
-    let mut inner = Reporter::new(None);
+    failures(s, x, name, None).is_empty()
+}
+
+fn failures(s: Node<'_>, x: &Value, name: &str, prefix: Option<&Path>) -> Vec<FieldError> {
+    let mut inner = Reporter::new(prefix);
     validate(s, x, name, &mut inner);
-    inner.errs.is_empty()
+    inner.errs
+}
+
+/// The failures of the alternative that came closest, which kube reports beside a failed `anyOf` or `oneOf`.
+/// kube picks the alternative with the most passed checks; the one with the fewest failures stands in.
+fn best_failures(results: Vec<Vec<FieldError>>) -> Vec<FieldError> {
+    results.into_iter().min_by_key(Vec::len).unwrap_or_default()
 }
 
 fn check_string(s: Node<'_>, x: &Value, text: &str, name: &str, r: &mut Reporter<'_>) {
@@ -307,36 +325,50 @@ fn check_enum(s: Node<'_>, x: &Value, name: &str, r: &mut Reporter<'_>) {
 
 fn check_object(s: Node<'_>, map: &Map<String, Value>, name: &str, r: &mut Reporter<'_>) {
     let n = map.len() as i64;
-    if let Some(max) = s.i64("maxProperties")
-        && n > max
-    {
-        // kube reports the limit as the actual count and no maximum (`has too many items`).
-        r.push(FieldErrorKind::FieldValueTooMany, name, Some(Value::from(max)), "has too many items".to_string());
-    }
+    // A property count out of bounds ends the object's validation, as in kube.
     if let Some(min) = s.i64("minProperties")
         && n < min
     {
-        r.invalid(name, Value::from(min), format!("{name} in body should have at least {min} properties"));
+        r.invalid(name, Value::from(n), format!("{name} in body should have at least {min} properties"));
+        return;
+    }
+    if let Some(max) = s.i64("maxProperties")
+        && n > max
+    {
+        let unit = if max == 1 { "item" } else { "items" };
+        r.push(
+            FieldErrorKind::FieldValueTooMany,
+            name,
+            Some(Value::from(n)),
+            format!("must have at most {max} {unit}"),
+        );
+        return;
+    }
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    if let Some(Additional::Allows(false)) = s.additional() {
+        for key in &keys {
+            if s.property(key).is_none() {
+                r.invalid(name, Value::from(key.as_str()), format!("{name}.{key} in body is a forbidden property"));
+            }
+        }
+    } else if let Some(a) = s.additional_schema() {
+        for key in &keys {
+            if s.property(key).is_none()
+                && let Some(v) = map.get(key.as_str())
+            {
+                validate(a, v, &format!("{name}.{key}"), r);
+            }
+        }
+    }
+    for (key, prop) in s.sorted_properties() {
+        if let Some(v) = map.get(key) {
+            validate(prop, v, &child(name, key), r);
+        }
     }
     for key in s.strings("required") {
         if !map.contains_key(key) {
             r.push(FieldErrorKind::FieldValueRequired, &child(name, key), None, String::new());
-        }
-    }
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    for key in keys {
-        let Some(v) = map.get(key) else { continue };
-        if let Some(prop) = s.property(key) {
-            validate(prop, v, &child(name, key), r);
-            continue;
-        }
-        match s.additional() {
-            Some(Additional::Schema(a)) => validate(a, v, &child(name, key), r),
-            Some(Additional::Allows(false)) if !s.preserve_unknown() => {
-                r.invalid(name, Value::from(key.as_str()), format!("{name}.{key} in body is a forbidden property"));
-            }
-            _ => {}
         }
     }
 }

@@ -494,7 +494,7 @@ fn the_documented_pattern_and_maximum_failures_read_as_kube_prints_them() {
 }
 
 #[test]
-fn required_fields_enums_lengths_and_item_counts() {
+fn required_fields_enums_lengths_and_item_counts_and_property_counts() {
     let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "maxLength": 5, "minLength": 2},
         "mode": {"type": "string", "enum": ["a", "b"]},
@@ -505,10 +505,10 @@ fn required_fields_enums_lengths_and_item_counts() {
     assert_eq!(
         messages(&validate_against_schema(&schema, &obj)),
         vec![
-            "spec.name: Required value",
             "spec.mode: Unsupported value: \"x\": supported values: \"a\", \"b\"",
             "spec.n: Invalid value: 0.3: spec.n in body should be a multiple of 0.5",
             "spec.tags: Too many: 3: must have at most 2 items",
+            "spec.name: Required value",
         ]
     );
     let long = json!({"spec": {"name": "abcdefg", "tags": [], "n": 0}});
@@ -518,6 +518,17 @@ fn required_fields_enums_lengths_and_item_counts() {
             "spec.n: Invalid value: 0: spec.n in body should be greater than 0",
             "spec.name: Too long: may not be more than 5 bytes",
             "spec.tags: Invalid value: 0: spec.tags in body should have at least 1 items",
+        ]
+    );
+    let counted = json!({"type": "object", "properties": {
+        "labels": {"type": "object", "maxProperties": 1, "additionalProperties": {"type": "string"}},
+        "selector": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}},
+    }});
+    assert_eq!(
+        messages(&validate_against_schema(&counted, &json!({"labels": {"a": "1", "b": 2}, "selector": {}}))),
+        vec![
+            "labels: Too many: 2: must have at most 1 item",
+            "selector: Invalid value: 0: selector in body should have at least 1 properties",
         ]
     );
 }
@@ -554,7 +565,17 @@ fn junctors_report_like_kube_with_a_nil_path() {
     let none = json!({"spec": {}});
     assert_eq!(
         messages(&validate_against_schema(&schema, &none)),
-        vec!["<nil>: Invalid value: \"\": \"spec\" must validate one and only one schema (oneOf). Found none valid"]
+        vec![
+            "<nil>: Invalid value: \"\": \"spec\" must validate one and only one schema (oneOf). Found none valid",
+            "spec.a: Required value",
+        ]
+    );
+    let two = json!({"spec": {"a": "x", "b": "y"}});
+    assert_eq!(
+        messages(&validate_against_schema(&schema, &two)),
+        vec![
+            "<nil>: Invalid value: \"\": \"spec\" must validate one and only one schema (oneOf). Found 2 valid alternatives"
+        ]
     );
     let one = json!({"spec": {"a": "x"}});
     assert!(validate_against_schema(&schema, &one).is_empty());
