@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::formats;
 use super::schema::{Additional, Node};
-use crate::validation::meta::{validate_annotations, validate_labels};
+use crate::validation::meta::validate_object_meta_as;
 use crate::validation::names::{self, NameRule};
 use crate::validation::{FieldError, FieldErrorKind, Path};
 
@@ -385,9 +385,10 @@ pub(crate) fn validate_embedded(s: Node<'_>, x: &Value, path: &Path, errs: &mut 
             keys.sort();
             for key in keys {
                 let Some(v) = map.get(key) else { continue };
-                let sub = s.property(key).or_else(|| s.additional_schema());
-                if let Some(sub) = sub {
-                    validate_embedded(sub, v, &path.child(key), errs);
+                if let Some(prop) = s.property(key) {
+                    validate_embedded(prop, v, &path.child(key), errs);
+                } else if let Some(a) = s.additional_schema() {
+                    validate_embedded(a, v, &path.key(key), errs);
                 }
             }
         }
@@ -404,16 +405,16 @@ pub(crate) fn validate_embedded(s: Node<'_>, x: &Value, path: &Path, errs: &mut 
 
 fn embedded_resource(map: &Map<String, Value>, path: &Path, errs: &mut Vec<FieldError>) {
     if !map.contains_key("apiVersion") {
-        errs.push(FieldError::required(&path.child("apiVersion"), "must not be empty"));
+        errs.push(FieldError::required(&path.child("apiVersion"), ""));
     }
     if !map.contains_key("kind") {
-        errs.push(FieldError::required(&path.child("kind"), "must not be empty"));
+        errs.push(FieldError::required(&path.child("kind"), ""));
     }
     if let Some(v) = map.get("apiVersion") {
         let p = path.child("apiVersion");
         match v.as_str() {
             None => errs.push(FieldError::invalid(&p, v.clone(), "must be a string")),
-            Some("") => errs.push(FieldError::invalid(&p, "", "must not be empty")),
+            Some("") => errs.push(FieldError::required(&p, "")),
             Some(av) => {
                 if av.matches('/').count() > 1 {
                     errs.push(FieldError::invalid(&p, av, format!("unexpected GroupVersion string: {av}")));
@@ -425,7 +426,7 @@ fn embedded_resource(map: &Map<String, Value>, path: &Path, errs: &mut Vec<Field
         let p = path.child("kind");
         match v.as_str() {
             None => errs.push(FieldError::invalid(&p, v.clone(), "must be a string")),
-            Some("") => errs.push(FieldError::invalid(&p, "", "must not be empty")),
+            Some("") => errs.push(FieldError::required(&p, "")),
             Some(kind) => {
                 let msgs = names::is_dns1035_label(&kind.to_lowercase());
                 if !msgs.is_empty() {
@@ -438,28 +439,30 @@ fn embedded_resource(map: &Map<String, Value>, path: &Path, errs: &mut Vec<Field
             }
         }
     }
-    if let Some(meta) = map.get("metadata").and_then(Value::as_object) {
-        let mp = path.child("metadata");
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
-        if !name.is_empty() {
-            for msg in NameRule::Dns1123Subdomain.check(name, false) {
-                errs.push(FieldError::invalid(&mp.child("name"), name, msg));
+    match map.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(meta)) => {
+            // kube validates embedded metadata as ObjectMeta, with path-segment names, a stand-in name when
+            // none is set, and the namespace checked only when one is.
+            let mut meta = meta.clone();
+            if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                meta.insert("name".into(), Value::from("fakename"));
+            }
+            let namespaced = meta.get("namespace").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let wrapped = Value::Object(Map::from_iter([("metadata".to_string(), Value::Object(meta))]));
+            let mut meta_errs = Vec::new();
+            validate_object_meta_as(NameRule::PathSegment, Some(namespaced), &wrapped, &mut meta_errs);
+            let prefix = path.to_string();
+            for mut e in meta_errs {
+                e.field = if prefix.is_empty() { e.field } else { format!("{prefix}.{}", e.field) };
+                errs.push(e);
             }
         }
-        let generate_name = meta.get("generateName").and_then(Value::as_str).unwrap_or("");
-        if !generate_name.is_empty() {
-            for msg in NameRule::Dns1123Subdomain.check(generate_name, true) {
-                errs.push(FieldError::invalid(&mp.child("generateName"), generate_name, msg));
-            }
-        }
-        let string_pairs = |key: &str| -> Vec<(&str, &str)> {
-            meta.get(key)
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))).collect())
-                .unwrap_or_default()
-        };
-        validate_labels(&string_pairs("labels"), &mp.child("labels"), errs);
-        validate_annotations(&string_pairs("annotations"), &mp.child("annotations"), errs);
+        Some(other) => errs.push(FieldError::invalid(
+            &path.child("metadata"),
+            other.clone(),
+            format!("expected metadata to be an object, got {}", json_type(other)),
+        )),
     }
 }
 
