@@ -62,8 +62,8 @@ fn default_node(s: Option<Node<'_>>, x: &mut Value) {
     }
 }
 
-/// Removes fields whose value is `null` where the schema does not allow `null` (and, defaulting having run,
-/// there is no default to put instead), as kube does after defaulting.
+/// Removes fields whose value is `null` where the schema does not allow `null` and has no default to put
+/// instead, as kube does before defaulting.
 pub fn prune_non_nullable_nulls(schema: &Value, obj: &mut Value) {
     prune_nulls(Node(schema), obj);
 }
@@ -71,7 +71,9 @@ pub fn prune_non_nullable_nulls(schema: &Value, obj: &mut Value) {
 fn prune_nulls(s: Node<'_>, x: &mut Value) {
     match x {
         Value::Object(map) => {
-            map.retain(|k, v| !(v.is_null() && s.property(k).is_some_and(|p| !p.nullable())));
+            map.retain(|k, v| {
+                !(v.is_null() && s.property(k).is_some_and(|p| !p.nullable() && p.default_value().is_none()))
+            });
             for (k, v) in map.iter_mut() {
                 if let Some(prop) = s.property(k) {
                     prune_nulls(prop, v);

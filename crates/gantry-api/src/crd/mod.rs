@@ -4,7 +4,7 @@
 //! - [`default_crd`], [`validate_crd`], [`validate_crd_update`]: the CRD object itself, including the
 //!   structural-schema rules (`spec.validation.openAPIV3Schema.properties[spec].type: Required value: must
 //!   not be empty for specified object fields`) and the rule that defaults are valid and pruned.
-//! - [`prune`], [`default`], [`prune_non_nullable_nulls`], [`prune_and_default`]: what happens to a custom
+//! - [`prune`], [`prune_non_nullable_nulls`], [`default`], [`prune_and_default`]: what happens to a custom
 //!   resource when it is decoded (request bodies and reads from storage).
 //! - [`validate_custom_resource`], [`validate_custom_resource_update`], [`validate_against_schema`]: the
 //!   checks before a custom resource is stored (`spec.replicas: Invalid value: "string": spec.replicas in
@@ -50,12 +50,12 @@ use object::{Reporter, validate_embedded, validate_list_types};
 use schema::Node;
 
 /// What decoding a custom resource does to it, in kube's order: prune the fields `schema` does not specify,
-/// apply defaults, then drop `null`s the schema does not allow. Returns the pruned paths, for
-/// `unknown field "<path>"` warnings or errors.
+/// drop the `null`s the schema neither allows nor defaults, then apply defaults. Returns the pruned paths,
+/// for `unknown field "<path>"` warnings or errors.
 pub fn prune_and_default(schema: &Value, obj: &mut Value) -> Vec<String> {
     let pruned = prune(schema, obj);
-    default(schema, obj);
     prune_non_nullable_nulls(schema, obj);
+    default(schema, obj);
     pruned
 }
 

@@ -34,7 +34,7 @@ const OBJECT_META_FIELDS: &[&str] = &[
 /// `Strict`).
 pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut pruned = Vec::new();
-    prune_node(obj, Some(Node(schema)), true, &Path::root(""), &mut pruned);
+    prune_node(obj, Some(Node(schema)), true, false, &Path::root(""), &mut pruned);
     pruned.sort();
     pruned
 }
@@ -53,7 +53,16 @@ fn prune_meta(meta: &mut Map<String, Value>, path: &Path, pruned: &mut Vec<Strin
     });
 }
 
-fn prune_node(x: &mut Value, s: Option<Node<'_>>, resource_root: bool, path: &Path, pruned: &mut Vec<String>) {
+/// `skip` marks the items of a list with `x-kubernetes-preserve-unknown-fields`, which keep unknown fields
+/// as their list does.
+fn prune_node(
+    x: &mut Value,
+    s: Option<Node<'_>>,
+    resource_root: bool,
+    skip: bool,
+    path: &Path,
+    pruned: &mut Vec<String>,
+) {
     match x {
         Value::Object(map) => {
             let Some(s) = s else {
@@ -63,7 +72,7 @@ fn prune_node(x: &mut Value, s: Option<Node<'_>>, resource_root: bool, path: &Pa
                 map.clear();
                 return;
             };
-            let keep_unknown = s.preserve_unknown();
+            let keep_unknown = skip || s.preserve_unknown();
             let additional = s.additional();
             map.retain(|k, v| {
                 let p = path.child(k);
@@ -80,16 +89,16 @@ fn prune_node(x: &mut Value, s: Option<Node<'_>>, resource_root: bool, path: &Pa
                     }
                 }
                 if let Some(prop) = s.property(k) {
-                    prune_node(v, Some(prop), prop.embedded(), &p, pruned);
+                    prune_node(v, Some(prop), prop.embedded(), false, &p, pruned);
                     return true;
                 }
                 match additional {
                     Some(Additional::Schema(a)) => {
-                        prune_node(v, Some(a), a.embedded(), &p, pruned);
+                        prune_node(v, Some(a), a.embedded(), false, &p, pruned);
                         true
                     }
                     Some(Additional::Allows(true)) if !keep_unknown => {
-                        prune_node(v, None, false, &p, pruned);
+                        prune_node(v, None, false, false, &p, pruned);
                         true
                     }
                     _ if keep_unknown => true,
@@ -102,13 +111,14 @@ fn prune_node(x: &mut Value, s: Option<Node<'_>>, resource_root: bool, path: &Pa
         }
         Value::Array(items) => {
             let item_schema = s.and_then(|s| s.items());
+            let keep_unknown = skip || s.is_some_and(|s| s.preserve_unknown());
             // Under preserve-unknown-fields without an items schema, list contents are kept as they are.
-            if item_schema.is_none() && s.is_some_and(|s| s.preserve_unknown()) {
+            if item_schema.is_none() && keep_unknown {
                 return;
             }
             let embedded = item_schema.is_some_and(|i| i.embedded());
             for (i, item) in items.iter_mut().enumerate() {
-                prune_node(item, item_schema, embedded, &path.index(i), pruned);
+                prune_node(item, item_schema, embedded, keep_unknown, &path.index(i), pruned);
             }
         }
         _ => {}
@@ -120,6 +130,6 @@ fn prune_node(x: &mut Value, s: Option<Node<'_>>, resource_root: bool, path: &Pa
 /// relative to the value.
 pub(crate) fn prune_value(s: Node<'_>, x: &mut Value, resource_root: bool) -> Vec<String> {
     let mut pruned = Vec::new();
-    prune_node(x, Some(s), resource_root, &Path::root(""), &mut pruned);
+    prune_node(x, Some(s), resource_root, false, &Path::root(""), &mut pruned);
     pruned
 }

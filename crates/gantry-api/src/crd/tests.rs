@@ -683,6 +683,12 @@ fn non_nullable_nulls_without_defaults_are_dropped() {
     let mut obj = json!({"spec": {"a": null, "b": null}});
     prune_non_nullable_nulls(&schema, &mut obj);
     assert_eq!(obj, json!({"spec": {"b": null}}));
+    let defaulted = json!({"type": "object", "properties": {"a": {"type": "string", "default": "d"}}});
+    let mut kept = json!({"a": null});
+    prune_non_nullable_nulls(&defaulted, &mut kept);
+    assert_eq!(kept, json!({"a": null}));
+    assert!(prune_and_default(&defaulted, &mut kept).is_empty());
+    assert_eq!(kept, json!({"a": "d"}));
 }
 
 #[test]
@@ -732,6 +738,18 @@ fn pruning_drops_and_reports_unknown_fields() {
             },
         })
     );
+}
+
+#[test]
+fn items_of_a_preserving_list_keep_unknown_fields() {
+    let schema = json!({"type": "object", "properties": {"list": {
+        "type": "array",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "items": {"type": "object", "properties": {"known": {"type": "object", "properties": {}}}},
+    }}});
+    let mut obj = json!({"list": [{"free": 1, "known": {"gone": 2}}]});
+    assert_eq!(prune(&schema, &mut obj), vec!["list[0].known.gone"]);
+    assert_eq!(obj, json!({"list": [{"free": 1, "known": {}}]}));
 }
 
 #[test]
