@@ -174,3 +174,23 @@ impl OpenApiV3 {
         built
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crd_kind_itself_has_a_typed_schema_for_explain() {
+        let mut components = Components::new(Vec::new());
+        let name =
+            components.kind(Gvk { group: "apiextensions.k8s.io", version: "v1", kind: "CustomResourceDefinition" });
+        assert_eq!(name, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition");
+        let all = components.finish();
+        let props = &all["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]["properties"];
+        assert!(props["x-kubernetes-preserve-unknown-fields"].is_object(), "{props}");
+        assert_eq!(all[&name]["x-kubernetes-group-version-kind"][0]["kind"], "CustomResourceDefinition");
+        // Defaults, enums and examples hold any JSON value, not only objects.
+        let json = &all["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON"];
+        assert!(json.get("type").is_none(), "{json}");
+    }
+}

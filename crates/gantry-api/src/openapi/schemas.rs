@@ -120,6 +120,8 @@ typed_kinds! {
     ("networking.k8s.io", "v1", "NetworkPolicy") => api::networking::v1::NetworkPolicy,
     ("storage.k8s.io", "v1", "StorageClass") => api::storage::v1::StorageClass,
     ("scheduling.k8s.io", "v1", "PriorityClass") => api::scheduling::v1::PriorityClass,
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") =>
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 }
 
 fn register<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
@@ -365,6 +367,10 @@ fn annotate_special(name: &str, schema: &mut Value) {
         "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime" => {
             object.insert("type".into(), json!("string"));
             object.insert("format".into(), json!("date-time"));
+        }
+        // Any JSON value (a CRD schema's `default`, `enum` and `example`), not only an object.
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON" => {
+            object.remove("type");
         }
         // Embedded objects and field sets hold arbitrary JSON that must survive pruning.
         "io.k8s.apimachinery.pkg.runtime.RawExtension" | "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1" => {
