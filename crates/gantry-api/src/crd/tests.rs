@@ -929,3 +929,124 @@ fn custom_resource_schema_unfolds_embedded_resources() {
     assert_eq!(template["apiVersion"], json!({"type": "string"}));
     assert_eq!(template["metadata"], json!({"type": "object"}));
 }
+
+/// A CRD shaped like the ones controller-gen writes for widely used projects: two versions with different
+/// descriptions, a status defaulted with a pending condition, list-map conditions, escaped patterns,
+/// immutability rules and a filtered printer column.
+fn generated_style_crd() -> Value {
+    let schema = |description: &str| {
+        json!({
+            "description": description,
+            "type": "object",
+            "required": ["spec"],
+            "properties": {
+                "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                "kind": {"type": "string", "description": "Kind of the object."},
+                "metadata": {"type": "object"},
+                "spec": {
+                    "type": "object",
+                    "required": ["controllerName"],
+                    "properties": {
+                        "controllerName": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 253,
+                            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9\\/\\-._~%!$&'()*+,;=:]+$",
+                            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "Value is immutable"}],
+                        },
+                        "parametersRef": {
+                            "type": "object",
+                            "required": ["group", "kind", "name"],
+                            "properties": {
+                                "group": {"type": "string", "maxLength": 253, "pattern": "^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                                "kind": {"type": "string", "minLength": 1, "maxLength": 63},
+                                "name": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    },
+                },
+                "status": {
+                    "type": "object",
+                    "default": {"conditions": [{"lastTransitionTime": "1970-01-01T00:00:00Z", "message": "Waiting", "reason": "Pending", "status": "Unknown", "type": "Accepted"}]},
+                    "properties": {
+                        "conditions": {
+                            "type": "array",
+                            "maxItems": 8,
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["type"],
+                            "items": {
+                                "type": "object",
+                                "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+                                "properties": {
+                                    "lastTransitionTime": {"type": "string", "format": "date-time"},
+                                    "message": {"type": "string", "maxLength": 32768},
+                                    "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                                    "reason": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"},
+                                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                                    "type": {"type": "string", "maxLength": 316},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        })
+    };
+    let version = |name: &str, storage: bool, description: &str| {
+        json!({
+            "name": name,
+            "served": true,
+            "storage": storage,
+            "schema": {"openAPIV3Schema": schema(description)},
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": [
+                {"name": "Controller", "type": "string", "jsonPath": ".spec.controllerName"},
+                {"name": "Accepted", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Accepted\")].status"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ],
+        })
+    };
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "portalclasses.net.example.io"},
+        "spec": {
+            "group": "net.example.io",
+            "scope": "Cluster",
+            "names": {"plural": "portalclasses", "singular": "portalclass", "kind": "PortalClass", "listKind": "PortalClassList", "categories": ["portals"], "shortNames": ["pc"]},
+            "versions": [version("v1", true, "A class of portals."), version("v1beta1", false, "A class of portals (beta).")],
+        },
+    })
+}
+
+#[test]
+fn a_generated_style_crd_and_its_objects_pass() {
+    let mut crd = generated_style_crd();
+    default_crd(&mut crd);
+    assert_eq!(messages(&validate_crd(&crd)), Vec::<String>::new());
+
+    let schema = version_schema(version(&crd, "v1").unwrap()).unwrap();
+    let mut obj = json!({
+        "apiVersion": "net.example.io/v1",
+        "kind": "PortalClass",
+        "metadata": {"name": "internal"},
+        "spec": {"controllerName": "example.net/portal-controller", "unknown": true},
+    });
+    assert_eq!(prune_and_default(schema, &mut obj), vec!["spec.unknown"]);
+    assert_eq!(obj["status"]["conditions"][0]["reason"], "Pending");
+    assert_eq!(messages(&validate_custom_resource(&crd, "v1", &obj)), Vec::<String>::new());
+
+    let table = CrdTable::new(version(&crd, "v1").unwrap()).unwrap();
+    let cells = table.row_cells(&obj, Timestamp::UNIX_EPOCH);
+    assert_eq!(cells[..3], [json!("internal"), json!("example.net/portal-controller"), json!("Unknown")]);
+
+    obj["spec"]["controllerName"] = json!("no-slash");
+    obj["status"]["conditions"][0]["status"] = json!("Maybe");
+    assert_eq!(
+        messages(&validate_custom_resource(&crd, "v1", &obj)),
+        vec![
+            "spec.controllerName: Invalid value: \"no-slash\": spec.controllerName in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9\\/\\-._~%!$&'()*+,;=:]+$'",
+            "status.conditions[0].status: Unsupported value: \"Maybe\": supported values: \"True\", \"False\", \"Unknown\"",
+        ]
+    );
+}
