@@ -152,6 +152,7 @@ fn validate_spec(crd: &Value, errs: &mut Vec<FieldError>) {
     let lift_schema = identical_per_version(vs, "schema");
     let lift_subresources = identical_per_version(vs, "subresources");
     let lift_columns = identical_per_version(vs, "additionalPrinterColumns");
+    let lift_selectable = identical_per_version(vs, "selectableFields");
     if !lift_schema {
         for (i, v) in vs.iter().enumerate() {
             if super::schema::version_schema(v).is_none() {
@@ -184,6 +185,9 @@ fn validate_spec(crd: &Value, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(&vp.child("name"), name, msgs.join(",")));
         }
         validate_deprecation_warning(v, &vp, errs);
+        if !lift_selectable {
+            validate_selectable_fields(v, &vp, errs);
+        }
         if !lift_schema && let Some(schema) = v.get("schema").filter(|s| !s.is_null()) {
             validate_schema(schema, status_enabled(v), &vp.child("schema"), errs);
         }
@@ -227,6 +231,9 @@ fn validate_spec(crd: &Value, errs: &mut Vec<FieldError>) {
         for (j, c) in columns.into_iter().flatten().enumerate() {
             validate_column(c, &spec.child("additionalPrinterColumns").index(j), errs);
         }
+    }
+    if lift_selectable && let Some(first) = vs.first() {
+        validate_selectable_fields(first, &spec, errs);
     }
     validate_conversion(s, &spec.child("conversion"), errs);
 }
@@ -585,4 +592,81 @@ fn validate_preserve_unknown_fields(crd: &Value, old: Option<&Value>, errs: &mut
             "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
         ));
     }
+}
+
+/// The most selectable fields a version may declare.
+const MAX_SELECTABLE_FIELDS: usize = 8;
+
+/// `selectableFields`: simple paths to string, boolean or integer fields outside metadata, each once.
+fn validate_selectable_fields(v: &Value, path: &Path, errs: &mut Vec<FieldError>) {
+    let Some(fields) = v.get("selectableFields").and_then(Value::as_array).filter(|f| !f.is_empty()) else { return };
+    let fp = path.child("selectableFields");
+    let Some(schema) = super::schema::version_schema(v) else {
+        errs.push(FieldError::invalid(
+            &fp,
+            "",
+            "selectableFields may only be set when version.schema.openAPIV3Schema is not included",
+        ));
+        return;
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        let p = fp.index(i).child("jsonPath");
+        let json_path = text(f, "/jsonPath");
+        if json_path.is_empty() {
+            errs.push(FieldError::required(&p, ""));
+            continue;
+        }
+        let segments: Vec<&str> = json_path.strip_prefix('.').unwrap_or("").split('.').collect();
+        if !json_path.starts_with('.') || segments.iter().any(|s| s.is_empty() || s.contains(['[', ']'])) {
+            errs.push(FieldError::invalid(
+                &p,
+                json_path,
+                "is an invalid path: must be a simple field path such as .spec.name",
+            ));
+            continue;
+        }
+        let target = segments.iter().try_fold(Node(schema), |node, seg| node.property(seg));
+        let Some(target) = target else {
+            errs.push(FieldError::invalid(
+                &p,
+                json_path,
+                "is an invalid path: does not refer to a field in the schema",
+            ));
+            continue;
+        };
+        if segments.first() == Some(&"metadata") {
+            errs.push(FieldError::invalid(&p, json_path, "must not point to fields in metadata"));
+        }
+        if !matches!(target.ty(), "string" | "boolean" | "integer") {
+            errs.push(FieldError::invalid(
+                &p,
+                json_path,
+                "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+            ));
+        }
+        let normalized = segments.join(".");
+        if seen.contains(&normalized) {
+            errs.push(FieldError::duplicate(&p, json_path));
+        } else {
+            seen.push(normalized);
+        }
+    }
+    if seen.len() > MAX_SELECTABLE_FIELDS {
+        errs.push(FieldError::too_many(&fp, seen.len(), MAX_SELECTABLE_FIELDS));
+    }
+}
+
+/// The names of the versions a CRD serves, in `spec.versions` order.
+pub fn served_versions(crd: &Value) -> Vec<&str> {
+    versions(crd)
+        .iter()
+        .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+        .map(|v| text(v, "/name"))
+        .collect()
+}
+
+/// The name of the version a CRD stores objects in (the one with `storage: true`).
+pub fn storage_version(crd: &Value) -> Option<&str> {
+    versions(crd).iter().find(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).map(|v| text(v, "/name"))
 }

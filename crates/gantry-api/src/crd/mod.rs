@@ -35,7 +35,7 @@ mod table;
 use serde_json::Value;
 
 pub use defaulting::{default, prune_non_nullable_nulls};
-pub use definition::{default_crd, validate_crd, validate_crd_update};
+pub use definition::{default_crd, served_versions, storage_version, validate_crd, validate_crd_update};
 pub use jsonpath::{JsonPath, JsonPathError, print_value};
 pub use pruning::prune;
 pub use scale::{ScaleError, ScalePaths, scale_of, set_spec_replicas, validate_replicas};

@@ -1050,3 +1050,29 @@ fn a_generated_style_crd_and_its_objects_pass() {
         ]
     );
 }
+
+#[test]
+fn selectable_fields_must_name_scalar_fields_outside_metadata() {
+    let mut crd = crontab_crd();
+    crd["spec"]["versions"][0]["selectableFields"] = json!([
+        {"jsonPath": ".spec.image"},
+        {"jsonPath": ".spec.missing"},
+        {"jsonPath": ".spec"},
+        {"jsonPath": ".spec.image"},
+    ]);
+    assert_eq!(
+        messages(&validate_crd(&crd)),
+        vec![
+            "spec.selectableFields[1].jsonPath: Invalid value: \".spec.missing\": is an invalid path: does not refer to a field in the schema",
+            "spec.selectableFields[2].jsonPath: Invalid value: \".spec\": must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+            "spec.selectableFields[3].jsonPath: Duplicate value: \".spec.image\"",
+        ]
+    );
+}
+
+#[test]
+fn served_and_storage_versions_are_read_from_spec_versions() {
+    let crd = generated_style_crd();
+    assert_eq!(served_versions(&crd), vec!["v1", "v1beta1"]);
+    assert_eq!(storage_version(&crd), Some("v1"));
+}
