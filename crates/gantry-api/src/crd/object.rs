@@ -190,8 +190,8 @@ fn check_string(s: Node<'_>, x: &Value, text: &str, name: &str, r: &mut Reporter
     if let Some(max) = s.i64("maxLength")
         && len > max
     {
-        let detail =
-            if max >= 0 { format!("may not be more than {max} bytes") } else { "value is too long".to_string() };
+        let unit = if max == 1 { "byte" } else { "bytes" };
+        let detail = format!("may not be more than {max} {unit}");
         r.push(FieldErrorKind::FieldValueTooLong, name, Some(x.clone()), detail);
     }
     if let Some(min) = s.i64("minLength")
