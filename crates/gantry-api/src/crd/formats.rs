@@ -44,12 +44,9 @@ fn is_date(value: &str) -> bool {
 }
 
 fn is_date_time(value: &str) -> bool {
-    if value.parse::<jiff::Timestamp>().is_ok() {
-        return true;
-    }
-    // strfmt also accepts a date-time without seconds fraction or offset separators in a few layouts; the
-    // RFC 3339 forms above are what clients send.
-    jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S", value).is_ok()
+    // The RFC 3339 forms clients send, and the local and reduced-precision ISO 8601 forms the schema
+    // validator also accepts (`2006-01-02T15:04:05`, `2006-01-02 15:04`).
+    value.parse::<jiff::Timestamp>().is_ok() || value.parse::<jiff::civil::DateTime>().is_ok()
 }
 
 fn is_uuid(value: &str, version: Option<char>) -> bool {
@@ -106,42 +103,53 @@ fn is_hostname(value: &str) -> bool {
     })
 }
 
+/// An address as Go's mail parser reads it, optionally with a display name (`Ann <ann@example.com>`).
 fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.rsplit_once('@') else { return false };
-    !local.is_empty() && !local.contains(char::is_whitespace) && is_hostname(domain)
+    let address = match (value.rfind('<'), value.ends_with('>')) {
+        (Some(start), true) => &value[start + 1..value.len() - 1],
+        _ => value,
+    };
+    let Some((local, domain)) = address.rsplit_once('@') else { return false };
+    !local.is_empty() && !domain.is_empty() && !address.contains(char::is_whitespace)
 }
 
+/// An absolute URI or an absolute path, as an HTTP request line carries it.
 fn is_uri(value: &str) -> bool {
+    if value.contains(char::is_whitespace) || value.is_empty() {
+        return false;
+    }
+    if value.starts_with('/') {
+        return true;
+    }
     let Some((scheme, _rest)) = value.split_once(':') else { return false };
     let mut chars = scheme.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        && !value.contains(char::is_whitespace)
 }
 
-/// Go `time.ParseDuration` syntax, plus the day and week units strfmt adds.
+/// Go `time.ParseDuration` syntax, or numbers with units and optional spaces (`3 days`, `1h 30m`) as the
+/// schema validator also accepts.
 fn is_duration(value: &str) -> bool {
-    let s = value.trim_start_matches(['+', '-']);
+    let s = value.trim().trim_start_matches(['+', '-']);
     if s == "0" {
         return true;
     }
-    if s.is_empty() {
-        return false;
-    }
-    let units = ["ns", "us", "µs", "μs", "ms", "s", "m", "h", "d", "w"];
     let mut rest = s;
+    let mut parts = 0;
     while !rest.is_empty() {
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return false;
         }
-        rest = &rest[num_len..];
-        let Some(unit) = units.iter().filter(|u| rest.starts_with(**u)).max_by_key(|u| u.len()) else {
+        rest = rest[num_len..].trim_start();
+        let unit_len = rest.find(|c: char| !(c.is_alphabetic())).unwrap_or(rest.len());
+        if unit_len == 0 {
             return false;
-        };
-        rest = &rest[unit.len()..];
+        }
+        rest = rest[unit_len..].trim_start();
+        parts += 1;
     }
-    true
+    parts > 0
 }
 
 fn is_hexcolor(value: &str) -> bool {

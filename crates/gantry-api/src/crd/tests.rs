@@ -1076,3 +1076,43 @@ fn served_and_storage_versions_are_read_from_spec_versions() {
     assert_eq!(served_versions(&crd), vec!["v1", "v1beta1"]);
     assert_eq!(storage_version(&crd), Some("v1"));
 }
+
+#[test]
+fn formats_accept_what_the_schema_validator_accepts() {
+    let check = |format: &str, value: &str| {
+        let schema = json!({"type": "object", "properties": {"v": {"type": "string", "format": format}}});
+        validate_against_schema(&schema, &json!({"v": value})).is_empty()
+    };
+    for (format, value) in [
+        ("date-time", "2024-05-01T10:00:00.123+02:00"),
+        ("date-time", "2024-05-01T10:00:00"),
+        ("date", "2024-02-29"),
+        ("byte", "aGVsbG8="),
+        ("uri", "https://example.com/a?b=c"),
+        ("uri", "/absolute/path"),
+        ("email", "Ann <ann@example.com>"),
+        ("duration", "1h30m"),
+        ("duration", "3 days"),
+        ("ipv4", "10.0.0.1"),
+        ("cidr", "10.0.0.0/8"),
+        ("mac", "01:23:45:67:89:ab"),
+        ("hostname", "my-host.example.com"),
+        ("uuid4", "0b7f1a7e-3c52-4a7b-9f0e-2f4d8c1a5b6e"),
+        ("int32", "not checked on strings"),
+        ("unknown-format", "anything"),
+    ] {
+        assert!(check(format, value), "{format} rejects {value:?}");
+    }
+    for (format, value) in [
+        ("date-time", "yesterday"),
+        ("date", "2023-02-29"),
+        ("byte", "not base64!"),
+        ("uri", "relative/path"),
+        ("duration", "soon"),
+        ("ipv4", "10.0.0.256"),
+        ("cidr", "10.0.0.0/33"),
+        ("uuid", "0b7f1a7e"),
+    ] {
+        assert!(!check(format, value), "{format} accepts {value:?}");
+    }
+}
