@@ -76,7 +76,9 @@ pub fn validate_custom_resource(crd: &Value, version: &str, obj: &Value) -> Vec<
 }
 
 /// Validates an update of a custom resource (`old` as stored): as [`validate_custom_resource`], with the
-/// metadata update rules (immutable name, namespace, uid, ...) instead of the create rules.
+/// metadata update rules (immutable name, namespace, uid, ...) instead of the create rules, and kube's
+/// ratcheting: schema errors on values the update leaves unchanged are dropped, and set and map duplicates
+/// are reported only if the stored object had none.
 pub fn validate_custom_resource_update(crd: &Value, version: &str, new: &Value, old: &Value) -> Vec<FieldError> {
     validate_cr(crd, version, new, Some(old))
 }
@@ -111,16 +113,56 @@ fn validate_cr(crd: &Value, version_name: &str, obj: &Value, old: Option<&Value>
     if let Some(schema) = schema {
         let mut r = Reporter::new(None);
         object::validate(Node(schema), obj, "", &mut r);
-        errs.extend(r.errs);
+        let mut schema_errs = r.errs;
+        // An update may keep an invalid value it does not touch (kube's CRD validation ratcheting).
+        if let Some(old) = old {
+            schema_errs.retain(|e| !ratcheted(&e.field, obj, old));
+        }
+        errs.extend(schema_errs);
     }
     if let Some(paths) = v.and_then(ScalePaths::from_version) {
         errs.extend(validate_replicas(obj, &paths));
     }
     if let Some(schema) = schema {
         validate_embedded(Node(schema), obj, &Path::root(""), &mut errs);
-        validate_list_types(Node(schema), obj, &Path::root(""), &mut errs);
+        // Duplicates in sets and maps are only reported when the stored object had none.
+        let old_list_errs = old.map(|o| {
+            let mut e = Vec::new();
+            validate_list_types(Node(schema), o, &Path::root(""), &mut e);
+            e
+        });
+        if old_list_errs.is_none_or(|e| e.is_empty()) {
+            validate_list_types(Node(schema), obj, &Path::root(""), &mut errs);
+        }
     }
     errs
+}
+
+/// Whether a schema error at `field` (`spec.a.b`, `spec.list[2].x`) concerns a value the update left as it
+/// was: the field itself or one of the objects containing it is unchanged from `old`. Lists are not looked
+/// into, since their items cannot be matched up in general.
+fn ratcheted(field: &str, new: &Value, old: &Value) -> bool {
+    let (mut n, mut o) = (new, old);
+    for segment in field.split('.') {
+        let (key, stop) = match segment.find('[') {
+            Some(i) => (&segment[..i], true),
+            None => (segment, false),
+        };
+        match (n.get(key), o.get(key)) {
+            (Some(nv), Some(ov)) => {
+                if nv == ov {
+                    return true;
+                }
+                n = nv;
+                o = ov;
+            }
+            _ => return false,
+        }
+        if stop {
+            return false;
+        }
+    }
+    false
 }
 
 /// A stand-in kind for the metadata update checks, which do not look at the kind.

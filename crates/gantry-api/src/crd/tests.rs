@@ -1116,3 +1116,19 @@ fn formats_accept_what_the_schema_validator_accepts() {
         assert!(!check(format, value), "{format} accepts {value:?}");
     }
 }
+
+#[test]
+fn updates_ratchet_errors_on_unchanged_values() {
+    let crd = crontab_crd();
+    let mut old = crontab(json!({"cronSpec": "bad", "replicas": 15, "image": "a"}));
+    old["metadata"]["resourceVersion"] = json!("3");
+    let mut new = old.clone();
+    new["spec"]["image"] = json!("b");
+    // cronSpec and replicas were already invalid and are unchanged: the update may keep them.
+    assert_eq!(messages(&validate_custom_resource_update(&crd, "v1", &new, &old)), Vec::<String>::new());
+    new["spec"]["replicas"] = json!(20);
+    assert_eq!(
+        messages(&validate_custom_resource_update(&crd, "v1", &new, &old)),
+        vec!["spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"]
+    );
+}
