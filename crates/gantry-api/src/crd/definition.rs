@@ -670,3 +670,51 @@ pub fn served_versions(crd: &Value) -> Vec<&str> {
 pub fn storage_version(crd: &Value) -> Option<&str> {
     versions(crd).iter().find(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).map(|v| text(v, "/name"))
 }
+
+/// Appends the storage version to `status.storedVersions` if it is not listed yet.
+fn record_storage_version(crd: &mut Value) {
+    let Some(storage) = storage_version(crd).map(str::to_string) else { return };
+    let Some(object) = crd.as_object_mut() else { return };
+    let status = object.entry("status").or_insert_with(|| json!({}));
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let stored = &mut status["storedVersions"];
+    if !stored.is_array() {
+        *stored = json!([]);
+    }
+    if let Some(list) = stored.as_array_mut()
+        && !list.iter().any(|v| v.as_str() == Some(storage.as_str()))
+    {
+        list.push(Value::from(storage));
+    }
+}
+
+/// What kube-apiserver does to a CRD before validating a create: the client's `status` is dropped,
+/// `metadata.generation` is 1 and `status.storedVersions` names the storage version.
+pub fn prepare_crd_for_create(crd: &mut Value) {
+    if let Some(object) = crd.as_object_mut() {
+        object.insert("status".into(), json!({}));
+    }
+    if let Some(meta) = crd.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("generation".into(), json!(1));
+    }
+    record_storage_version(crd);
+}
+
+/// What kube-apiserver does to a CRD before validating an update of `old`: the stored `status` is kept
+/// (status is written through the status subresource), `metadata.generation` goes up when `spec` changed,
+/// and a new storage version is added to `status.storedVersions`.
+pub fn prepare_crd_for_update(new: &mut Value, old: &Value) {
+    let status = old.get("status").cloned().unwrap_or_else(|| json!({}));
+    let old_generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let spec_changed = new.get("spec") != old.get("spec");
+    if let Some(object) = new.as_object_mut() {
+        object.insert("status".into(), status);
+    }
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        let generation = if spec_changed { old_generation + 1 } else { old_generation };
+        meta.insert("generation".into(), json!(generation));
+    }
+    record_storage_version(new);
+}

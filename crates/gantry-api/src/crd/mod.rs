@@ -1,7 +1,8 @@
 //! CustomResourceDefinitions (`apiextensions.k8s.io/v1`): everything that is a pure function of a CRD and a
 //! custom resource, with kube-apiserver's behaviour and messages.
 //!
-//! - [`default_crd`], [`validate_crd`], [`validate_crd_update`]: the CRD object itself, including the
+//! - [`default_crd`], [`prepare_crd_for_create`], [`prepare_crd_for_update`], [`validate_crd`],
+//!   [`validate_crd_update`]: the CRD object itself, including the
 //!   structural-schema rules (`spec.validation.openAPIV3Schema.properties[spec].type: Required value: must
 //!   not be empty for specified object fields`) and the rule that defaults are valid and pruned.
 //! - [`prune`], [`prune_non_nullable_nulls`], [`default`], [`prune_and_default`]: what happens to a custom
@@ -35,7 +36,10 @@ mod table;
 use serde_json::Value;
 
 pub use defaulting::{default, prune_non_nullable_nulls};
-pub use definition::{default_crd, served_versions, storage_version, validate_crd, validate_crd_update};
+pub use definition::{
+    default_crd, prepare_crd_for_create, prepare_crd_for_update, served_versions, storage_version, validate_crd,
+    validate_crd_update,
+};
 pub use jsonpath::{JsonPath, JsonPathError, print_value};
 pub use pruning::prune;
 pub use scale::{ScaleError, ScalePaths, scale_of, set_spec_replicas, validate_replicas};

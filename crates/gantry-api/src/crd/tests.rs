@@ -1132,3 +1132,28 @@ fn updates_ratchet_errors_on_unchanged_values() {
         vec!["spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"]
     );
 }
+
+#[test]
+fn preparing_crds_records_stored_versions_and_generations() {
+    let mut crd = crontab_crd();
+    crd["status"] = json!({"acceptedNames": {"kind": "Forged"}});
+    prepare_crd_for_create(&mut crd);
+    assert_eq!(crd["status"], json!({"storedVersions": ["v1"]}));
+    assert_eq!(crd["metadata"]["generation"], 1);
+    assert!(validate_crd(&crd).is_empty());
+
+    let old = crd.clone();
+    let mut new = crd.clone();
+    let mut v2 = new["spec"]["versions"][0].clone();
+    v2["name"] = json!("v2");
+    new["spec"]["versions"][0]["storage"] = json!(false);
+    new["spec"]["versions"].as_array_mut().unwrap().push(v2);
+    new["status"] = json!({});
+    prepare_crd_for_update(&mut new, &old);
+    assert_eq!(new["status"]["storedVersions"], json!(["v1", "v2"]));
+    assert_eq!(new["metadata"]["generation"], 2);
+
+    let mut unchanged = old.clone();
+    prepare_crd_for_update(&mut unchanged, &old);
+    assert_eq!(unchanged["metadata"]["generation"], 1);
+}
