@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::paths::{self, ResourceShape};
 use super::schemas::{API_VERSION_DESCRIPTION, Components, Gvk, KIND_DESCRIPTION, REF_PREFIX};
-use super::{Document, KUBERNETES_VERSION, OpenApiV3};
+use super::{KUBERNETES_VERSION, OpenApiV3};
 use crate::registry::{Registry, Subresource};
 
 const METADATA_DESCRIPTION: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
@@ -159,19 +159,10 @@ pub fn custom_resource_documents(crds: &[Value]) -> Vec<(String, Value)> {
 }
 
 impl OpenApiV3 {
-    /// Builds the documents of `registry` plus those of the CRDs (see [`custom_resource_documents`]). A
-    /// custom group-version that the registry also serves keeps the registry's document.
+    /// Builds the documents of the built-in resources of `registry` plus those of the CRDs (see
+    /// [`custom_resource_documents`]).
     pub fn build_with_custom_resources(registry: &Registry, crds: &[Value]) -> OpenApiV3 {
-        let mut built = OpenApiV3::build(registry);
-        for (path, value) in custom_resource_documents(crds) {
-            built.documents.entry(path.clone()).or_insert_with(|| Document::new(path, &value));
-        }
-        let mut index = Map::new();
-        for (path, document) in &built.documents {
-            index.insert(path.clone(), json!({"serverRelativeURL": document.server_relative_url()}));
-        }
-        built.index = Document::new(String::new(), &json!({"paths": index}));
-        built
+        OpenApiV3::build(registry).with_documents(custom_resource_documents(crds))
     }
 }
 

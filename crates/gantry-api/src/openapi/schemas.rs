@@ -120,8 +120,6 @@ typed_kinds! {
     ("networking.k8s.io", "v1", "NetworkPolicy") => api::networking::v1::NetworkPolicy,
     ("storage.k8s.io", "v1", "StorageClass") => api::storage::v1::StorageClass,
     ("scheduling.k8s.io", "v1", "PriorityClass") => api::scheduling::v1::PriorityClass,
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") =>
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 }
 
 fn register<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
