@@ -1157,3 +1157,37 @@ fn preparing_crds_records_stored_versions_and_generations() {
     prepare_crd_for_update(&mut unchanged, &old);
     assert_eq!(unchanged["metadata"]["generation"], 1);
 }
+
+#[test]
+fn versions_may_differ_in_schema_subresources_and_columns() {
+    let mut crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gizmos", "kind": "Gizmo", "shortNames": ["gz"], "categories": ["all"]},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true,
+                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+                     "status": {"type": "object", "properties": {"ready": {"type": "integer"}, "selector": {"type": "string"}}}}}},
+                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.ready", "labelSelectorPath": ".status.selector"}},
+                 "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]},
+                {"name": "v1beta1", "served": true, "storage": false,
+                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+            ],
+        },
+    });
+    default_crd(&mut crd);
+    prepare_crd_for_create(&mut crd);
+    assert_eq!(messages(&validate_crd(&crd)), Vec::<String>::new());
+    crd["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"] = json!("spec.size");
+    assert_eq!(
+        messages(&validate_crd(&crd)),
+        vec![
+            "spec.versions[0].subresources.scale.specReplicasPath: Invalid value: \"spec.size\": must be a simple json path starting with ."
+        ]
+    );
+}
