@@ -17,10 +17,12 @@
 //! Inputs are JSON (`serde_json::Value`) as clients send and the store keeps them; a schema is a
 //! `JSONSchemaProps` object (`spec.versions[i].schema.openAPIV3Schema`).
 //!
-//! Not enforced: `x-kubernetes-validations` (CEL) rules are checked for well-formedness only (a rule is
-//! present, messages have no line breaks, reasons are known); the expressions are neither compiled nor
-//! evaluated, so no object is rejected by a CEL rule. Conversion webhooks are refused: only
-//! `strategy: None` is accepted, so every served version must hold the same fields.
+//! `x-kubernetes-validations` (CEL) rules are evaluated with the `cel` crate and reject a value only when
+//! they evaluate to `false`; a rule the evaluator cannot parse or run (the Kubernetes CEL libraries such as
+//! `url()` or `quantity()`, optional-field syntax, run-time errors) is skipped, where kube would reject the
+//! CRD or the object. Rules are not type-checked or cost-estimated when a CRD is written. Conversion
+//! webhooks are refused: only `strategy: None` is accepted, so every served version must hold the same
+//! fields.
 
 mod defaulting;
 mod definition;
@@ -28,6 +30,7 @@ mod formats;
 mod jsonpath;
 mod object;
 mod pruning;
+mod rules;
 mod scale;
 mod schema;
 mod structural;
@@ -72,8 +75,8 @@ pub fn validate_against_schema(schema: &Value, obj: &Value) -> Vec<FieldError> {
 }
 
 /// Validates a custom resource about to be created in `version` of `crd` (pruned and defaulted already):
-/// `apiVersion` and `kind`, `metadata`, the version's schema, the scale replica counts, embedded resources
-/// and `x-kubernetes-list-type` sets and maps. The server must have set `metadata.namespace` (for a
+/// `apiVersion` and `kind`, `metadata`, the version's schema, the scale replica counts, embedded resources,
+/// `x-kubernetes-list-type` sets and maps, and `x-kubernetes-validations` rules. The server must have set `metadata.namespace` (for a
 /// namespaced CRD) and generated the name, as for built-in kinds.
 pub fn validate_custom_resource(crd: &Value, version: &str, obj: &Value) -> Vec<FieldError> {
     validate_cr(crd, version, obj, None)
@@ -138,6 +141,12 @@ fn validate_cr(crd: &Value, version_name: &str, obj: &Value, old: Option<&Value>
         if old_list_errs.is_none_or(|e| e.is_empty()) {
             validate_list_types(Node(schema), obj, &Path::root(""), &mut errs);
         }
+        let mut rule_errs = Vec::new();
+        rules::validate_rules(Node(schema), obj, old, &Path::root(""), &mut rule_errs);
+        if let Some(old) = old {
+            rule_errs.retain(|e| !ratcheted(&e.field, obj, old));
+        }
+        errs.extend(rule_errs);
     }
     errs
 }

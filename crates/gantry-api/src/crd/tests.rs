@@ -1191,3 +1191,54 @@ fn versions_may_differ_in_schema_subresources_and_columns() {
         ]
     );
 }
+
+fn rule_crd(rules: Value) -> Value {
+    let mut crd = crd_with_schema(json!({"type": "object", "properties": {"spec": {
+        "type": "object",
+        "x-kubernetes-validations": rules,
+        "properties": {
+            "min": {"type": "integer"},
+            "max": {"type": "integer"},
+            "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "Value is immutable"}]},
+            "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-validations": [{"rule": "self.all(t, t.size() <= 3)"}]},
+        },
+    }}}));
+    crd["spec"]["versions"][0].as_object_mut().unwrap().remove("subresources");
+    crd
+}
+
+#[test]
+fn cel_rules_reject_values_that_evaluate_to_false() {
+    let crd = rule_crd(json!([
+        {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+        {"rule": "!has(self.name) || self.name.startsWith('x')", "fieldPath": ".name", "reason": "FieldValueForbidden"},
+        {"rule": "self.min >= 0", "messageExpression": "'min is ' + string(self.min)"},
+    ]));
+    assert!(validate_crd(&crd).is_empty(), "{:?}", messages(&validate_crd(&crd)));
+    let ok = crontab(json!({"min": 1, "max": 2, "name": "xy", "tags": ["a", "bcd"]}));
+    assert_eq!(messages(&validate_custom_resource(&crd, "v1", &ok)), Vec::<String>::new());
+    let bad = crontab(json!({"min": -3, "max": -4, "name": "yz", "tags": ["long"]}));
+    assert_eq!(
+        messages(&validate_custom_resource(&crd, "v1", &bad)),
+        vec![
+            "spec: Invalid value: \"object\": min must not exceed max",
+            "spec.name: Forbidden: failed rule: !has(self.name) || self.name.startsWith('x')",
+            "spec: Invalid value: \"object\": min is -3",
+            "spec.tags: Invalid value: \"array\": failed rule: self.all(t, t.size() <= 3)",
+        ]
+    );
+}
+
+#[test]
+fn cel_transition_rules_run_on_updates_only_and_unknown_functions_are_skipped() {
+    let crd = rule_crd(json!([{"rule": "url(self.name).getScheme() == 'https'"}]));
+    let mut old = crontab(json!({"name": "a"}));
+    assert_eq!(messages(&validate_custom_resource(&crd, "v1", &old)), Vec::<String>::new());
+    old["metadata"]["resourceVersion"] = json!("1");
+    let mut new = old.clone();
+    new["spec"]["name"] = json!("b");
+    assert_eq!(
+        messages(&validate_custom_resource_update(&crd, "v1", &new, &old)),
+        vec!["spec.name: Invalid value: \"string\": Value is immutable"]
+    );
+}
