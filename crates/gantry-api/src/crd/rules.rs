@@ -10,8 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cel::extractors::This;
 use cel::objects::{Key, Map as CelMap};
-use cel::{Context, Program, Value as CelValue};
+use cel::{Context, ExecutionError, FunctionContext, Program, Value as CelValue};
 use serde_json::Value;
 
 use super::schema::Node;
@@ -38,6 +39,29 @@ fn to_cel(v: &Value) -> CelValue {
     }
 }
 
+/// CEL's `size()`: strings count code points (the evaluator's own counts bytes).
+fn size(ftx: &FunctionContext, This(this): This<CelValue>) -> Result<i64, ExecutionError> {
+    let n = match this {
+        CelValue::List(l) => l.len(),
+        CelValue::Map(m) => m.map.len(),
+        CelValue::String(s) => s.chars().count(),
+        CelValue::Bytes(b) => b.len(),
+        other => return Err(ftx.error(format!("cannot determine the size of {other:?}"))),
+    };
+    Ok(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A context with the standard functions, `size()` as CEL defines it, and `self` (and `oldSelf`) bound.
+fn context(value: &Value, old: Option<&Value>) -> Context<'static> {
+    let mut context = Context::default();
+    context.add_function("size", size);
+    context.add_variable_from_value("self", to_cel(value));
+    if let Some(old) = old {
+        context.add_variable_from_value("oldSelf", to_cel(old));
+    }
+    context
+}
+
 /// The result of one rule on one value.
 enum Outcome {
     Pass,
@@ -48,13 +72,10 @@ enum Outcome {
 
 fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Outcome {
     let Ok(program) = Program::compile(rule) else { return Outcome::Skipped };
-    let mut context = Context::default();
-    context.add_variable_from_value("self", to_cel(value));
-    if rule.contains("oldSelf") {
-        let Some(old) = old else { return Outcome::Skipped };
-        context.add_variable_from_value("oldSelf", to_cel(old));
+    if rule.contains("oldSelf") && old.is_none() {
+        return Outcome::Skipped;
     }
-    match program.execute(&context) {
+    match program.execute(&context(value, old)) {
         Ok(CelValue::Bool(true)) => Outcome::Pass,
         Ok(CelValue::Bool(false)) => Outcome::Fail,
         _ => Outcome::Skipped,
@@ -68,12 +89,7 @@ fn message(rule: Node<'_>, value: &Value, old: Option<&Value>) -> String {
     if !expression.is_empty()
         && let Ok(program) = Program::compile(expression)
     {
-        let mut context = Context::default();
-        context.add_variable_from_value("self", to_cel(value));
-        if let Some(old) = old {
-            context.add_variable_from_value("oldSelf", to_cel(old));
-        }
-        if let Ok(CelValue::String(s)) = program.execute(&context)
+        if let Ok(CelValue::String(s)) = program.execute(&context(value, old))
             && !s.trim().is_empty()
         {
             return s.to_string();
@@ -152,5 +168,33 @@ pub(crate) fn validate_rules(s: Node<'_>, x: &Value, old: Option<&Value>, path: 
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(rule: &str, value: Value) -> Option<bool> {
+        match evaluate(rule, &value, None) {
+            Outcome::Pass => Some(true),
+            Outcome::Fail => Some(false),
+            Outcome::Skipped => None,
+        }
+    }
+
+    #[test]
+    fn rules_evaluate_with_cel_semantics() {
+        let v = serde_json::json!({"s": "héllo", "n": 3, "tags": ["a", "b"], "m": {"k": "v"}});
+        assert_eq!(eval("self.s.size() == 5", v.clone()), Some(true));
+        assert_eq!(eval("size(self.tags) == 2 && size(self.m) == 1", v.clone()), Some(true));
+        assert_eq!(eval("self.n == 3.0 && self.n > 2u", v.clone()), Some(true));
+        assert_eq!(eval("self.tags.exists_one(t, t == 'a') && 'k' in self.m", v.clone()), Some(true));
+        assert_eq!(eval("has(self.zz)", v.clone()), Some(false));
+        // Run-time errors, missing functions and unsupported syntax are skipped, never a rejection.
+        assert_eq!(eval("self.zz == 1", v.clone()), None);
+        assert_eq!(eval("self.s.lowerAscii() == 'x'", v.clone()), None);
+        assert_eq!(eval("self.?zz.orValue('d') == 'd'", v.clone()), None);
+        assert_eq!(eval("self == oldSelf", v), None);
     }
 }
