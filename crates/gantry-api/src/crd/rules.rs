@@ -88,12 +88,10 @@ fn message(rule: Node<'_>, value: &Value, old: Option<&Value>) -> String {
     let expression = rule.str("messageExpression");
     if !expression.is_empty()
         && let Ok(program) = Program::compile(expression)
+        && let Ok(CelValue::String(s)) = program.execute(&context(value, old))
+        && !s.trim().is_empty()
     {
-        if let Ok(CelValue::String(s)) = program.execute(&context(value, old))
-            && !s.trim().is_empty()
-        {
-            return s.to_string();
-        }
+        return s.to_string();
     }
     match rule.str("message") {
         "" => format!("failed rule: {}", rule.str("rule").trim()),
