@@ -399,7 +399,11 @@ fn validate_defaults(s: Node<'_>, path: &Path, resource_root: bool, inside_meta:
         }
         let mut r = Reporter::new(Some(&default_path));
         validate_value(s, default, "", &mut r);
+        let schema_ok = r.errs.is_empty();
         errs.extend(r.errs);
+        if schema_ok {
+            super::rules::validate_rules(s, default, None, &default_path, errs);
+        }
     }
     if let Some(items) = s.items() {
         validate_defaults(items, &path.child("items"), false, inside_meta, errs);

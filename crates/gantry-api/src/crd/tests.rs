@@ -1242,3 +1242,21 @@ fn cel_transition_rules_run_on_updates_only_and_unknown_functions_are_skipped() 
         vec!["spec.name: Invalid value: \"string\": Value is immutable"]
     );
 }
+
+#[test]
+fn defaults_must_satisfy_cel_rules() {
+    let crd = crd_with_schema(json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "worker": {
+            "type": "object",
+            "default": {"min": 5, "max": 2},
+            "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
+        },
+    }}}}));
+    assert_eq!(
+        messages(&validate_crd(&crd)),
+        vec![
+            "spec.validation.openAPIV3Schema.properties[spec].properties[worker].default: Invalid value: \"object\": min must not exceed max"
+        ]
+    );
+}
