@@ -366,10 +366,6 @@ fn annotate_special(name: &str, schema: &mut Value) {
             object.insert("type".into(), json!("string"));
             object.insert("format".into(), json!("date-time"));
         }
-        // Any JSON value (a CRD schema's `default`, `enum` and `example`), not only an object.
-        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON" => {
-            object.remove("type");
-        }
         // Embedded objects and field sets hold arbitrary JSON that must survive pruning.
         "io.k8s.apimachinery.pkg.runtime.RawExtension" | "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1" => {
             object.insert("type".into(), json!("object"));
