@@ -64,35 +64,6 @@ impl Schemas {
         (obj, unknown)
     }
 
-    /// Removes fields a custom resource's schema does not have. The root's `apiVersion`, `kind` and
-    /// `metadata` are always kept (metadata is checked by its own rules).
-    pub fn prune_custom(&self, schema: &Value, mut obj: Value) -> (Value, Vec<String>) {
-        let mut unknown = Vec::new();
-        if schema["x-kubernetes-preserve-unknown-fields"] == true {
-            return (obj, unknown);
-        }
-        let Some(map) = obj.as_object_mut() else { return (obj, unknown) };
-        let properties = schema["properties"].as_object().cloned().unwrap_or_default();
-        let mut drop = Vec::new();
-        for (k, v) in map.iter_mut() {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                continue;
-            }
-            let mut path = k.clone();
-            match properties.get(k) {
-                Some(prop) => self.walk(prop, v, &mut path, &mut unknown),
-                None => {
-                    unknown.push(path);
-                    drop.push(k.clone());
-                }
-            }
-        }
-        for k in drop {
-            map.remove(&k);
-        }
-        (obj, unknown)
-    }
-
     fn walk(&self, schema: &Value, value: &mut Value, path: &mut String, unknown: &mut Vec<String>) {
         let schema = self.resolve(schema);
         if schema["x-kubernetes-preserve-unknown-fields"] == true {
@@ -258,8 +229,35 @@ fn to_error(
     Err(ApiError::invalid(resource, name, summary, causes))
 }
 
+/// Whether `resource` is CustomResourceDefinitions.
+fn is_definition(resource: &ResourceType) -> bool {
+    resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition"
+}
+
+/// Validates a custom resource about to be stored against its definition (`crd`, the whole object) and the
+/// served `version`; `old` on update. Pruning and defaulting happened when the body was decoded.
+pub fn admit_custom(
+    resource: &ResourceType,
+    crd: &Value,
+    version: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let errors = match old {
+        None => gantry_api::crd::validate_custom_resource(crd, version, obj),
+        Some(old) => gantry_api::crd::validate_custom_resource_update(crd, version, obj, old),
+    };
+    to_error(resource, obj, errors)
+}
+
 /// Defaults and validates a new object (name, namespace and uid already set); a 422 when invalid.
 pub fn admit_create(resource: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    if is_definition(resource) {
+        gantry_api::crd::default_crd(obj);
+        let mut errors = gantry_api::validation::validate_create(resource.group_kind(), obj);
+        errors.extend(gantry_api::crd::validate_crd(obj));
+        return to_error(resource, obj, errors);
+    }
     let gk = resource.group_kind();
     gantry_api::defaults::apply_defaults(gk, obj);
     if gk.group == "batch" && gk.kind == "Job" {
@@ -270,6 +268,12 @@ pub fn admit_create(resource: &ResourceType, obj: &mut Value) -> Result<(), ApiE
 
 /// Defaults and validates a changed object against its previous state; a 422 when invalid.
 pub fn admit_update(resource: &ResourceType, obj: &mut Value, old: &Value) -> Result<(), ApiError> {
+    if is_definition(resource) {
+        gantry_api::crd::default_crd(obj);
+        let mut errors = gantry_api::validation::validate_update(resource.group_kind(), obj, old);
+        errors.extend(gantry_api::crd::validate_crd_update(obj, old));
+        return to_error(resource, obj, errors);
+    }
     let gk = resource.group_kind();
     gantry_api::defaults::apply_defaults(gk, obj);
     to_error(resource, obj, gantry_api::validation::validate_update(gk, obj, old))

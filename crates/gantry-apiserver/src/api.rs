@@ -435,10 +435,14 @@ impl Api {
     ) -> ApiResult<(Value, Vec<String>)> {
         let obj = self.decode(request)?;
         let (obj, unknown) = match self.custom.version(resource) {
-            Some(custom) => match &custom.schema {
-                Some(schema) => self.schemas.prune_custom(schema, obj),
-                None => (obj, Vec::new()),
-            },
+            Some(custom) => {
+                let mut obj = obj;
+                let unknown = match &custom.schema {
+                    Some(schema) => gantry_api::crd::prune_and_default(schema, &mut obj),
+                    None => Vec::new(),
+                };
+                (obj, unknown)
+            }
             None => self.schemas.prune(resource, obj),
         };
         let obj = self.to_storage(resource, obj)?;
@@ -497,7 +501,13 @@ impl Api {
     /// Converts a stored object to the version `resource` serves.
     pub fn to_served(&self, resource: &'static ResourceType, obj: Value) -> ApiResult<Value> {
         if resource.custom {
-            return crate::convert::custom_none(resource, obj);
+            let mut obj = crate::convert::custom_none(resource, obj)?;
+            // Defaults added to a definition after an object was stored apply when it is read, as in
+            // kube-apiserver.
+            if let Some(schema) = self.custom.version(resource).and_then(|c| c.schema.clone()) {
+                gantry_api::crd::prune_and_default(&schema, &mut obj);
+            }
+            return Ok(obj);
         }
         if resource.storage_version {
             return Ok(obj);
@@ -578,12 +588,19 @@ impl Api {
 
     /// Defaults and validates a new object.
     pub(crate) fn admit_create(&self, resource: &'static ResourceType, obj: &mut Value) -> ApiResult<()> {
+        if let Some(custom) = self.custom.version(resource) {
+            return crate::admission::admit_custom(resource, &custom.definition_object, resource.version, obj, None);
+        }
         self.schemas.check_types(resource, obj)?;
         crate::admission::admit_create(resource, obj)
     }
 
     /// Defaults and validates a changed object against its previous state.
     pub(crate) fn admit_update(&self, resource: &'static ResourceType, obj: &mut Value, old: &Value) -> ApiResult<()> {
+        if let Some(custom) = self.custom.version(resource) {
+            let version = resource.version;
+            return crate::admission::admit_custom(resource, &custom.definition_object, version, obj, Some(old));
+        }
         self.schemas.check_types(resource, obj)?;
         crate::admission::admit_update(resource, obj, old)
     }

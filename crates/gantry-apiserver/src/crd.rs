@@ -32,28 +32,20 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 /// How long to wait before trying again when objects of a terminating definition remain.
 const CLEANUP_RETRY: Duration = Duration::from_millis(500);
 
-/// Where a custom resource's `scale` subresource finds its numbers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScalePaths {
-    /// `.spec.replicas`-style path of the desired count.
-    pub spec_replicas: String,
-    /// Path of the observed count.
-    pub status_replicas: String,
-    /// Path of the label selector string, if the definition names one.
-    pub label_selector: Option<String>,
-}
-
 /// What serving one version of a custom resource needs beyond its [`ResourceType`].
 #[derive(Clone, Debug)]
 pub struct CustomVersion {
     /// The definition's name (`widgets.example.com`).
     pub definition: String,
+    /// The whole definition, which custom resources are validated against.
+    pub definition_object: Arc<Value>,
     /// The version's `openAPIV3Schema`.
     pub schema: Option<Value>,
-    /// The version's `additionalPrinterColumns`.
-    pub printer_columns: Vec<Value>,
+    /// The version's table: `Name` and its printer columns (`None` when a column's JSONPath does not parse,
+    /// which validation refuses).
+    pub table: Option<gantry_api::crd::CrdTable>,
     /// The scale subresource's paths, if served.
-    pub scale: Option<ScalePaths>,
+    pub scale: Option<gantry_api::crd::ScalePaths>,
     /// Whether the definition is being deleted (new objects are refused).
     pub terminating: bool,
     /// The list and map semantics of the version's schema, for server-side apply and managed fields.
@@ -281,7 +273,6 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
     let mut types = Vec::new();
     let mut versions = HashMap::new();
     let mut terminating = Vec::new();
-    let mut by_group_version: BTreeMap<(String, String), Vec<(CustomResourceType, Value)>> = BTreeMap::new();
     accepted.sort_by_key(|(obj, _)| {
         (obj["spec"]["group"].as_str().unwrap_or_default().to_string(), name_of(obj).to_string())
     });
@@ -292,21 +283,14 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
         let deleting = obj["metadata"]["deletionTimestamp"].is_string();
         let preferred = group_versions.get(&group).and_then(|v| v.first()).cloned().unwrap_or_default();
         let mut definition_types = Vec::new();
+        let definition_object = Arc::new((*obj).clone());
         for version in served_versions(obj) {
             let name = version["name"].as_str().unwrap_or_default().to_string();
             let mut subresources = Vec::new();
             if version["subresources"]["status"].is_object() {
                 subresources.push(Subresource::Status);
             }
-            let scale = version["subresources"]["scale"].as_object().map(|s| ScalePaths {
-                spec_replicas: s.get("specReplicasPath").and_then(Value::as_str).unwrap_or(".spec.replicas").into(),
-                status_replicas: s
-                    .get("statusReplicasPath")
-                    .and_then(Value::as_str)
-                    .unwrap_or(".status.replicas")
-                    .into(),
-                label_selector: s.get("labelSelectorPath").and_then(Value::as_str).map(str::to_string),
-            });
+            let scale = gantry_api::crd::ScalePaths::from_version(version);
             if scale.is_some() {
                 subresources.push(Subresource::Scale);
             }
@@ -327,8 +311,9 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
                 (group.clone(), name.clone(), names.plural.clone()),
                 Arc::new(CustomVersion {
                     definition: name_of(obj).to_string(),
+                    definition_object: Arc::clone(&definition_object),
                     schema: version["schema"].get("openAPIV3Schema").cloned(),
-                    printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    table: gantry_api::crd::CrdTable::new(version).ok(),
                     scale,
                     terminating: deleting,
                     apply_schema: match version["schema"].get("openAPIV3Schema") {
@@ -337,10 +322,6 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
                     },
                 }),
             );
-            by_group_version
-                .entry((group.clone(), name.clone()))
-                .or_default()
-                .push((resource_type.clone(), version.clone()));
             definition_types.push(resource_type);
         }
         if deleting {
@@ -353,12 +334,8 @@ fn plan(api: &Api, objects: &[Value]) -> Plan {
     types.sort_by(|a, b| {
         (a.group.as_str(), !a.preferred, a.plural.as_str()).cmp(&(b.group.as_str(), !b.preferred, b.plural.as_str()))
     });
-    let documents = by_group_version
-        .into_iter()
-        .map(|((group, version), served)| {
-            (format!("apis/{group}/{version}"), crate::crd_openapi::group_version_document(&group, &version, &served))
-        })
-        .collect();
+    let established: Vec<Value> = accepted.iter().map(|(obj, _)| (*obj).clone()).collect();
+    let documents = gantry_api::openapi::custom_resource_documents(&established);
     Plan { types, versions, statuses, terminating, documents }
 }
 
@@ -569,32 +546,6 @@ pub fn check_create_allowed(api: &Api, resource: &ResourceType) -> ApiResult<()>
     }
 }
 
-/// The value at a `.a.b.c` path (the form scale paths take).
-pub fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut current = obj;
-    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
-        current = current.get(part)?;
-    }
-    Some(current)
-}
-
-/// Sets the value at a `.a.b.c` path, creating objects on the way.
-pub fn set_value_at(obj: &mut Value, path: &str, value: Value) {
-    let parts: Vec<&str> = path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()).collect();
-    let mut current = obj;
-    for (i, part) in parts.iter().enumerate() {
-        if !current.is_object() {
-            *current = json!({});
-        }
-        let Some(map) = current.as_object_mut() else { return };
-        if i + 1 == parts.len() {
-            map.insert(part.to_string(), value);
-            return;
-        }
-        current = map.entry(part.to_string()).or_insert_with(|| json!({}));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,15 +579,6 @@ mod tests {
         let crd = json!({"spec": {"versions": [{"name": "v1", "storage": true}, {"name": "v1beta1"}]},
                          "status": {"storedVersions": ["v1beta1"]}});
         assert_eq!(stored_versions(&crd), vec!["v1beta1", "v1"]);
-    }
-
-    #[test]
-    fn dotted_paths_read_and_write_nested_fields() {
-        let mut obj = json!({"spec": {"size": 3}});
-        assert_eq!(value_at(&obj, ".spec.size"), Some(&json!(3)));
-        set_value_at(&mut obj, ".status.size", json!(2));
-        assert_eq!(obj["status"]["size"], 2);
-        assert_eq!(value_at(&obj, ".status.missing"), None);
     }
 
     #[test]

@@ -22,7 +22,6 @@ pub mod cache;
 pub mod codec;
 pub mod convert;
 pub mod crd;
-mod crd_openapi;
 pub mod discovery;
 mod eviction;
 pub mod join;
@@ -193,7 +192,14 @@ pub async fn start(
     tasks.spawn(Arc::clone(&cache).run(Arc::clone(&store), shutdown.clone()));
     let api = Arc::new(Api::new(store, cache, shutdown.clone()));
     bootstrap(&api).await.map_err(StartError::Bootstrap)?;
-    // Custom resources are served from the first request on.
+    // Custom resources are served from the first request on: the cache must hold every stored definition
+    // first (a restart creates nothing, so nothing above waited for it).
+    let stored = api
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| StartError::Bootstrap(status::ApiError::internal(e.to_string())))?;
+    api.cache.wait_for(stored, std::time::Duration::from_secs(30)).await.map_err(StartError::Bootstrap)?;
     crd::sync(&api).await.map_err(StartError::Bootstrap)?;
     tasks.spawn(crd::run(Arc::clone(&api), shutdown.clone()));
     let join_token = join::ensure_token(&api, &config.data_dir, ca.cert_pem()).await?;

@@ -868,8 +868,9 @@ impl Api {
         })
     }
 
-    /// The `autoscaling/v1` `Scale` view of an object with `spec.replicas`.
-    pub fn scale_of(&self, resource: &ResourceType, obj: &Value) -> Value {
+    /// The `autoscaling/v1` `Scale` view of an object with `spec.replicas` (or the paths its definition
+    /// names, for a custom resource).
+    pub fn scale_of(&self, resource: &ResourceType, obj: &Value) -> ApiResult<Value> {
         let meta = meta(obj).cloned().unwrap_or_default();
         let mut scale_meta = Map::new();
         for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
@@ -878,29 +879,16 @@ impl Api {
             }
         }
         if let Some(paths) = self.custom.version(resource).and_then(|v| v.scale.clone()) {
-            let number = |path: &str| crate::crd::value_at(obj, path).and_then(Value::as_i64).unwrap_or(0);
-            let mut status = json!({"replicas": number(&paths.status_replicas)});
-            if let Some(selector) =
-                paths.label_selector.as_deref().and_then(|p| crate::crd::value_at(obj, p)).and_then(Value::as_str)
-            {
-                status["selector"] = json!(selector);
-            }
-            return json!({
-                "kind": "Scale",
-                "apiVersion": "autoscaling/v1",
-                "metadata": scale_meta,
-                "spec": {"replicas": number(&paths.spec_replicas)},
-                "status": status,
-            });
+            return gantry_api::crd::scale_of(obj, &paths).map_err(|e| ApiError::internal(e.to_string()));
         }
         let selector = crate::codec::selector_string(&obj["spec"]["selector"]);
-        json!({
+        Ok(json!({
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
             "metadata": scale_meta,
             "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
             "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-        })
+        }))
     }
 
     /// PUT or PATCH of `scale`: `change` turns the current Scale into the wanted one.
@@ -917,7 +905,7 @@ impl Api {
     {
         let written = self
             .update_with(resource, namespace, name, None, options.dry_run, |old| {
-                let scale = self.scale_of(resource, old);
+                let scale = self.scale_of(resource, old)?;
                 let wanted = change(&scale)?;
                 if let Some(rv) = meta_str(&wanted, "resourceVersion")
                     && Some(rv) != meta_str(old, "resourceVersion")
@@ -938,14 +926,15 @@ impl Api {
                 }
                 let mut new = old.clone();
                 match self.custom.version(resource).and_then(|v| v.scale.clone()) {
-                    Some(paths) => crate::crd::set_value_at(&mut new, &paths.spec_replicas, json!(replicas)),
+                    Some(paths) => gantry_api::crd::set_spec_replicas(&mut new, &paths, replicas)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
                     None => new["spec"]["replicas"] = json!(replicas),
                 }
                 // Recorded as a write through `scale`, as kube-apiserver records it.
                 self.finish_update(resource, old, new, Some(Subresource::Scale), Some(&options.field_manager))
             })
             .await?;
-        Ok(Written { code: 200, body: self.scale_of(resource, &written.body) })
+        Ok(Written { code: 200, body: self.scale_of(resource, &written.body)? })
     }
 }
 

@@ -209,7 +209,7 @@ impl Api {
         };
         let object = self.to_served(resource, object)?;
         let body = match (request.subresource, output) {
-            (Some(gantry_api::registry::Subresource::Scale), _) => self.scale_of(resource, &object),
+            (Some(gantry_api::registry::Subresource::Scale), _) => self.scale_of(resource, &object)?,
             (_, Output::Json) => object,
             (_, Output::Metadata) => crate::codec::partial_metadata(&object),
             (_, Output::Table) => {

@@ -22,8 +22,8 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let cells = match custom {
-                Some(custom) => custom_cells(custom, obj, now),
+            let cells = match custom.and_then(|c| c.table.as_ref()) {
+                Some(table) => table.row_cells(obj, now),
                 None => gantry_api::table::row_cells(gk, obj, now),
             };
             let mut row = json!({"cells": cells});
@@ -41,10 +41,11 @@ pub fn table(
         )));
     }
     let columns = if with_header {
-        match custom {
-            Some(custom) => json!(custom_columns(custom)),
-            None => serde_json::to_value(gantry_api::table::columns(gk)).unwrap_or_else(|_| json!([])),
-        }
+        let columns = match custom.and_then(|c| c.table.as_ref()) {
+            Some(table) => table.columns(),
+            None => gantry_api::table::columns(gk),
+        };
+        serde_json::to_value(columns).unwrap_or_else(|_| json!([]))
     } else {
         json!([])
     };
@@ -55,49 +56,4 @@ pub fn table(
         "columnDefinitions": columns,
         "rows": rows,
     }))
-}
-
-/// A custom resource's columns: `Name`, then its definition's `additionalPrinterColumns`, or `Age` when it
-/// names none, as kube-apiserver prints them.
-fn custom_columns(custom: &crate::crd::CustomVersion) -> Vec<Value> {
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name",
-        "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
-        "priority": 0})];
-    for column in printer_columns(custom) {
-        columns.push(json!({
-            "name": column["name"],
-            "type": column["type"],
-            "format": column["format"].as_str().unwrap_or_default(),
-            "description": column["description"].as_str().unwrap_or_default(),
-            "priority": column["priority"].as_i64().unwrap_or(0),
-        }));
-    }
-    columns
-}
-
-fn printer_columns(custom: &crate::crd::CustomVersion) -> Vec<Value> {
-    if custom.printer_columns.is_empty() {
-        vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
-                    "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"})]
-    } else {
-        custom.printer_columns.clone()
-    }
-}
-
-fn custom_cells(custom: &crate::crd::CustomVersion, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let mut cells = vec![obj["metadata"]["name"].clone()];
-    for column in printer_columns(custom) {
-        let path = column["jsonPath"].as_str().unwrap_or_default();
-        let value = crate::crd::value_at(obj, path).cloned().unwrap_or(Value::Null);
-        let cell = match (column["type"].as_str(), &value) {
-            (_, Value::Null) => Value::Null,
-            (Some("date"), Value::String(s)) => match s.parse::<jiff::Timestamp>() {
-                Ok(t) => json!(gantry_api::table::human_duration(now.duration_since(t))),
-                Err(_) => value.clone(),
-            },
-            _ => value.clone(),
-        };
-        cells.push(cell);
-    }
-    cells
 }

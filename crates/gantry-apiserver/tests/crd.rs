@@ -322,3 +322,65 @@ async fn apply(c: &Cluster, manager: &str, parts: Value, force: bool) -> common:
                       "spec": {"parts": parts}});
     c.patch(&format!("{WIDGETS}/w?fieldManager={manager}&force={force}"), "application/apply-patch+yaml", body).await
 }
+
+#[tokio::test]
+async fn objects_are_validated_and_defaulted_by_their_schema_and_definitions_must_be_structural() {
+    let c = cluster().await;
+    let mut crd = widget_definition();
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    spec["properties"]["color"] = json!({"type": "string", "enum": ["blue", "red"], "default": "blue"});
+    spec["properties"]["size"] = json!({"type": "integer", "minimum": 1});
+    spec["required"] = json!(["size"]);
+    let mut untyped = crd.clone();
+    untyped["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["loose"] =
+        json!({});
+    let refused = c.call(Method::POST, CRDS, Some(untyped)).await;
+    assert_eq!(refused.code, 422, "{}", refused.body);
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("must not be empty for specified object fields"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(c.call(Method::POST, CRDS, Some(crd)).await.code, 201);
+    established(&c, "widgets.example.com").await;
+
+    let defaulted = c
+        .call(
+            Method::POST,
+            WIDGETS,
+            Some(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                                   "metadata": {"name": "d"}, "spec": {"size": 2}})),
+        )
+        .await;
+    assert_eq!(defaulted.code, 201, "{}", defaulted.body);
+    assert_eq!(defaulted.body["spec"]["color"], "blue");
+
+    let bad = c
+        .call(
+            Method::POST,
+            WIDGETS,
+            Some(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                              "metadata": {"name": "b"}, "spec": {"size": "big", "color": "green"}})),
+        )
+        .await;
+    assert_eq!(bad.code, 422, "{}", bad.body);
+    let fields: Vec<&str> =
+        bad.body["details"]["causes"].as_array().unwrap().iter().filter_map(|c| c["field"].as_str()).collect();
+    assert!(fields.contains(&"spec.size") && fields.contains(&"spec.color"), "{}", bad.body);
+    assert!(
+        bad.body["message"].as_str().unwrap().contains("spec.size in body must be of type integer: \"string\""),
+        "{}",
+        bad.body
+    );
+    let missing = c
+        .call(
+            Method::POST,
+            WIDGETS,
+            Some(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                              "metadata": {"name": "m"}, "spec": {}})),
+        )
+        .await;
+    assert_eq!(missing.code, 422, "{}", missing.body);
+    assert!(missing.body["message"].as_str().unwrap().contains("spec.size: Required value"), "{}", missing.body);
+    assert_eq!(c.get(&format!("{WIDGETS}/b")).await.code, 404, "nothing stored");
+}
