@@ -117,6 +117,10 @@ async fn a_created_definition_is_served_with_discovery_openapi_and_tables() {
     let patch = &document.body["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets/{name}"]["patch"];
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Widget");
     assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+    // kubectl's client-side apply sends a strategic merge patch exactly when the operation lists it.
+    let content = &patch["requestBody"]["content"];
+    assert!(content.get("application/merge-patch+json").is_some(), "{patch}");
+    assert!(content.get("application/strategic-merge-patch+json").is_none(), "{patch}");
 
     let made = c.call(Method::POST, WIDGETS, Some(widget("small", 2))).await;
     assert_eq!(made.code, 201, "{}", made.body);

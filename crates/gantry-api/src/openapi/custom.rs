@@ -118,6 +118,7 @@ pub fn custom_resource_document(crds: &[Value], group: &str, version: &str) -> O
             plural,
             namespaced: text(crd, "/spec/scope") == "Namespaced",
             subresources: &subresources,
+            custom: true,
         };
         paths::add_resource(&mut path_map, &mut components, shape);
         any = true;

@@ -19,6 +19,8 @@ pub(super) struct ResourceShape<'a> {
     pub plural: &'a str,
     pub namespaced: bool,
     pub subresources: &'a [Subresource],
+    /// Whether a CustomResourceDefinition defines it (such kinds take no strategic merge patch).
+    pub custom: bool,
 }
 
 impl<'a> From<&'a ResourceType> for ResourceShape<'a> {
@@ -30,6 +32,7 @@ impl<'a> From<&'a ResourceType> for ResourceShape<'a> {
             plural: r.plural,
             namespaced: r.namespaced,
             subresources: r.subresources,
+            custom: r.custom,
         }
     }
 }
@@ -306,8 +309,12 @@ fn body(schema: &str) -> Value {
     json!({"required": true, "content": content(&["*/*"], schema)})
 }
 
-fn patch_body(patch: &str) -> Value {
-    json!({"required": true, "content": content(PATCH_TYPES, patch)})
+/// The PATCH request body. kubectl's client-side apply sends a strategic merge patch exactly when the
+/// operation lists its media type, so custom resources, which take none, leave it out.
+fn patch_body(patch: &str, custom: bool) -> Value {
+    let types: Vec<&str> =
+        PATCH_TYPES.iter().copied().filter(|t| !custom || *t != "application/strategic-merge-patch+json").collect();
+    json!({"required": true, "content": content(&types, patch)})
 }
 
 /// What the paths, tags and operation ids of one resource are built from.
@@ -375,6 +382,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
     let r = &names.resource;
     let ResourceNames { prefix, base, tag, gv, scope, .. } = &names;
     let kind = r.kind;
+    let custom = r.custom;
     let ok_created = [("200", "OK"), ("201", "Created")];
 
     // The collection: list (and watch), create, delete a selection.
@@ -466,7 +474,7 @@ pub(super) fn add_resource(paths: &mut Map<String, Value>, components: &mut Comp
             gvk,
             tag,
             parameters: vec![dry_run(), field_manager(true), field_validation(), force()],
-            request: Some(patch_body(&patch)),
+            request: Some(patch_body(&patch, custom)),
             responses: responses(&ok_created, RESPONSE_TYPES, &object),
         }
         .into_value(),
@@ -562,7 +570,7 @@ fn add_subresource(
                     gvk,
                     tag,
                     parameters: vec![dry_run(), field_manager(true), field_validation(), force()],
-                    request: Some(patch_body(&patch)),
+                    request: Some(patch_body(&patch, names.resource.custom)),
                     responses: responses(&ok_created, RESPONSE_TYPES, &schema),
                 }
             }
