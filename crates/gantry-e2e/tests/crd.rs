@@ -32,9 +32,12 @@ spec:
             properties:
               size:
                 type: integer
+                minimum: 1
                 description: How many parts the widget has.
               color:
                 type: string
+                enum: [blue, red]
+                default: blue
                 description: The widget's colour.
           status:
             type: object
@@ -101,6 +104,19 @@ fn kubectl_works_on_a_custom_resource_as_on_a_built_in_kind() {
     let explained = cluster.kubectl(&["explain", "widgets.spec"]).ok();
     assert_says(&explained, "What the widget should be.");
     assert_says(&explained, "How many parts the widget has.");
+
+    let defaulted = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: plain\nspec:\n  size: 1\n";
+    cluster.kubectl_stdin(&["apply", "-f", "-"], defaulted).ok();
+    let plain = cluster.kubectl(&["get", "widget", "plain", "-o", "jsonpath={.spec.color}"]).ok();
+    assert_eq!(plain.stdout, "blue", "the schema's default is applied");
+    let invalid = cluster.kubectl_stdin(&["apply", "-f", "-"], &widget("bad", 0, "green")).fails();
+    assert_says(&invalid, "The Widget \"bad\" is invalid");
+    assert_says(&invalid, "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1");
+    assert_says(&invalid, "spec.color: Unsupported value: \"green\": supported values: \"blue\", \"red\"");
+    let unknown =
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &format!("{}  shape: round\n", widget("odd", 1, "red"))).fails();
+    assert_says(&unknown, "unknown field \"spec.shape\"");
+    cluster.kubectl(&["delete", "widget", "plain"]).ok();
 
     let deleted = cluster.kubectl(&["delete", "widget", "small"]).ok();
     assert_says(&deleted, "widget.example.com \"small\" deleted");
