@@ -18,6 +18,8 @@ pub mod fieldpath;
 mod schema;
 mod typed;
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 pub use fieldpath::{FieldsV1Error, Path, PathElement, Set};
@@ -201,6 +203,7 @@ pub fn decode_managed_fields(obj: &Value) -> Result<Vec<ManagedFieldsEntry>, Man
 /// subresource); an empty list removes the field.
 pub fn encode_managed_fields(obj: &mut Value, mut entries: Vec<ManagedFieldsEntry>) {
     entries.retain(|e| !e.fields.is_empty());
+    cap_update_managers(&mut entries);
     entries.sort_by(|a, b| {
         a.operation
             .cmp(&b.operation)
@@ -217,6 +220,63 @@ pub fn encode_managed_fields(obj: &mut Value, mut entries: Vec<ManagedFieldsEntr
     } else {
         meta.insert("managedFields".into(), Value::Array(entries.iter().map(ManagedFieldsEntry::to_json).collect()));
     }
+}
+
+/// How many `Update` entries an object keeps, as in kube-apiserver.
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager name of the entries older updates are merged into.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Keeps at most [`MAX_UPDATE_MANAGERS`] `Update` entries, as kube-apiserver does: oldest first, each update is
+/// merged into an `ancient-changes` entry of its API version (the first one of a version seen becomes that
+/// entry when a second one joins it), taking the newer time, until few enough are left. Objects written by
+/// many clients over time would otherwise grow without bound.
+fn cap_update_managers(entries: &mut Vec<ManagedFieldsEntry>) {
+    let mut updaters: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].operation == Operation::Update).collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| entries[a].time.as_deref().unwrap_or("").cmp(entries[b].time.as_deref().unwrap_or("")));
+    let mut remaining = updaters.len();
+    let mut first_of_version: HashMap<String, usize> = HashMap::new();
+    let mut removed = vec![false; entries.len()];
+    for &i in &updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(first) = first_of_version.get(&version).copied() else {
+            first_of_version.insert(version, i);
+            continue;
+        };
+        let is_bucket = |e: &ManagedFieldsEntry| {
+            e.manager == ANCIENT_CHANGES
+                && e.operation == Operation::Update
+                && e.api_version == version
+                && e.subresource.is_none()
+        };
+        let existing = (0..entries.len()).find(|&j| j != i && !removed[j] && is_bucket(&entries[j]));
+        let bucket = match existing {
+            Some(bucket) => bucket,
+            None => {
+                entries[first].manager = ANCIENT_CHANGES.to_string();
+                entries[first].subresource = None;
+                first
+            }
+        };
+        let fields = std::mem::take(&mut entries[i].fields);
+        entries[bucket].fields.union_with(&fields);
+        entries[bucket].time = entries[i].time.clone();
+        removed[i] = true;
+        remaining -= 1;
+    }
+    let mut index = 0;
+    entries.retain(|_| {
+        let keep = !removed[index];
+        index += 1;
+        keep
+    });
 }
 
 /// Which fields of an object a write may own.

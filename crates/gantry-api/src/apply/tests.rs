@@ -387,3 +387,26 @@ fn unreadable_managed_fields_fail_an_apply_but_not_an_update() {
     update(&schema, Some(&live), &mut new, &writer("editor", "T"));
     assert_eq!(managers(&new), vec!["editor"]);
 }
+
+#[test]
+fn more_than_ten_updaters_fold_the_oldest_into_ancient_changes() {
+    let schema = deployments();
+    let mut live = deployment(1, "web:1");
+    update(&schema, None, &mut live, &writer("creator", "T00"));
+    // Twelve more managers, each adding a label of its own, at increasing times.
+    for i in 1..=12 {
+        let mut next = live.clone();
+        next["metadata"]["labels"][format!("owner{i:02}")] = json!("x");
+        let now = format!("T{i:02}");
+        let manager = format!("m{i:02}");
+        update(&schema, Some(&live), &mut next, &writer(&manager, &now));
+        live = next;
+    }
+    let names = managers(&live);
+    assert_eq!(names.len(), MAX_UPDATE_MANAGERS, "{names:?}");
+    assert!(names.contains(&ANCIENT_CHANGES.to_string()), "{names:?}");
+    assert!(!names.contains(&"creator".to_string()) && !names.contains(&"m01".to_string()), "{names:?}");
+    assert!(names.contains(&"m12".to_string()), "the newest stays: {names:?}");
+    // What the folded managers owned is still owned: the creator's spec now belongs to the bucket.
+    assert!(owns(&live, ANCIENT_CHANGES, &["spec", "replicas"]));
+}
