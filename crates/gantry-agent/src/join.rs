@@ -141,7 +141,11 @@ async fn client_config(server: &str, ca_pem: Option<&str>, user: serde_json::Val
     kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| config_error(e.to_string()))
 }
 
-fn client(server: &str, config: kube::Config) -> Result<Client, JoinError> {
+fn client(server: &str, mut config: kube::Config) -> Result<Client, JoinError> {
+    // The user agent is the default field manager of the agent's writes.
+    if let Ok(agent) = http::HeaderValue::from_str(&format!("gantry-agent/{}", env!("CARGO_PKG_VERSION"))) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
     Client::try_from(config).map_err(|e| JoinError::Config { server: server.to_string(), message: e.to_string() })
 }
 

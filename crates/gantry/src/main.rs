@@ -371,8 +371,18 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(config_from(Some(kubeconfig)).await?)?)
+/// A client for one of Gantry's components. Its user agent (`gantry-scheduler/0.1.0`) names the component in
+/// the API server's logs and, as the default field manager, in the objects' `managedFields`.
+async fn client_from(kubeconfig: &std::path::Path, component: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(with_user_agent(config_from(Some(kubeconfig)).await?, component))?)
+}
+
+fn with_user_agent(mut config: kube::Config, component: &str) -> kube::Config {
+    let agent = format!("{component}/{}", env!("CARGO_PKG_VERSION"));
+    if let Ok(value) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
+    config
 }
 
 /// The client configuration from `kubeconfig`, else as kubectl finds it: `$KUBECONFIG` (a list of files,
@@ -488,7 +498,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 fn scheduler(args: ClientArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = client_from(&args.kubeconfig).await?;
+        let client = client_from(&args.kubeconfig, "gantry-scheduler").await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), &mut tasks);
@@ -528,7 +538,7 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
             "the kubeconfig {} names no certificate authority: the node API needs the cluster CA",
             kubeconfig.display()
         );
-        return Ok((kube::Client::try_from(config)?, ca));
+        return Ok((kube::Client::try_from(with_user_agent(config, "gantry-agent"))?, ca));
     };
     if token.starts_with("gantry1::") {
         let join_token = gantry_api::join::JoinToken::parse(token)?;
@@ -557,7 +567,7 @@ async fn agent_client(args: &AgentArgs, data_dir: &std::path::Path) -> anyhow::R
     let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
         .await
         .with_context(|| format!("using the API server at {server}"))?;
-    Ok((kube::Client::try_from(config)?, String::from_utf8_lossy(&ca).into_owned()))
+    Ok((kube::Client::try_from(with_user_agent(config, "gantry-agent"))?, String::from_utf8_lossy(&ca).into_owned()))
 }
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -595,7 +605,7 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
 fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = client_from(&args.client.kubeconfig).await?;
+        let client = client_from(&args.client.kubeconfig, "gantry-controller-manager").await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         let config = args.cluster.controllers()?;
@@ -639,12 +649,12 @@ async fn start_control_plane(
     // their Leases through it when `shutdown` fires.
     let server = gantry_apiserver::start(config, store, tokio_util::sync::CancellationToken::new()).await?;
     if scheduler {
-        let client = client_from(&server.kubeconfig).await?;
+        let client = client_from(&server.kubeconfig, "gantry-scheduler").await?;
         let handle = gantry_scheduler::runtime::start(client, scheduler_config(), shutdown.clone(), tasks);
         server.api.set_scheduling_explainer(std::sync::Arc::new(SchedulerExplainer(handle)))?;
     }
     if let Some(config) = controllers {
-        let client = client_from(&server.kubeconfig).await?;
+        let client = client_from(&server.kubeconfig, "gantry-controller-manager").await?;
         gantry_controllers::start(client, config, shutdown.clone(), tasks);
     }
     Ok(server)
@@ -725,7 +735,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("writing the kubeconfig to {}", path.display()))?;
         }
 
-        let client = client_from(&server.kubeconfig).await?;
+        let client = client_from(&server.kubeconfig, "gantry-agent").await?;
         let ca_path = data_dir.join("pki/ca.crt");
         let ca = std::fs::read_to_string(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
         let program = std::env::current_exe().context("finding this binary (the containers' shim)")?;

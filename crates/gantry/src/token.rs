@@ -45,7 +45,7 @@ async fn rotate(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let ca_path = data_dir.join("pki/ca.crt");
     let ca = std::fs::read_to_string(&ca_path)
         .with_context(|| format!("reading {} (has `gantry server` or `gantry up` run here?)", ca_path.display()))?;
-    let client = crate::client_from(&data_dir.join("kubeconfig")).await?;
+    let client = crate::client_from(&data_dir.join("kubeconfig"), "gantry").await?;
     let secrets: Api<Secret> = Api::namespaced(client, gantry_api::join::TOKEN_NAMESPACE);
     let token = gantry_apiserver::join::generate(&ca)?;
     let secret: Secret = serde_json::from_value(gantry_apiserver::join::token_secret(&token))?;

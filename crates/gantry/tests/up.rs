@@ -46,6 +46,15 @@ async fn gantry_up_runs_a_cluster_whose_node_runs_pods_and_leaves_them_running_w
         let pod = pods.get("hello").await.expect("pod");
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         if node_ready && running {
+            // The agent writes under its own name (its user agent is the default field manager).
+            let managers: Vec<String> = pod
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|e| Some(format!("{}/{}", e.manager.clone()?, e.subresource.clone().unwrap_or_default())))
+                .collect();
+            assert!(managers.iter().any(|m| m == "gantry-agent/status"), "{managers:?}");
             assert_eq!(pod.spec.and_then(|s| s.node_name).as_deref(), Some("up-node"), "the scheduler placed it");
             break;
         }
