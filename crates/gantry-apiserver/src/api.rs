@@ -115,6 +115,8 @@ pub struct Api {
     openapi_built_in: gantry_api::openapi::OpenApiV3,
     /// The documents served now: the built-in ones and those of custom resources.
     openapi: std::sync::RwLock<Arc<gantry_api::openapi::OpenApiV3>>,
+    /// The custom resources' documents in `openapi`, to tell when they change.
+    custom_openapi: std::sync::Mutex<Vec<(String, Value)>>,
     /// What serving each custom resource needs beyond its registry entry.
     pub custom: crate::crd::CustomResources,
     /// The schemas of the served kinds, for finding unknown fields.
@@ -136,6 +138,7 @@ impl Api {
             shutdown,
             openapi: std::sync::RwLock::new(Arc::new(openapi.clone())),
             openapi_built_in: openapi,
+            custom_openapi: std::sync::Mutex::new(Vec::new()),
             custom: crate::crd::CustomResources::default(),
             schemas,
             explainer: std::sync::OnceLock::new(),
@@ -150,11 +153,14 @@ impl Api {
     /// Serves the built-in documents plus `custom` (custom resources' group-version documents). Unchanged
     /// documents keep their hashes, so clients' caches stay valid.
     pub(crate) fn set_custom_openapi(&self, custom: Vec<(String, Value)>) {
-        let built = Arc::new(self.openapi_built_in.with_documents(custom));
-        let mut current = self.openapi.write().unwrap_or_else(|p| p.into_inner());
-        if current.index() != built.index() {
-            *current = built;
+        let mut served = self.custom_openapi.lock().unwrap_or_else(|p| p.into_inner());
+        // Most definition changes (their own status writes) leave the documents as they are.
+        if *served == custom {
+            return;
         }
+        let built = Arc::new(self.openapi_built_in.with_documents(custom.clone()));
+        *self.openapi.write().unwrap_or_else(|p| p.into_inner()) = built;
+        *served = custom;
     }
 
     /// Serves one authenticated request.
@@ -437,11 +443,8 @@ impl Api {
         let (obj, unknown) = match self.custom.version(resource) {
             Some(custom) => {
                 let mut obj = obj;
-                let unknown = match &custom.schema {
-                    Some(schema) => gantry_api::crd::prune_and_default(schema, &mut obj),
-                    None => Vec::new(),
-                };
-                (obj, unknown)
+                let unknown = custom.schema.as_ref().map(|s| gantry_api::crd::prune_and_default(s, &mut obj));
+                (obj, unknown.unwrap_or_default())
             }
             None => self.schemas.prune(resource, obj),
         };
@@ -504,8 +507,10 @@ impl Api {
             let mut obj = crate::convert::custom_none(resource, obj)?;
             // Defaults added to a definition after an object was stored apply when it is read, as in
             // kube-apiserver.
-            if let Some(schema) = self.custom.version(resource).and_then(|c| c.schema.clone()) {
-                gantry_api::crd::prune_and_default(&schema, &mut obj);
+            if let Some(custom) = self.custom.version(resource)
+                && let Some(schema) = &custom.schema
+            {
+                gantry_api::crd::prune_and_default(schema, &mut obj);
             }
             return Ok(obj);
         }

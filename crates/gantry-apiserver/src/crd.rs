@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use gantry_api::registry::{CustomResourceType, ResourceType, Subresource};
+use gantry_api::registry::{CustomResourceType, Registry, ResourceType, Subresource};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -52,10 +52,14 @@ pub struct CustomVersion {
     pub apply_schema: Arc<gantry_api::apply::Schema>,
 }
 
-/// The custom resources served now, by group, version and plural.
+/// A served type's group, version and plural, as the registry interned them.
+type ServedName = (&'static str, &'static str, &'static str);
+
+/// The custom resources served now, by the served type's group, version and plural. The keys are the
+/// registry's interned strings, so a lookup (once per object read) allocates nothing.
 #[derive(Default)]
 pub struct CustomResources {
-    versions: RwLock<HashMap<(String, String, String), Arc<CustomVersion>>>,
+    versions: RwLock<HashMap<ServedName, Arc<CustomVersion>>>,
 }
 
 impl CustomResources {
@@ -65,10 +69,18 @@ impl CustomResources {
             return None;
         }
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
-        versions.get(&(resource.group.to_string(), resource.version.to_string(), resource.plural.to_string())).cloned()
+        versions.get(&(resource.group, resource.version, resource.plural)).cloned()
     }
 
-    fn replace(&self, new: HashMap<(String, String, String), Arc<CustomVersion>>) {
+    /// Replaces what is known with `new`, keyed by the types `registry` serves now.
+    fn replace(&self, registry: &Registry, new: HashMap<(String, String, String), Arc<CustomVersion>>) {
+        let new = new
+            .into_iter()
+            .filter_map(|((group, version, plural), custom)| {
+                let served = registry.by_plural(&group, &version, &plural)?;
+                Some(((served.group, served.version, served.plural), custom))
+            })
+            .collect();
         *self.versions.write().unwrap_or_else(|p| p.into_inner()) = new;
     }
 }
@@ -120,7 +132,7 @@ pub async fn sync(api: &Arc<Api>) -> ApiResult<bool> {
     let plan = plan(api, &objects);
 
     api.registry.set_custom(&plan.types);
-    api.custom.replace(plan.versions);
+    api.custom.replace(&api.registry, plan.versions);
     api.set_custom_openapi(plan.documents);
 
     let options = WriteOptions { field_manager: "gantry-apiserver".into(), ..Default::default() };

@@ -19,7 +19,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_runtime::testing::runtime::{network_skip_reason, patience};
 use serde_json::Value;
@@ -92,30 +92,17 @@ struct Session {
     helm: PathBuf,
     kubeconfig: PathBuf,
     home: PathBuf,
-    started: Instant,
-    step: (String, Instant),
+    steps: common::up::Steps,
 }
 
 impl Session {
     fn new(helm: PathBuf, kubeconfig: PathBuf, home: PathBuf) -> Session {
         std::fs::create_dir_all(&home).expect("home");
-        Session { helm, kubeconfig, home, started: Instant::now(), step: (String::new(), Instant::now()) }
+        Session { helm, kubeconfig, home, steps: common::up::Steps::new("helm") }
     }
 
     fn step(&mut self, name: &str) {
-        self.end_step();
-        self.step = (name.to_string(), Instant::now());
-    }
-
-    fn end_step(&mut self) {
-        if !self.step.0.is_empty() {
-            eprintln!(
-                "helm: {:<52} {:>6.2} s (at {:>6.2} s)",
-                self.step.0,
-                self.step.1.elapsed().as_secs_f64(),
-                self.started.elapsed().as_secs_f64()
-            );
-        }
+        self.steps.step(name);
     }
 
     /// Runs helm to its end; helm's own `--timeout` (for the commands that wait) is the patience, so the process
@@ -154,19 +141,6 @@ impl Session {
         self.kubectl(&all, None).ok().json()
     }
 
-    /// Polls `check` on fresh state until it says `Ok`, for at most the patience.
-    #[track_caller]
-    fn eventually<T>(&self, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-        let deadline = Instant::now() + patience();
-        loop {
-            match check() {
-                Ok(value) => return value,
-                Err(why) if Instant::now() > deadline => panic!("{what}: not so after {:?}: {why}", patience()),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
     /// The release's pods that are not being deleted.
     fn pods(&self) -> Vec<Value> {
         let selector = format!("app.kubernetes.io/instance={RELEASE}");
@@ -189,15 +163,25 @@ impl Session {
         let pods = self.pods();
         assert_eq!(pods.len(), replicas, "pods: {:#?}", names(&pods));
         for pod in &pods {
-            assert!(is_ready(pod), "pod {} is not Running and Ready: {}", name(pod), pod["status"]);
+            assert!(
+                common::up::is_ready(pod),
+                "pod {} is not Running and Ready: {}",
+                common::up::name(pod),
+                pod["status"]
+            );
             let container = &pod["status"]["containerStatuses"][0];
             assert!(container["containerID"].as_str().is_some_and(|id| id.starts_with("gantry://")), "{container}");
             assert_eq!(pod["spec"]["containers"][0]["image"], IMAGE);
-            let ip = pod["status"]["podIP"].as_str().unwrap_or_else(|| panic!("pod {} has no IP", name(pod)));
+            let ip =
+                pod["status"]["podIP"].as_str().unwrap_or_else(|| panic!("pod {} has no IP", common::up::name(pod)));
             assert!(ip.starts_with("10.249.12."), "pod IP {ip} is not from {POD_CIDR}");
             let answer = common::up::http_get(&format!("{ip}:80")).unwrap_or_else(|e| panic!("GET http://{ip}/: {e}"));
             assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-            assert!(answer.ends_with(&format!("{page}\n")), "pod {} answered {answer:?}, not {page:?}", name(pod));
+            assert!(
+                answer.ends_with(&format!("{page}\n")),
+                "pod {} answered {answer:?}, not {page:?}",
+                common::up::name(pod)
+            );
         }
         pods
     }
@@ -223,7 +207,12 @@ impl Session {
         let items = list["items"].as_array().cloned().unwrap_or_default();
         items
             .iter()
-            .map(|s| (name(s), (s["type"].as_str().unwrap_or_default().to_string(), s["metadata"]["labels"].clone())))
+            .map(|s| {
+                (
+                    common::up::name(s),
+                    (s["type"].as_str().unwrap_or_default().to_string(), s["metadata"]["labels"].clone()),
+                )
+            })
             .collect()
     }
 
@@ -235,31 +224,17 @@ impl Session {
         items
             .iter()
             .map(|o| {
-                (format!("{}/{}", o["kind"].as_str().unwrap_or_default(), name(o)), o["metadata"]["labels"].to_string())
+                (
+                    format!("{}/{}", o["kind"].as_str().unwrap_or_default(), common::up::name(o)),
+                    o["metadata"]["labels"].to_string(),
+                )
             })
             .collect()
     }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.end_step();
-    }
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
-fn name(object: &Value) -> String {
-    object["metadata"]["name"].as_str().unwrap_or_default().to_string()
-}
-
 fn names(objects: &[Value]) -> Vec<String> {
-    objects.iter().map(name).collect()
+    objects.iter().map(common::up::name).collect()
 }
 
 #[test]
@@ -278,7 +253,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     common::up::import_busybox(&data_dir, &[IMAGE]);
     let (mut up, line) = common::up::start_up(&data_dir, NODE, POD_CIDR);
     assert!(line.contains(&format!("node {NODE}")), "{line}");
-    s.eventually("the node is Ready", || {
+    common::up::eventually("the node is Ready", || {
         let node = s.json(&["get", "node", NODE]);
         let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let ready = conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
@@ -327,7 +302,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     for expected in ["STATUS: deployed", "REVISION: 1", "==> v1/Deployment", "==> v1/Pod(related)", FULLNAME] {
         assert!(status.contains(expected), "no {expected:?} in:\n{status}");
     }
-    let pod_row = status.lines().find(|l| l.starts_with(&name(&pods[0]))).unwrap_or_default();
+    let pod_row = status.lines().find(|l| l.starts_with(&common::up::name(&pods[0]))).unwrap_or_default();
     assert!(pod_row.contains("1/1") && pod_row.contains("Running"), "{status}");
     let secrets = s.release_secrets();
     let secret = format!("sh.helm.release.v1.{RELEASE}.v1");
@@ -379,7 +354,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_the_default_chart_on_gantry_
     assert_eq!(s.chart_objects(), BTreeSet::new(), "objects left after helm uninstall --wait");
     assert_eq!(s.release_secrets().len(), 0, "release Secrets left");
     assert_eq!(s.helm(&["list", "-o", "json"]).ok().json(), serde_json::json!([]));
-    s.eventually("the release's pods are gone", || {
+    common::up::eventually("the release's pods are gone", || {
         let list = s.json(&["get", "pods", "-l", &format!("app.kubernetes.io/instance={RELEASE}")]);
         let left = list["items"].as_array().map(Vec::len).unwrap_or_default();
         if left == 0 { Ok(()) } else { Err(format!("{left} pods left")) }

@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_runtime::RuntimeService;
 use gantry_runtime::cri::ContainerState;
@@ -74,25 +74,12 @@ spec:
 struct Journey {
     kubeconfig: PathBuf,
     home: PathBuf,
-    started: Instant,
-    step: (String, Instant),
+    steps: common::up::Steps,
 }
 
 impl Journey {
     fn step(&mut self, name: &str) {
-        self.end_step();
-        self.step = (name.to_string(), Instant::now());
-    }
-
-    fn end_step(&mut self) {
-        if !self.step.0.is_empty() {
-            eprintln!(
-                "journey: {:<48} {:>6.2} s (at {:>6.2} s)",
-                self.step.0,
-                self.step.1.elapsed().as_secs_f64(),
-                self.started.elapsed().as_secs_f64()
-            );
-        }
+        self.steps.step(name);
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
@@ -135,19 +122,6 @@ impl Journey {
         out.stdout
     }
 
-    /// Polls `check` on fresh state until it says `Ok`, for at most the patience.
-    #[track_caller]
-    fn eventually<T>(&self, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-        let deadline = Instant::now() + patience();
-        loop {
-            match check() {
-                Ok(value) => return value,
-                Err(why) if Instant::now() > deadline => panic!("{what}: not so after {:?}: {why}", patience()),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
     /// The Deployment's pods that are not being deleted.
     fn pods(&self, namespace: &str) -> Vec<Value> {
         let list = self.json(&["get", "pods", "-n", namespace, "-l", "app=web"]);
@@ -159,14 +133,14 @@ impl Journey {
     /// status; returns the pods.
     #[track_caller]
     fn wait_for_ready(&self, replicas: usize) -> Vec<Value> {
-        self.eventually(&format!("{replicas} ready replicas"), || {
+        common::up::eventually(&format!("{replicas} ready replicas"), || {
             let deployment = self.json(&["get", "deployment", "web"]);
             let status = &deployment["status"];
             let counts = ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"]
                 .map(|field| status[field].as_u64().unwrap_or(0) as usize);
             let observed = status["observedGeneration"] == deployment["metadata"]["generation"];
             let pods = self.pods("default");
-            let ready = pods.iter().filter(|p| is_ready(p)).count();
+            let ready = pods.iter().filter(|p| common::up::is_ready(p)).count();
             if observed && counts.iter().all(|&c| c == replicas) && pods.len() == replicas && ready == replicas {
                 Ok(pods)
             } else {
@@ -176,25 +150,8 @@ impl Journey {
     }
 }
 
-impl Drop for Journey {
-    fn drop(&mut self) {
-        self.end_step();
-    }
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
-fn name(object: &Value) -> String {
-    object["metadata"]["name"].as_str().unwrap_or_default().to_string()
-}
-
 fn names(objects: &[Value]) -> BTreeSet<String> {
-    objects.iter().map(name).collect()
+    objects.iter().map(common::up::name).collect()
 }
 
 /// Watches the Deployment's pods (with `kubectl get -w`) during a rolling update and keeps the extremes: the most
@@ -237,15 +194,15 @@ impl RolloutWatch {
                 let Ok(pod) = pod else { break };
                 let what = format!(
                     "{} ready={} deleting={}",
-                    name(&pod),
-                    is_ready(&pod),
+                    common::up::name(&pod),
+                    common::up::is_ready(&pod),
                     !pod["metadata"]["deletionTimestamp"].is_null()
                 );
-                pods.insert(name(&pod), pod);
+                pods.insert(common::up::name(&pod), pod);
                 counter.store(pods.len(), std::sync::atomic::Ordering::SeqCst);
                 let live: Vec<&Value> =
                     pods.values().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
-                let ready = live.iter().filter(|p| is_ready(p)).count();
+                let ready = live.iter().filter(|p| common::up::is_ready(p)).count();
                 timeline.push(format!("{what}: {} live, {ready} ready", live.len()));
                 started |= ready >= replicas;
                 most = most.max(live.len());
@@ -257,7 +214,7 @@ impl RolloutWatch {
         });
         let watch = RolloutWatch { kubectl, tally: Some(tally), seen };
         // The rollout starts once the watch has listed the pods there are, so that it sees all of it.
-        journey.eventually("the watch listed the pods", || {
+        common::up::eventually("the watch listed the pods", || {
             let seen = watch.seen.load(std::sync::atomic::Ordering::SeqCst);
             if seen >= replicas { Ok(()) } else { Err(format!("{seen} pods")) }
         });
@@ -318,17 +275,22 @@ fn assert_running_in_runtime(runtime: &gantry_runtime::native::NativeRuntime, po
     for pod in pods {
         let status = &pod["status"]["containerStatuses"][0];
         let id = status["containerID"].as_str().and_then(|id| id.strip_prefix("gantry://"));
-        let id = id.unwrap_or_else(|| panic!("pod {} has no container ID: {status}", name(pod)));
+        let id = id.unwrap_or_else(|| panic!("pod {} has no container ID: {status}", common::up::name(pod)));
         let container = tokio.block_on(runtime.container_status(id)).expect("container status");
-        assert_eq!(container.state, ContainerState::Running, "pod {}: {container:?}", name(pod));
-        assert_eq!(container.labels.get("io.kubernetes.pod.name"), Some(&name(pod)), "{container:?}");
+        assert_eq!(container.state, ContainerState::Running, "pod {}: {container:?}", common::up::name(pod));
+        assert_eq!(container.labels.get("io.kubernetes.pod.name"), Some(&common::up::name(pod)), "{container:?}");
         // Both tags name one image: the runtime runs it by ID, the pod's status names the tag it asked for.
-        assert_eq!(status["imageID"], container.image_ref.as_str(), "pod {}", name(pod));
-        assert_eq!(status["image"], image, "pod {}", name(pod));
-        assert_eq!(pod["spec"]["containers"][0]["image"], image, "pod {}", name(pod));
-        let pid = container.pid.unwrap_or_else(|| panic!("pod {}: a running container without a pid", name(pod)));
+        assert_eq!(status["imageID"], container.image_ref.as_str(), "pod {}", common::up::name(pod));
+        assert_eq!(status["image"], image, "pod {}", common::up::name(pod));
+        assert_eq!(pod["spec"]["containers"][0]["image"], image, "pod {}", common::up::name(pod));
+        let pid =
+            container.pid.unwrap_or_else(|| panic!("pod {}: a running container without a pid", common::up::name(pod)));
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(String::from_utf8_lossy(&cmdline).starts_with("sh\0-c\0"), "pod {}: {cmdline:?}", name(pod));
+        assert!(
+            String::from_utf8_lossy(&cmdline).starts_with("sh\0-c\0"),
+            "pod {}: {cmdline:?}",
+            common::up::name(pod)
+        );
     }
 }
 
@@ -347,18 +309,14 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
     let cleanup = common::up::NodeCleanup::new(&data_dir, POD_CIDR);
-    let mut journey = Journey {
-        kubeconfig: data_dir.join("kubeconfig"),
-        home,
-        started: Instant::now(),
-        step: (String::new(), Instant::now()),
-    };
+    let mut journey =
+        Journey { kubeconfig: data_dir.join("kubeconfig"), home, steps: common::up::Steps::new("journey") };
 
     journey.step("gantry up");
     common::up::import_busybox(&data_dir, &[BUSYBOX_IMAGE, BUSYBOX_IMAGE_2]);
     let (mut up, line) = common::up::start_up(&data_dir, NODE, POD_CIDR);
     assert!(line.contains(&format!("node {NODE}")), "{line}");
-    journey.eventually("the node is Ready", || {
+    common::up::eventually("the node is Ready", || {
         let node = journey.json(&["get", "node", NODE]);
         let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let ready = conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
@@ -413,7 +371,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
         let answer =
             common::up::http_get(&format!("{ip}:8080")).unwrap_or_else(|e| panic!("GET http://{ip}:8080/: {e}"));
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-        assert!(answer.ends_with(&format!("hello from {}\n", name(pod))), "{answer}");
+        assert!(answer.ends_with(&format!("hello from {}\n", common::up::name(pod))), "{answer}");
     }
 
     journey.step("scale to 3, then 5");
@@ -425,7 +383,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let five = journey.wait_for_ready(5);
 
     journey.step("delete a pod: a replacement appears");
-    let victim = name(&five[0]);
+    let victim = common::up::name(&five[0]);
     let deleted = journey.kubectl(&["delete", "pod", &victim]).ok();
     assert_eq!(deleted.stdout.trim(), format!("pod \"{victim}\" deleted from default namespace"));
     let replaced = journey.wait_for_ready(5);
@@ -450,7 +408,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     for rs in &sets {
         let image = &rs["spec"]["template"]["spec"]["containers"][0]["image"];
         let want = if image == BUSYBOX_IMAGE_2 { 5 } else { 0 };
-        assert_eq!(rs["spec"]["replicas"], want, "{}: {image}", name(rs));
+        assert_eq!(rs["spec"]["replicas"], want, "{}: {image}", common::up::name(rs));
     }
 
     journey.step("rollout undo goes back");
@@ -477,19 +435,26 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let sets = journey.json(&["get", "replicasets", "-l", "app=web"]);
     let sets = sets["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(sets.len(), 2, "undo reuses the first ReplicaSet: {sets:?}");
-    let reused = sets.iter().find(|rs| name(rs) == name(&first_rs["items"][0])).expect("the first ReplicaSet");
+    let reused = sets
+        .iter()
+        .find(|rs| common::up::name(rs) == common::up::name(&first_rs["items"][0]))
+        .expect("the first ReplicaSet");
     assert_eq!(reused["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
     assert_eq!(reused["spec"]["replicas"], 5);
     let deployment = journey.json(&["get", "deployment", "web"]);
     assert_eq!(deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
 
     journey.step("logs, exec, port-forward");
-    let pod = name(&back[0]);
+    let pod = common::up::name(&back[0]);
     let logs = journey.kubectl(&["logs", &pod]).ok();
     assert!(logs.stdout.contains(&format!("serving {pod} on 8080\n")), "{}", logs.stdout);
     let of_deployment = journey.kubectl(&["logs", "deploy/web"]).ok();
     let served = of_deployment.stdout.lines().find(|l| l.starts_with("serving web-")).unwrap_or_default();
-    assert!(back.iter().any(|p| served == format!("serving {} on 8080", name(p))), "{}", of_deployment.stdout);
+    assert!(
+        back.iter().any(|p| served == format!("serving {} on 8080", common::up::name(p))),
+        "{}",
+        of_deployment.stdout
+    );
     let exec = journey.kubectl(&["exec", &pod, "--", "cat", "/www/index.html"]).ok();
     assert_eq!(exec.stdout, format!("hello from {pod}\n"));
     let local = common::up::free_port();
@@ -504,7 +469,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with(&format!("hello from {pod}\n")), "{answer}");
     drop(forward);
     // httpd logs each answer (-v, "PEER: response:200"): the forwarded request's is in the pod's log.
-    journey.eventually("httpd logged the request", || {
+    common::up::eventually("httpd logged the request", || {
         let logs = journey.kubectl(&["logs", &pod]).ok();
         if logs.stdout.lines().any(|l| l.ends_with(": response:200")) { Ok(()) } else { Err(logs.stdout) }
     });
@@ -512,7 +477,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     journey.step("delete the Deployment: ReplicaSets and pods go");
     let deleted = journey.kubectl(&["delete", "deployment", "web"]).ok();
     assert_eq!(deleted.stdout.trim(), "deployment.apps \"web\" deleted from default namespace");
-    journey.eventually("the ReplicaSets and pods are gone", || {
+    common::up::eventually("the ReplicaSets and pods are gone", || {
         let left = journey.kubectl(&["get", "replicasets,pods", "-l", "app=web", "-o", "name"]).ok();
         if left.stdout.is_empty() { Ok(()) } else { Err(left.stdout) }
     });
@@ -528,7 +493,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     let rs_before = journey.json(&["get", "replicasets", "-l", "app=web"]);
     journey.kubectl(&["delete", "deployment", "web", "--cascade=orphan"]).ok();
     // The orphans lose their owner reference to the Deployment and keep running.
-    let orphan = journey.eventually("the ReplicaSet is orphaned", || {
+    let orphan = common::up::eventually("the ReplicaSet is orphaned", || {
         let sets = journey.json(&["get", "replicasets", "-l", "app=web"]);
         match sets["items"].as_array().map(Vec::as_slice) {
             Some([rs]) if rs["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty) => Ok(rs.clone()),
@@ -540,7 +505,7 @@ fn a_user_deploys_scales_updates_rolls_back_inspects_and_deletes_an_app_with_kub
     journey.run(&["apply", "-f", "-"], Some(&web_manifest("default", 1)), patience()).ok();
     journey.rollout_status("default");
     let deployment = journey.json(&["get", "deployment", "web"]);
-    let adopted = journey.json(&["get", "replicaset", &name(&orphan)]);
+    let adopted = journey.json(&["get", "replicaset", &common::up::name(&orphan)]);
     assert_eq!(adopted["metadata"]["ownerReferences"][0]["uid"], deployment["metadata"]["uid"], "adopted again");
     assert_eq!(names(&journey.pods("default")), names(&before), "adoption keeps the pods");
 

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
+
+use gantry_runtime::testing::runtime::patience;
 
 /// A free TCP port on loopback (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
@@ -116,4 +119,67 @@ pub fn http_get(addr: &str) -> Result<String, String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
     Ok(answer)
+}
+
+/// Times the steps of a long end-to-end test: each step's time (and when it ended) goes to stderr, labelled.
+pub struct Steps {
+    label: &'static str,
+    started: Instant,
+    current: Option<(String, Instant)>,
+}
+
+impl Steps {
+    /// No step yet; times count from now.
+    pub fn new(label: &'static str) -> Steps {
+        Steps { label, started: Instant::now(), current: None }
+    }
+
+    /// Ends the current step and starts `name`.
+    pub fn step(&mut self, name: &str) {
+        self.end();
+        self.current = Some((name.to_string(), Instant::now()));
+    }
+
+    fn end(&mut self) {
+        if let Some((name, since)) = self.current.take() {
+            eprintln!(
+                "{}: {name:<48} {:>6.2} s (at {:>6.2} s)",
+                self.label,
+                since.elapsed().as_secs_f64(),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Polls `check` on fresh state until it says `Ok`, for at most the patience.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + patience();
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(why) if Instant::now() > deadline => panic!("{what}: not so after {:?}: {why}", patience()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Whether a pod (as JSON) is Running and Ready.
+pub fn is_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// An object's name (as JSON).
+pub fn name(object: &serde_json::Value) -> String {
+    object["metadata"]["name"].as_str().unwrap_or_default().to_string()
 }
