@@ -6,6 +6,7 @@
 //! view ([`expectations`]) and background event writing ([`events`]). Controllers are API clients, never
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
@@ -49,6 +50,8 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
     /// Node IPAM: the cluster CIDR each Node's `spec.podCIDR` comes from; `None` leaves pod CIDRs to the nodes.
     pub node_ipam: Option<nodeipam::NodeIpamConfig>,
+    /// The CronJob controller's clock (tests move a manual one instead of waiting for the minute).
+    pub cronjob: cronjob::CronJobConfig,
 }
 
 impl ControllerManagerConfig {
@@ -60,6 +63,7 @@ impl ControllerManagerConfig {
             workers: 16,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
+            cronjob: cronjob::CronJobConfig::default(),
         }
     }
 }
@@ -196,6 +200,24 @@ fn run_controllers(
             }
             Err(err) => tracing::error!(error = %err, "node IPAM is off"),
         }
+    }
+    {
+        // CronJobs, and the Jobs they own (share the Job informer with the Job controller when both run).
+        let cronjobs = Informer::<k8s_openapi::api::batch::v1::CronJob>::new();
+        let jobs = Informer::<k8s_openapi::api::batch::v1::Job>::new();
+        jobs.add_index(pods::BY_CONTROLLER, |job: &k8s_openapi::api::batch::v1::Job| {
+            pods::controller_index(&job.metadata)
+        });
+        let controller = cronjob::CronJobController::new(
+            client.clone(),
+            Arc::clone(&cronjobs),
+            Arc::clone(&jobs),
+            &config.cronjob,
+            events("cronjob-controller", tasks),
+        );
+        tasks.spawn(Arc::clone(&cronjobs).run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(Arc::clone(&jobs).run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(controller.run(config.workers, term.clone()));
     }
     let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
     tasks.spawn(gc.run(config.workers, term.clone()));
