@@ -291,3 +291,42 @@ async fn an_unknown_time_zone_is_reported_and_nothing_is_scheduled() {
     assert_eq!(note, "invalid timeZone: \"Mars/Olympus_Mons\": unknown time zone Mars/Olympus_Mons");
     assert!(cluster.jobs_of("lost").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_past_the_starting_deadline_are_skipped_and_a_long_absence_is_warned_about() {
+    let cluster = Cluster::start().await;
+    let late = cluster.cronjob("late", json!({"startingDeadlineSeconds": 10})).await;
+    let behind = cluster.cronjob("behind", json!({})).await;
+    let created = late.metadata.creation_timestamp.unwrap().0.max(behind.metadata.creation_timestamp.unwrap().0);
+    // 150 minutes go by unseen; the clock stops 30 s past the last of them.
+    let target = minute_after(created).checked_add(SignedDuration::from_mins(150)).unwrap();
+    cluster.clock.set(target.checked_add(SignedDuration::from_secs(30)).unwrap());
+    let note = cluster.eventually_event("behind", "TooManyMissedTimes").await;
+    assert_eq!(note, "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew");
+    let jobs = cluster.eventually_jobs("behind", "the most recent time starts", |j| j.len() == 1).await;
+    assert_eq!(job_names(&jobs), [format!("behind-{}", minutes_since_epoch(target))], "only the most recent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cluster.jobs_of("late").await.is_empty(), "30 s late is past a 10 s deadline");
+
+    let next = target.checked_add(SignedDuration::from_mins(1)).unwrap();
+    cluster.set_clock(next);
+    let jobs = cluster.eventually_jobs("late", "the next time, in time", |j| j.len() == 1).await;
+    assert_eq!(job_names(&jobs), [format!("late-{}", minutes_since_epoch(next))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_job_deleted_by_hand_leaves_the_active_list_and_is_not_restarted() {
+    let cluster = Cluster::start().await;
+    let cj = cluster.cronjob("gone", json!({})).await;
+    let first = minute_after(cj.metadata.creation_timestamp.unwrap().0);
+    cluster.set_clock(first);
+    let jobs = cluster.eventually_jobs("gone", "the job", |j| j.len() == 1).await;
+    let name = job_names(&jobs)[0].clone();
+    cluster.eventually_cronjob("gone", "the job is active", |cj| active_names(cj) == [name.clone()]).await;
+    cluster.jobs().delete(&name, &kube::api::DeleteParams::background()).await.unwrap();
+    let note = cluster.eventually_event("gone", "MissingJob").await;
+    assert_eq!(note, format!("Active job went missing: {name}"));
+    let status = cluster.eventually_cronjob("gone", "nothing active", |cj| active_names(cj).is_empty()).await;
+    assert_eq!(last_schedule(&status), Some(first));
+    assert!(cluster.jobs_of("gone").await.is_empty(), "the minute already scheduled is not scheduled again");
+}
