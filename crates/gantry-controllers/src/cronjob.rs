@@ -4,9 +4,10 @@
 //! - The schedule ([`schedule`]) is read in `spec.timeZone` (an IANA zone; without one, the controller
 //!   manager's local zone). An unknown zone or a schedule that cannot be read is reported as a Warning event and
 //!   nothing is scheduled until the CronJob changes.
-//! - Each sync looks for the most recent scheduled time not yet acted on (since `status.lastScheduleTime`, or
-//!   the CronJob's creation): too late by `startingDeadlineSeconds` is a missed start (`MissSchedule`); more
-//!   than 100 missed times are warned about (`TooManyMissedTimes`). Only the most recent one is started.
+//! - Each sync looks for the most recent scheduled time not yet acted on, since `status.lastScheduleTime` (or
+//!   the CronJob's creation) but no earlier than `startingDeadlineSeconds` ago: older times are skipped without
+//!   a word, as kube skips them; one found yet too late is reported (`MissSchedule`). More than 100 missed times
+//!   are warned about (`TooManyMissedTimes`). Only the most recent time is started.
 //! - `concurrencyPolicy`: Allow runs Jobs side by side; Forbid skips a time while a Job is active
 //!   (`JobAlreadyActive`); Replace deletes the active Jobs first. `suspend` stops new Jobs, not running ones.
 //! - A Job is named `<cronjob>-<scheduled time in minutes since the epoch>`, which makes a second create of the
