@@ -462,6 +462,12 @@ impl Schedule {
     /// The latest time at or before `at` that the schedule matches, if one is later than `after`.
     pub fn latest_between(&self, after: Timestamp, at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let first = self.next(after, tz).filter(|t| *t <= at)?;
+        if let Schedule::Every(delay) = self {
+            // The series runs from `after`, not from any time: count whole intervals from its first time.
+            let every = delay.as_secs().max(1);
+            let steps = at.duration_since(first).as_secs() / every;
+            return first.checked_add(SignedDuration::from_secs(steps.checked_mul(every)?)).ok();
+        }
         // Look back from `at` over a doubling window until a time falls in it, then walk forward: never more
         // steps than the times in one window, whatever the distance from `after`.
         let mut window = SignedDuration::from_mins(1);
@@ -688,6 +694,14 @@ mod tests {
         let tz = TimeZone::get("America/Santiago").unwrap();
         let next = times("0 * 6 9 *", "2026-09-05T12:00:00Z", &tz, 2);
         assert_eq!(next, ["2026-09-06T01:00:00-03:00 Sun", "2026-09-06T02:00:00-03:00 Sun"]);
+    }
+
+    #[test]
+    fn the_latest_time_of_an_interval_counts_from_the_start_of_the_series() {
+        let schedule = Schedule::parse("@every 90s").unwrap();
+        let at = ts("2026-03-01T10:05:10Z");
+        assert_eq!(schedule.latest_between(ts("2026-03-01T10:00:30Z"), at, &utc()), Some(ts("2026-03-01T10:05:00Z")));
+        assert_eq!(schedule.latest_between(ts("2026-03-01T10:04:00Z"), at, &utc()), None);
     }
 
     #[test]
