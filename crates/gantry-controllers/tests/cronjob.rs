@@ -236,8 +236,9 @@ async fn a_suspended_cronjob_starts_nothing_until_resumed() {
     let cluster = Cluster::start().await;
     let paused = cluster.cronjob("paused", json!({"suspend": true})).await;
     // A second CronJob witnesses that the controller has acted on the minute.
-    cluster.cronjob("witness", json!({})).await;
-    let first = minute_after(paused.metadata.creation_timestamp.unwrap().0);
+    let witness = cluster.cronjob("witness", json!({})).await;
+    let created = paused.metadata.creation_timestamp.unwrap().0.max(witness.metadata.creation_timestamp.unwrap().0);
+    let first = minute_after(created);
     cluster.set_clock(first);
     cluster.eventually_jobs("witness", "the witness's job", |j| j.len() == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
