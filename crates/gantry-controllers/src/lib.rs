@@ -11,6 +11,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod nodeipam;
@@ -49,6 +50,8 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
     /// Node IPAM: the cluster CIDR each Node's `spec.podCIDR` comes from; `None` leaves pod CIDRs to the nodes.
     pub node_ipam: Option<nodeipam::NodeIpamConfig>,
+    /// The Job controller's pod-recreation backoff.
+    pub job: job::JobConfig,
 }
 
 impl ControllerManagerConfig {
@@ -60,6 +63,7 @@ impl ControllerManagerConfig {
             workers: 16,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
+            job: job::JobConfig::default(),
         }
     }
 }
@@ -168,6 +172,16 @@ fn run_controllers(
         serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
     let podgc =
         podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
+    let jobs = Informer::<k8s_openapi::api::batch::v1::Job>::new();
+    let job = job::JobController::new(
+        client.clone(),
+        Arc::clone(&pods),
+        Arc::clone(&jobs),
+        config.job.clone(),
+        events("job-controller", tasks),
+    );
+    tasks.spawn(Arc::clone(&jobs).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(job.run(config.workers, term.clone()));
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
