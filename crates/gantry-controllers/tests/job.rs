@@ -335,3 +335,80 @@ async fn a_finished_job_is_deleted_after_its_ttl() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_before_finishing_is_counted_as_failed_and_replaced() {
+    let cluster = Cluster::start().await;
+    cluster.job("fragile", json!({"completions": 1})).await;
+    let first = cluster.eventually_pods("fragile", "a pod", |p| p.len() == 1).await.remove(0);
+    let first_name = first.metadata.name.clone().unwrap();
+    cluster.pods().delete(&first_name, &Default::default()).await.unwrap();
+    let replacement = cluster
+        .eventually_pods("fragile", "a replacement", |p| {
+            p.len() == 1 && p[0].metadata.name.as_deref() != Some(first_name.as_str())
+        })
+        .await
+        .remove(0);
+    cluster.eventually_job("fragile", "the deleted pod counted", |j| counts(j).2 == 1).await;
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    while cluster.pods().get_opt(&first_name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted pod kept its finalizer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.finish(&replacement, 0).await;
+    let job = cluster.eventually_job("fragile", "complete", |j| has_condition(j, "Complete", "True")).await;
+    assert_eq!(counts(&job), (0, 1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matching_orphan_is_adopted_with_the_tracking_finalizer() {
+    let cluster = Cluster::start().await;
+    let orphan = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "labels": {"app": "adopt"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}});
+    cluster.pods().create(&PostParams::default(), &serde_json::from_value(orphan).unwrap()).await.unwrap();
+    let spec = json!({"manualSelector": true, "selector": {"matchLabels": {"app": "adopt"}},
+        "template": {"metadata": {"labels": {"app": "adopt"}},
+                     "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}});
+    let job = cluster.job("adopter", spec).await;
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    let adopted = loop {
+        let pod = cluster.pods().get("stray").await.unwrap();
+        let owned = pod.metadata.owner_references.iter().flatten().any(|o| Some(&o.uid) == job.metadata.uid.as_ref());
+        if owned && pod.metadata.finalizers.iter().flatten().any(|f| f == TRACKING_FINALIZER) {
+            break pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the orphan was never adopted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    cluster.eventually_job("adopter", "the adopted pod active", |j| counts(j).0 == 1).await;
+    let pods = cluster.pods().list(&ListParams::default().labels("app=adopt")).await.unwrap().items;
+    assert_eq!(pods.len(), 1, "the adopted pod is the Job's one pod");
+    cluster.finish(&adopted, 0).await;
+    let job = cluster.eventually_job("adopter", "complete", |j| has_condition(j, "Complete", "True")).await;
+    assert_eq!(counts(&job), (0, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_out_of_retries_fails_the_job_with_failed_indexes() {
+    let cluster = Cluster::start().await;
+    let spec = json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed", "backoffLimitPerIndex": 0});
+    cluster.job("perindex", spec).await;
+    let pods = cluster.eventually_pods("perindex", "2 pods", |p| p.len() == 2).await;
+    let index_of =
+        |p: &Pod| p.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"].clone();
+    let zero = pods.iter().find(|p| index_of(p) == "0").unwrap();
+    let one = pods.iter().find(|p| index_of(p) == "1").unwrap();
+    cluster.finish(zero, 1).await;
+    cluster
+        .eventually_job("perindex", "index 0 failed", |j| {
+            j.status.as_ref().and_then(|s| s.failed_indexes.as_deref()) == Some("0")
+        })
+        .await;
+    assert_eq!(cluster.running_pods("perindex").await.len(), 1, "a failed index gets no new pod");
+    cluster.finish(one, 0).await;
+    let job = cluster.eventually_job("perindex", "failed", |j| has_condition(j, "Failed", "True")).await;
+    assert_eq!(reason_of(&job, "Failed").as_deref(), Some("FailedIndexes"));
+    let status = job.status.clone().unwrap();
+    assert_eq!((status.completed_indexes.as_deref(), status.failed_indexes.as_deref()), (Some("1"), Some("0")));
+    assert_eq!(counts(&job), (0, 1, 1));
+}
