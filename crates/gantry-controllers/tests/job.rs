@@ -412,3 +412,25 @@ async fn an_index_out_of_retries_fails_the_job_with_failed_indexes() {
     assert_eq!((status.completed_indexes.as_deref(), status.failed_indexes.as_deref()), (Some("1"), Some("0")));
     assert_eq!(counts(&job), (0, 1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_job_lets_its_pods_go() {
+    let cluster = Cluster::start().await;
+    cluster.job("doomed", json!({"parallelism": 2, "completions": 2})).await;
+    cluster.eventually_pods("doomed", "2 pods", |p| p.len() == 2).await;
+    let background = kube::api::DeleteParams::background();
+    cluster.jobs().delete("doomed", &background).await.unwrap();
+    let deadline = tokio::time::Instant::now() + gantry_store::testing::patience();
+    loop {
+        let left = cluster.job_pods("doomed").await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pods left: {:?}",
+            left.iter().map(|p| &p.metadata).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
