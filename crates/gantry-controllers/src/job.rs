@@ -682,6 +682,11 @@ pub fn pod_from_template(job: &Job, index: Option<i32>, index_failure_count: Opt
     }
 }
 
+fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
+    static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    meta.labels.as_ref().unwrap_or(&EMPTY)
+}
+
 fn key_of(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
@@ -824,11 +829,10 @@ impl JobController {
 
     fn matching_jobs(&self, pod: &Pod) -> Vec<String> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
         self.jobs
             .list_namespace(namespace)
             .into_iter()
-            .filter(|job| selector_of(job).is_some_and(|s| s.matches(&labels)))
+            .filter(|job| selector_of(job).is_some_and(|s| s.matches(labels(&pod.metadata))))
             .map(|job| job_key(&job))
             .collect()
     }
@@ -1622,8 +1626,7 @@ impl JobController {
         let mut candidates = self.pods.by_index(BY_CONTROLLER, uid);
         candidates.extend(self.pods.by_index(BY_CONTROLLER, &orphans_of(namespace)));
         for pod in candidates {
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            let matches = selector.matches(&labels);
+            let matches = selector.matches(labels(&pod.metadata));
             match controller_ref(&pod.metadata) {
                 Some(owner) if owner.uid == uid => {
                     if matches || deleting {

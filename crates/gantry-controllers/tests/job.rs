@@ -28,11 +28,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        // Failed pods are replaced after 10 ms, 20 ms, … instead of 10 s, 20 s, …
+        Cluster::with_backoff(Duration::from_millis(10)).await
+    }
+
+    async fn with_backoff(base: Duration) -> Cluster {
         let (server, dir, shutdown, client) = common::start_server().await;
         let mut tasks = JoinSet::new();
         let mut manager = common::manager_config();
-        // Failed pods are replaced after 10 ms, 20 ms, … instead of 10 s, 20 s, …
-        manager.job.backoff_base = Duration::from_millis(10);
+        manager.job.backoff_base = base;
         gantry_controllers::start(client.clone(), manager, shutdown.clone(), &mut tasks);
         Cluster { _server: server, _dir: dir, client, shutdown, _tasks: tasks }
     }
@@ -92,12 +96,17 @@ impl Cluster {
         }
     }
 
-    /// Plays the node: the pod's one container ended with `exit_code` (Succeeded when 0, else Failed).
+    /// Plays the node: the pod's one container ended with `exit_code` (Succeeded when 0, else Failed), long
+    /// ago (so that no backoff applies).
     async fn finish(&self, pod: &Pod, exit_code: i32) {
+        self.finish_at(pod, exit_code, "2026-01-01T00:00:00Z").await;
+    }
+
+    async fn finish_at(&self, pod: &Pod, exit_code: i32, finished_at: &str) {
         let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
         let status = json!({"status": {"phase": phase, "containerStatuses": [{"name": "main", "image": "busybox",
             "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": exit_code, "finishedAt": "2026-01-01T00:00:00Z"}}}]}});
+            "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished_at}}}]}});
         let name = pod.metadata.name.as_deref().unwrap();
         self.pods().patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
     }
@@ -433,4 +442,18 @@ async fn deleting_a_running_job_lets_its_pods_go() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pod_is_replaced_only_after_the_backoff() {
+    let cluster = Cluster::with_backoff(Duration::from_secs(4)).await;
+    cluster.job("patient", json!({"backoffLimit": 3})).await;
+    let pods = cluster.eventually_pods("patient", "a pod", |p| p.len() == 1).await;
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    cluster.finish_at(&pods[0], 1, &now).await;
+    cluster.eventually_job("patient", "the failure counted", |j| counts(j).2 == 1).await;
+    // The second-precision finish time leaves at least three of the four seconds to wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cluster.running_pods("patient").await.is_empty(), "replaced before the backoff");
+    cluster.eventually_pods("patient", "a replacement after the backoff", |p| p.len() == 1).await;
 }
