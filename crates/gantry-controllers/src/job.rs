@@ -913,6 +913,12 @@ impl JobController {
     pub async fn run(self: Arc<Self>, workers: usize, shutdown: CancellationToken) {
         self.pods.wait_synced(&shutdown).await;
         self.jobs.wait_synced(&shutdown).await;
+        // Pods listed before the Jobs were could not tell whether their Job still exists.
+        for pod in self.pods.list() {
+            if self.is_orphan_with_finalizer(&pod) {
+                self.queue.add(orphan_key(&pod));
+            }
+        }
         let queue = Arc::clone(&self.queue);
         let controller = self;
         run_workers("job", queue, workers, shutdown, move |key| {
