@@ -14,6 +14,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod history;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod nodeipam;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -54,6 +56,8 @@ pub struct ControllerManagerConfig {
     pub node_ipam: Option<nodeipam::NodeIpamConfig>,
     /// The CronJob controller's clock (tests move a manual one instead of waiting for the minute).
     pub cronjob: cronjob::CronJobConfig,
+    /// The Job controller's pod-recreation backoff.
+    pub job: job::JobConfig,
 }
 
 impl ControllerManagerConfig {
@@ -66,6 +70,7 @@ impl ControllerManagerConfig {
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
             cronjob: cronjob::CronJobConfig::default(),
+            job: job::JobConfig::default(),
         }
     }
 }
@@ -174,6 +179,23 @@ fn run_controllers(
         serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
     let podgc =
         podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
+    let jobs = Informer::<Job>::new();
+    jobs.add_index(pods::BY_CONTROLLER, |job: &Job| pods::controller_index(&job.metadata));
+    let job = job::JobController::new(
+        client.clone(),
+        Arc::clone(&pods),
+        Arc::clone(&jobs),
+        config.job.clone(),
+        events("job-controller", tasks),
+    );
+    let cronjobs = Informer::<k8s_openapi::api::batch::v1::CronJob>::new();
+    let cronjob = cronjob::CronJobController::new(
+        client.clone(),
+        Arc::clone(&cronjobs),
+        Arc::clone(&jobs),
+        &config.cronjob,
+        events("cronjob-controller", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -189,6 +211,10 @@ fn run_controllers(
     tasks.spawn(namespace.run(config.workers, term.clone()));
     tasks.spawn(serviceaccount.run(config.workers, term.clone()));
     tasks.spawn(podgc.run(term.clone()));
+    tasks.spawn(Arc::clone(&jobs).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&cronjobs).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(job.run(config.workers, term.clone()));
+    tasks.spawn(cronjob.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
@@ -202,24 +228,6 @@ fn run_controllers(
             }
             Err(err) => tracing::error!(error = %err, "node IPAM is off"),
         }
-    }
-    {
-        // CronJobs, and the Jobs they own (share the Job informer with the Job controller when both run).
-        let cronjobs = Informer::<k8s_openapi::api::batch::v1::CronJob>::new();
-        let jobs = Informer::<k8s_openapi::api::batch::v1::Job>::new();
-        jobs.add_index(pods::BY_CONTROLLER, |job: &k8s_openapi::api::batch::v1::Job| {
-            pods::controller_index(&job.metadata)
-        });
-        let controller = cronjob::CronJobController::new(
-            client.clone(),
-            Arc::clone(&cronjobs),
-            Arc::clone(&jobs),
-            &config.cronjob,
-            events("cronjob-controller", tasks),
-        );
-        tasks.spawn(Arc::clone(&cronjobs).run(Api::all(client.clone()), term.clone()));
-        tasks.spawn(Arc::clone(&jobs).run(Api::all(client.clone()), term.clone()));
-        tasks.spawn(controller.run(config.workers, term.clone()));
     }
     let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
     tasks.spawn(gc.run(config.workers, term.clone()));
