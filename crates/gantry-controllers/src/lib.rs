@@ -21,6 +21,7 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod taint_eviction;
 
 use std::sync::Arc;
@@ -170,6 +171,27 @@ fn run_controllers(
         serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
     let podgc =
         podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
+    {
+        // StatefulSets: their sets, revisions and claims watched here; pods shared.
+        use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        let sets = Informer::<StatefulSet>::new();
+        let revisions = Informer::<ControllerRevision>::new();
+        let claims = Informer::<PersistentVolumeClaim>::new();
+        revisions.add_index(pods::BY_CONTROLLER, |r: &ControllerRevision| pods::controller_index(&r.metadata));
+        let controller = statefulset::StatefulSetController::new(
+            client.clone(),
+            Arc::clone(&sets),
+            Arc::clone(&pods),
+            Arc::clone(&revisions),
+            Arc::clone(&claims),
+            events("statefulset-controller", tasks),
+        );
+        tasks.spawn(sets.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(revisions.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(claims.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(controller.run(config.workers, term.clone()));
+    }
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
