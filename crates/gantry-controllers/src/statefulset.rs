@@ -769,7 +769,7 @@ impl StatefulSetController {
         let mut collision_count = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
         let data = revision_data(set);
         let next = history::next_revision(revisions);
-        let equal = revisions.iter().filter(|r| history::data_of(r) == &data).last();
+        let equal = revisions.iter().rev().find(|r| history::data_of(r) == &data);
         let update = match (equal, revisions.last()) {
             (Some(found), Some(last)) if Arc::ptr_eq(found, last) => Arc::clone(last),
             // An older template again (a rollback): that revision becomes the newest.
@@ -788,16 +788,13 @@ impl StatefulSetController {
             .find(|r| !current_name.is_empty() && name_of(&r.metadata) == current_name)
             .cloned()
             .unwrap_or_else(|| Arc::clone(&update));
-        let template = |revision: &ControllerRevision| {
-            revision_template(revision).map_err(|source| SyncError::BadRevision {
-                key: key.clone(),
-                revision: name_of(&revision.metadata).to_string(),
-                source,
-            })
+        let bad = |revision: &ControllerRevision| {
+            let (key, name) = (key.clone(), name_of(&revision.metadata).to_string());
+            move |source| SyncError::BadRevision { key, revision: name, source }
         };
         Ok(Revisions {
-            current_template: template(&current)?,
-            update_template: template(&update)?,
+            current_template: revision_template(&current).map_err(bad(&current))?,
+            update_template: revision_template(&update).map_err(bad(&update))?,
             current,
             update,
             collision_count,
