@@ -554,7 +554,7 @@ impl StatefulSetController {
             sets: Arc::clone(&sets),
             pods: Arc::clone(&pods),
             revisions,
-            claims,
+            claims: Arc::clone(&claims),
             queue: WorkQueue::new(),
             events,
         });
@@ -570,7 +570,31 @@ impl StatefulSetController {
                 controller.pod_changed(change);
             }
         });
+        let weak = Arc::downgrade(&controller);
+        claims.on_change(move |change| {
+            // A pod waiting for its predecessor's claim to go can be created once it has.
+            if let (Some(controller), Change::Deleted(claim)) = (weak.upgrade(), change) {
+                controller.claim_gone(claim);
+            }
+        });
         controller
+    }
+
+    /// Enqueues the set a deleted claim belonged to (through the set or a pod of it).
+    fn claim_gone(&self, claim: &PersistentVolumeClaim) {
+        let namespace = claim.metadata.namespace.as_deref().unwrap_or("");
+        for reference in claim.metadata.owner_references.iter().flatten() {
+            let set = match reference.kind.as_str() {
+                "StatefulSet" => Some(reference.name.as_str()),
+                "Pod" => parent_and_ordinal(&reference.name).map(|(parent, _)| parent),
+                _ => None,
+            };
+            if let Some(set) = set
+                && self.sets.get(namespace, set).is_some()
+            {
+                self.queue.add(format!("{namespace}/{set}"));
+            }
+        }
     }
 
     /// The StatefulSet controlling `pod`, if this informer knows it.

@@ -337,11 +337,22 @@ async fn the_retention_policy_puts_owner_references_on_claims_for_the_garbage_co
         .await;
     let kept = cluster.claims().get("data-kept-0").await.unwrap();
     assert!(kept.metadata.owner_references.unwrap().iter().any(|r| r.uid == uid));
+    // Scaled back up: a new claim, owned by the set again.
+    cluster.patch_spec("kept", json!({"replicas": 2})).await;
+    cluster.eventually_pods("kept", &["kept-0", "kept-1"]).await;
+    cluster
+        .eventually("a new data-kept-1 owned by the set", async || {
+            let claim = cluster.claims().get_opt("data-kept-1").await.unwrap()?;
+            let refs = claim.metadata.owner_references.unwrap_or_default();
+            (refs.len() == 1 && refs[0].uid == uid).then_some(())
+        })
+        .await;
     // whenDeleted: Delete: the set's claims go with it.
     cluster.sets().delete("kept", &Default::default()).await.unwrap();
     cluster
-        .eventually("data-kept-0 deleted with the set", async || {
-            cluster.claims().get_opt("data-kept-0").await.unwrap().is_none().then_some(())
+        .eventually("the claims deleted with the set", async || {
+            let gone = cluster.claims().list(&ListParams::default()).await.unwrap().items.is_empty();
+            gone.then_some(())
         })
         .await;
 }
