@@ -295,16 +295,21 @@ async fn a_template_change_with_a_partition_updates_only_the_pods_at_or_above_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_pod_management_creates_every_pod_at_once_and_failed_pods_come_back() {
+async fn parallel_pod_management_creates_every_pod_at_once_from_the_start_ordinal_and_failed_pods_come_back() {
     let cluster = Cluster::start().await;
-    cluster.stateful_set("par", 3, json!({"podManagementPolicy": "Parallel"})).await;
-    cluster.eventually_pods("par", &["par-0", "par-1", "par-2"]).await;
-    let first = cluster.pods().get("par-1").await.unwrap().metadata.uid.unwrap();
+    cluster.stateful_set("par", 3, json!({"podManagementPolicy": "Parallel", "ordinals": {"start": 1}})).await;
+    cluster.eventually_pods("par", &["par-1", "par-2", "par-3"]).await;
+    let last = cluster.pods().get("par-3").await.unwrap();
+    assert_eq!(last.metadata.labels.unwrap()["apps.kubernetes.io/pod-index"], "3");
+    for claim in ["data-par-1", "data-par-2", "data-par-3"] {
+        assert!(cluster.claims().get_opt(claim).await.unwrap().is_some(), "{claim} comes before its pod");
+    }
+    let first = cluster.pods().get("par-2").await.unwrap().metadata.uid.unwrap();
     let failed = json!({"status": {"phase": "Failed"}});
-    cluster.pods().patch_status("par-1", &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
+    cluster.pods().patch_status("par-2", &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
     cluster
-        .eventually("a new par-1", async || {
-            let pod = cluster.pods().get_opt("par-1").await.unwrap()?;
+        .eventually("a new par-2", async || {
+            let pod = cluster.pods().get_opt("par-2").await.unwrap()?;
             (pod.metadata.uid.as_deref() != Some(first.as_str())).then_some(())
         })
         .await;
