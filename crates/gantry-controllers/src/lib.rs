@@ -23,14 +23,15 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod taint_eviction;
 
 use std::sync::Arc;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -196,6 +197,19 @@ fn run_controllers(
         &config.cronjob,
         events("cronjob-controller", tasks),
     );
+    let statefulsets = Informer::<StatefulSet>::new();
+    // ControllerRevisions are shared by the StatefulSet and DaemonSet controllers.
+    let revisions = Informer::<ControllerRevision>::new();
+    revisions.add_index(pods::BY_CONTROLLER, |r: &ControllerRevision| pods::controller_index(&r.metadata));
+    let claims = Informer::<PersistentVolumeClaim>::new();
+    let statefulset = statefulset::StatefulSetController::new(
+        client.clone(),
+        Arc::clone(&statefulsets),
+        Arc::clone(&pods),
+        Arc::clone(&revisions),
+        Arc::clone(&claims),
+        events("statefulset-controller", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -215,6 +229,10 @@ fn run_controllers(
     tasks.spawn(Arc::clone(&cronjobs).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(job.run(config.workers, term.clone()));
     tasks.spawn(cronjob.run(config.workers, term.clone()));
+    tasks.spawn(Arc::clone(&statefulsets).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&revisions).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&claims).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(statefulset.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
