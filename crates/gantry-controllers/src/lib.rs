@@ -6,6 +6,7 @@
 //! view ([`expectations`]) and background event writing ([`events`]). Controllers are API clients, never
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
@@ -168,6 +169,25 @@ fn run_controllers(
         serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
     let podgc =
         podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
+    {
+        // DaemonSets: their own informers for DaemonSets and ControllerRevisions (indexed by controller).
+        let daemonsets = Informer::<k8s_openapi::api::apps::v1::DaemonSet>::new();
+        let revisions = Informer::<k8s_openapi::api::apps::v1::ControllerRevision>::new();
+        revisions.add_index(pods::BY_CONTROLLER, |r: &k8s_openapi::api::apps::v1::ControllerRevision| {
+            pods::controller_index(&r.metadata)
+        });
+        let daemonset = daemonset::DaemonSetController::new(
+            client.clone(),
+            Arc::clone(&daemonsets),
+            Arc::clone(&pods),
+            Arc::clone(&nodes),
+            Arc::clone(&revisions),
+            events("daemonset-controller", tasks),
+        );
+        tasks.spawn(Arc::clone(&daemonsets).run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(Arc::clone(&revisions).run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(daemonset.run(config.workers, term.clone()));
+    }
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
