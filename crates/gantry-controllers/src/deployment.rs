@@ -179,24 +179,11 @@ fn template_ignoring_hash(template: Option<&PodTemplateSpec>) -> serde_json::Val
     value
 }
 
-/// kube's pod-template-hash: FNV-1a (32 bits) over the template and the collision count, its decimal form
-/// spelled in a vowel-free alphabet (so that it never reads as a word).
+/// kube's pod-template-hash: the object hash ([`crate::history::hash_bytes`]) of the template without its own
+/// hash label, and the collision count.
 pub fn template_hash(template: Option<&PodTemplateSpec>, collision_count: Option<i32>) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut hash: u32 = 2_166_136_261;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u32::from(*b);
-            hash = hash.wrapping_mul(16_777_619);
-        }
-    };
-    feed(serde_json::to_string(&template_ignoring_hash(template)).unwrap_or_default().as_bytes());
-    if let Some(count) = collision_count {
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&(count as u32).to_le_bytes());
-        feed(&bytes);
-    }
-    hash.to_string().bytes().map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char).collect()
+    let template = serde_json::to_string(&template_ignoring_hash(template)).unwrap_or_default();
+    crate::history::hash_bytes(template.as_bytes(), collision_count)
 }
 
 fn condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {

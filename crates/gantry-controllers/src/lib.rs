@@ -6,11 +6,13 @@
 //! view ([`expectations`]) and background event writing ([`events`]). Controllers are API clients, never
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
+pub mod claim;
 pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod informer;
 pub mod namespace;
 pub mod node_lifecycle;

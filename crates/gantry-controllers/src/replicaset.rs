@@ -21,14 +21,14 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventSink, EventType, reference_to};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
-use crate::pods::{BY_CONTROLLER, controller_ref, deletion_order, is_active, is_available, is_ready, orphans_of};
+use crate::pods::{controller_ref, deletion_order, is_active, is_available, is_ready};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
 /// Pods created or deleted per sync, at most (kube's `burstReplicas`).
@@ -54,6 +54,15 @@ pub enum SyncError {
         /// The cause.
         #[source]
         source: kube::Error,
+    },
+    /// Adopting or releasing pods failed.
+    #[error("claiming pods for {key}: {source}")]
+    Claim {
+        /// The ReplicaSet.
+        key: String,
+        /// The cause.
+        #[source]
+        source: crate::claim::ClaimError,
     },
     /// Another API call failed.
     #[error("{what} for {key}: {source}")]
@@ -259,7 +268,7 @@ impl ReplicaSetController {
             Ok(()) => None,
             Err(SyncError::Create { source, .. }) => Some(("FailedCreate", source.to_string())),
             Err(SyncError::Delete { source, .. }) => Some(("FailedDelete", source.to_string())),
-            Err(SyncError::Api { .. }) => None,
+            Err(SyncError::Api { .. } | SyncError::Claim { .. }) => None,
         };
         let now = jiff::Timestamp::now();
         let status = status_of(&rs, &owned, failure, now);
@@ -283,81 +292,12 @@ impl ReplicaSetController {
     /// The active pods the ReplicaSet owns after adopting matching orphans and releasing owned pods that no
     /// longer match.
     async fn claim(&self, rs: &ReplicaSet, selector: &LabelSelector) -> Result<Vec<Arc<Pod>>, SyncError> {
-        let namespace = rs.metadata.namespace.as_deref().unwrap_or("");
-        let name = rs.metadata.name.as_deref().unwrap_or("");
-        let uid = rs.metadata.uid.as_deref().unwrap_or("");
-        let deleting = rs.metadata.deletion_timestamp.is_some();
-        let mut owned = Vec::new();
-        let mut orphans = Vec::new();
-        let mut strays = Vec::new();
-        let mut candidates = self.pods.by_index(BY_CONTROLLER, uid);
-        candidates.extend(self.pods.by_index(BY_CONTROLLER, &orphans_of(namespace)));
-        for pod in candidates {
-            if !is_active(&pod) {
-                continue;
+        crate::claim::claim(&self.client, rs, selector, &self.pods, is_active).await.map_err(|source| {
+            SyncError::Claim {
+                key: key_of(rs.metadata.namespace.as_deref().unwrap_or(""), rs.metadata.name.as_deref().unwrap_or("")),
+                source,
             }
-            let matches = selector.matches(labels(&pod.metadata));
-            match controller_ref(&pod.metadata) {
-                Some(owner) if owner.uid == uid => {
-                    if matches {
-                        owned.push(pod);
-                    } else if !deleting {
-                        strays.push(pod);
-                    }
-                }
-                Some(_) => {}
-                None if matches && !deleting => orphans.push(pod),
-                None => {}
-            }
-        }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        for pod in strays {
-            let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}],
-                                            "uid": pod.metadata.uid}});
-            let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-            match pods.patch(pod_name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => {}
-                Err(source) => {
-                    return Err(SyncError::Api { what: "releasing a pod", key: key_of(namespace, name), source });
-                }
-            }
-        }
-        if !orphans.is_empty() {
-            // Adopt only on a fresh view of the ReplicaSet: the informer may not show its deletion yet.
-            let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-            let fresh = match sets.get_opt(name).await {
-                Ok(fresh) => fresh,
-                Err(source) => {
-                    return Err(SyncError::Api {
-                        what: "reading the ReplicaSet",
-                        key: key_of(namespace, name),
-                        source,
-                    });
-                }
-            };
-            let can_adopt = fresh
-                .is_some_and(|f| f.metadata.uid.as_deref() == Some(uid) && f.metadata.deletion_timestamp.is_none());
-            if can_adopt {
-                let reference = owner_reference(rs);
-                for pod in orphans {
-                    let patch = json!({"metadata": {"ownerReferences": [reference], "uid": pod.metadata.uid}});
-                    let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-                    match pods.patch(pod_name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-                        Ok(adopted) => owned.push(Arc::new(adopted)),
-                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => {}
-                        Err(source) => {
-                            return Err(SyncError::Api {
-                                what: "adopting a pod",
-                                key: key_of(namespace, name),
-                                source,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        Ok(owned)
+        })
     }
 
     /// Creates or deletes pods so that `owned` becomes `spec.replicas`.
@@ -445,14 +385,7 @@ impl ReplicaSetController {
 
 /// The owner reference a ReplicaSet's pods carry.
 pub fn owner_reference(rs: &ReplicaSet) -> OwnerReference {
-    OwnerReference {
-        api_version: ReplicaSet::api_version(&()).into_owned(),
-        kind: ReplicaSet::kind(&()).into_owned(),
-        name: rs.metadata.name.clone().unwrap_or_default(),
-        uid: rs.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    crate::claim::controller_reference(rs)
 }
 
 /// A new pod from the ReplicaSet's template.
