@@ -446,6 +446,8 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// Failed pods found (`(pod, node)`), reported as `FailedDaemonPod`.
     pub failed: Vec<(String, String)>,
+    /// Succeeded pods found (`(pod, node)`), reported as `SucceededDaemonPod`.
+    pub succeeded: Vec<(String, String)>,
     /// When to look again (a failed pod still backing off).
     pub requeue_after: Option<Duration>,
 }
@@ -515,7 +517,11 @@ pub fn plan_manage(
                             plan.failed.push((pod_name.clone(), node_name.to_string()));
                             plan.delete.push(pod_name);
                         }
-                        "Succeeded" => plan.delete.push(name_of(&pod.metadata).to_string()),
+                        "Succeeded" => {
+                            let pod_name = name_of(&pod.metadata).to_string();
+                            plan.succeeded.push((pod_name.clone(), node_name.to_string()));
+                            plan.delete.push(pod_name);
+                        }
                         _ => running.push(Arc::clone(pod)),
                     }
                 }
@@ -890,7 +896,8 @@ impl DaemonSetController {
                         // A pod turning ready becomes available only minReadySeconds later.
                         let min_ready = self.min_ready_seconds(&key);
                         if min_ready > 0 && is_ready(new) && !is_ready(old) {
-                            self.queue.add_after(key.clone(), Duration::from_secs(min_ready.unsigned_abs().into()));
+                            let delay = Duration::from_secs(u64::from(min_ready.unsigned_abs()) + 1);
+                            self.queue.add_after(key.clone(), delay);
                         }
                         self.queue.add(key);
                     }
@@ -1004,7 +1011,7 @@ impl DaemonSetController {
     /// The pods the DaemonSet owns after adoption and release (pods being deleted are not adopted).
     async fn claim_pods(&self, key: &str, ds: &DaemonSet, selector: &LabelSelector) -> Result<Vec<Arc<Pod>>, SyncError> {
         let eligible = |pod: &Pod| controller_ref(&pod.metadata).is_some() || pod.metadata.deletion_timestamp.is_none();
-        claim(&self.client, ds, selector, &self.pods, eligible)
+        claim(&self.client, ds, selector, self.pods.as_ref(), eligible)
             .await
             .map_err(|source| SyncError::Claim { key: key.to_string(), source })
     }
@@ -1029,10 +1036,14 @@ impl DaemonSetController {
             plan_manage(ds, placement, nodes, by_node, hash, &mut backoff, now, jiff::Timestamp::now())
         };
         *requeue = plan.requeue_after;
+        let namespace = ds.metadata.namespace.as_deref().unwrap_or("");
         for (pod, node) in &plan.failed {
-            let namespace = ds.metadata.namespace.as_deref().unwrap_or("");
             let note = format!("Found failed daemon pod {namespace}/{pod} on node {node}, will try to kill it");
             self.events.publish(reference_to(ds), EventType::Warning, "FailedDaemonPod", "Sync", note);
+        }
+        for (pod, node) in &plan.succeeded {
+            let note = format!("Found succeeded daemon pod {namespace}/{pod} on node {node}, will try to delete it");
+            self.events.publish(reference_to(ds), EventType::Normal, "SucceededDaemonPod", "Sync", note);
         }
         let template = creation_template(ds, hash);
         self.sync_nodes(key, ds, &template, plan.delete, plan.create_on).await?;
@@ -1129,11 +1140,11 @@ impl DaemonSetController {
         ds: &DaemonSet,
         selector: &LabelSelector,
     ) -> Result<(ControllerRevision, Vec<Arc<ControllerRevision>>, Option<i32>), SyncError> {
-        let history_err = |source| SyncError::History { key: key.to_string(), source };
-        let api_err = |what: &'static str| move |source| SyncError::Api { what, key: key.to_string(), source };
+        let history_err = |source: HistoryError| SyncError::History { key: key.to_string(), source };
+        let api_err = |what: &'static str| move |source: kube::Error| SyncError::Api { what, key: key.to_string(), source };
         let namespace = ds.metadata.namespace.as_deref().unwrap_or("");
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
-        let mut revisions = claim(&self.client, ds, selector, &self.revisions, |_| true)
+        let mut revisions = claim(&self.client, ds, selector, self.revisions.as_ref(), |_: &ControllerRevision| true)
             .await
             .map_err(|source| SyncError::Claim { key: key.to_string(), source })?;
         // Revisions without the hash label get their name as the label, so that pods can point at them.
