@@ -247,11 +247,7 @@ impl Placement {
         add_default_tolerations(&mut probe);
         let tolerations = probe.tolerations.take().unwrap_or_default();
         let affinity = RequiredNodeAffinity::from_pod(&Pod { spec: Some(probe), ..Pod::default() });
-        Placement {
-            node_name: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
-            affinity,
-            tolerations,
-        }
+        Placement { node_name: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()), affinity, tolerations }
     }
 
     /// Whether the DaemonSet's pod should run, or may keep running, on `node` (kube's
@@ -556,7 +552,9 @@ pub fn plan_manage(
             }
             Some(pods) => {
                 plan.delete.extend(
-                    pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| name_of(&p.metadata).into()),
+                    pods.iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .map(|p| name_of(&p.metadata).into()),
                 );
             }
             None => {}
@@ -571,12 +569,15 @@ pub fn plan_manage(
     plan
 }
 
+/// A node's pod of the current template and its pod of an older one.
+type NewAndOld<'a> = (Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
+
 /// The new and the old pod on a node, if there is at most one of each (pods being deleted left out).
 fn updated_pods_on_node<'a>(
     pods: &'a [Arc<Pod>],
     hash: &str,
     generation: Option<i64>,
-) -> Option<(Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>)> {
+) -> Option<NewAndOld<'a>> {
     let (mut new, mut old) = (None, None);
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let slot = if is_updated(pod, hash, generation) { &mut new } else { &mut old };
@@ -1009,7 +1010,12 @@ impl DaemonSetController {
     }
 
     /// The pods the DaemonSet owns after adoption and release (pods being deleted are not adopted).
-    async fn claim_pods(&self, key: &str, ds: &DaemonSet, selector: &LabelSelector) -> Result<Vec<Arc<Pod>>, SyncError> {
+    async fn claim_pods(
+        &self,
+        key: &str,
+        ds: &DaemonSet,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Arc<Pod>>, SyncError> {
         let eligible = |pod: &Pod| controller_ref(&pod.metadata).is_some() || pod.metadata.deletion_timestamp.is_none();
         claim(&self.client, ds, selector, self.pods.as_ref(), eligible)
             .await
@@ -1141,7 +1147,8 @@ impl DaemonSetController {
         selector: &LabelSelector,
     ) -> Result<(ControllerRevision, Vec<Arc<ControllerRevision>>, Option<i32>), SyncError> {
         let history_err = |source: HistoryError| SyncError::History { key: key.to_string(), source };
-        let api_err = |what: &'static str| move |source: kube::Error| SyncError::Api { what, key: key.to_string(), source };
+        let api_err =
+            |what: &'static str| move |source: kube::Error| SyncError::Api { what, key: key.to_string(), source };
         let namespace = ds.metadata.namespace.as_deref().unwrap_or("");
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
         let mut revisions = claim(&self.client, ds, selector, self.revisions.as_ref(), |_: &ControllerRevision| true)
@@ -1161,7 +1168,8 @@ impl DaemonSetController {
             *revision = Arc::new(labelled);
         }
         let data = revision_data(ds);
-        let (mut current, mut old): (Vec<_>, Vec<_>) = revisions.into_iter().partition(|r| *history::data_of(r) == data);
+        let (mut current, mut old): (Vec<_>, Vec<_>) =
+            revisions.into_iter().partition(|r| *history::data_of(r) == data);
         history::sort(&mut old);
         let next = history::next_revision(&old);
         let mut collisions = ds.status.as_ref().and_then(|s| s.collision_count);
@@ -1258,7 +1266,9 @@ impl DaemonSetController {
             .collect();
         let live: HashSet<String> = old
             .iter()
-            .filter(|r| labels(&r.metadata).get(CONTROLLER_REVISION_HASH).is_some_and(|h| live_hashes.contains(h.as_str())))
+            .filter(|r| {
+                labels(&r.metadata).get(CONTROLLER_REVISION_HASH).is_some_and(|h| live_hashes.contains(h.as_str()))
+            })
             .map(|r| name_of(&r.metadata).to_string())
             .collect();
         // kube deletes up to `excess` of the unused ones, oldest first.
@@ -1289,7 +1299,8 @@ impl DaemonSetController {
         status.collision_count = collisions;
         status.conditions = previous.conditions.clone();
         if status != previous {
-            let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ds.metadata.namespace.as_deref().unwrap_or(""));
+            let api: Api<DaemonSet> =
+                Api::namespaced(self.client.clone(), ds.metadata.namespace.as_deref().unwrap_or(""));
             let patch = json!({"status": status});
             match api.patch_status(name_of(&ds.metadata), &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {}
@@ -1635,12 +1646,7 @@ mod tests {
         assert_eq!(done.delete, ["a-old"]);
         assert_eq!(plan(&set, &all, &pods, "new").delete, ["a-old"]);
         // An unavailable old pod gets its replacement beside it at once, beyond maxSurge.
-        let pods = vec![
-            pod("a-new", "a", "new", None, NOW),
-            old("a"),
-            pod("b-old", "b", "old", None, NOW),
-            old("c"),
-        ];
+        let pods = vec![pod("a-new", "a", "new", None, NOW), old("a"), pod("b-old", "b", "old", None, NOW), old("c")];
         let plan = rolling(&set, &all, &pods, "new");
         assert_eq!(plan.create_on, ["b"], "{plan:?}");
     }

@@ -236,7 +236,8 @@ async fn a_daemon_set_runs_one_pod_per_node_and_follows_new_nodes() {
         cluster.node(n, json!([])).await;
     }
     cluster.daemon_set("agent", "busybox:1", json!({})).await;
-    let pods = cluster.eventually_pods("agent", "a pod on each of 3 nodes", |p| one_per_node(p, &["n1", "n2", "n3"])).await;
+    let pods =
+        cluster.eventually_pods("agent", "a pod on each of 3 nodes", |p| one_per_node(p, &["n1", "n2", "n3"])).await;
     let ds = cluster.sets().get("agent").await.unwrap();
     for pod in pods.values().flatten() {
         assert!(pod.metadata.name.as_deref().unwrap().starts_with("agent-"));
@@ -247,11 +248,9 @@ async fn a_daemon_set_runs_one_pod_per_node_and_follows_new_nodes() {
         assert_eq!(label(pod, "pod-template-generation"), Some("1"));
         assert!(label(pod, HASH).is_some_and(|h| !h.is_empty()));
         let tolerations = pod.spec.as_ref().unwrap().tolerations.as_ref().unwrap();
-        assert!(
-            tolerations.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
-                && t.effect.as_deref() == Some("NoExecute")
-                && t.toleration_seconds.is_none())
-        );
+        assert!(tolerations.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+            && t.effect.as_deref() == Some("NoExecute")
+            && t.toleration_seconds.is_none()));
     }
     let ds = cluster.eventually_status("agent", "3 desired, none ready", |s| counts(s) == [3, 3, 0, 0, 3, 3, 0]).await;
     assert_eq!(ds.metadata.annotations.unwrap()["deprecated.daemonset.template.generation"], "1");
@@ -266,7 +265,9 @@ async fn a_daemon_set_runs_one_pod_per_node_and_follows_new_nodes() {
 
     // A node going away takes its unbound pod with it.
     cluster.nodes().delete("n4", &DeleteParams::default()).await.unwrap();
-    cluster.eventually_pods("agent", "the pod of the deleted node gone", |p| one_per_node(p, &["n1", "n2", "n3"])).await;
+    cluster
+        .eventually_pods("agent", "the pod of the deleted node gone", |p| one_per_node(p, &["n1", "n2", "n3"]))
+        .await;
     cluster.eventually_status("agent", "back to 3", |s| counts(s) == [3, 3, 3, 3, 3, 0, 0]).await;
 
     let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
@@ -288,9 +289,13 @@ async fn tainted_nodes_are_skipped_unless_the_daemon_set_tolerates_their_taints(
     cluster.daemon_set("logs", "busybox:1", json!({})).await;
     let tolerations = json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
     cluster.daemon_set("infra-agent", "busybox:1", json!({"podSpec": {"tolerations": tolerations}})).await;
-    cluster.eventually_pods("infra-agent", "a pod on every node", |p| one_per_node(p, &["infra", "plain-1", "plain-2"])).await;
+    cluster
+        .eventually_pods("infra-agent", "a pod on every node", |p| one_per_node(p, &["infra", "plain-1", "plain-2"]))
+        .await;
     cluster.eventually_status("logs", "2 desired", |s| s.desired_number_scheduled == 2).await;
-    let pods = cluster.eventually_pods("logs", "pods on the untainted nodes", |p| one_per_node(p, &["plain-1", "plain-2"])).await;
+    let pods = cluster
+        .eventually_pods("logs", "pods on the untainted nodes", |p| one_per_node(p, &["plain-1", "plain-2"]))
+        .await;
     assert!(!pods.contains_key("infra"));
 
     // A NoSchedule taint added later keeps the running pod; an untolerated NoExecute taint removes it.
@@ -303,10 +308,11 @@ async fn tainted_nodes_are_skipped_unless_the_daemon_set_tolerates_their_taints(
     assert_eq!(by_node(cluster.active_pods("logs").await).len(), 2);
     nodes.patch("plain-2", &PatchParams::default(), &Patch::Merge(&taint("NoExecute"))).await.unwrap();
     cluster.eventually_pods("logs", "the pod on plain-2 deleted", |p| one_per_node(p, &["plain-1"])).await;
-    cluster.eventually_status("logs", "1 desired, none misscheduled", |s| {
-        s.desired_number_scheduled == 1 && s.number_misscheduled == 0
-    })
-    .await;
+    cluster
+        .eventually_status("logs", "1 desired, none misscheduled", |s| {
+            s.desired_number_scheduled == 1 && s.number_misscheduled == 0
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,9 +357,8 @@ async fn a_template_change_rolls_pods_within_max_unavailable_and_keeps_revisions
         })
         .await;
     assert!(worst >= 1, "the rollout replaced pods");
-    let ds = cluster
-        .eventually_status("roll", "all updated and available", |s| counts(s) == [5, 5, 5, 5, 5, 0, 0])
-        .await;
+    let ds =
+        cluster.eventually_status("roll", "all updated and available", |s| counts(s) == [5, 5, 5, 5, 5, 0, 0]).await;
     let pods = cluster.active_pods("roll").await;
     assert!(pods.iter().all(|p| label(p, "pod-template-generation") == Some("2")));
     let second_hash = label(&pods[0], HASH).unwrap().to_string();
@@ -371,7 +376,9 @@ async fn a_template_change_rolls_pods_within_max_unavailable_and_keeps_revisions
         let data = &revision.data.as_ref().unwrap().0;
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
     }
-    let image_in = |r: &ControllerRevision| r.data.as_ref().unwrap().0["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let image_in = |r: &ControllerRevision| {
+        r.data.as_ref().unwrap().0["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
     assert_eq!(image_in(&revisions[0]), "busybox:1");
     assert_eq!(image_in(&revisions[1]), "busybox:2");
 }
@@ -391,7 +398,9 @@ async fn with_surge_the_new_pod_starts_first_and_the_old_one_goes_once_the_new_o
     cluster.make_ready(&old).await;
     cluster.eventually_status("surge", "available", |s| s.number_available == Some(1)).await;
     cluster.set_image("surge", "busybox:2").await;
-    let pods = cluster.eventually_pods("surge", "the new pod beside the old", |p| p.get("s1").is_some_and(|p| p.len() == 2)).await;
+    let pods = cluster
+        .eventually_pods("surge", "the new pod beside the old", |p| p.get("s1").is_some_and(|p| p.len() == 2))
+        .await;
     let new = pods["s1"].iter().find(|p| image(p) == "busybox:2").unwrap().clone();
     // Not yet ready: the old pod must stay.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -433,7 +442,9 @@ async fn failed_pods_are_replaced_and_on_delete_waits_for_pods_to_be_deleted() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(image(&cluster.active_pods("od").await[0]), "busybox:1", "OnDelete does not replace pods");
     cluster.pods().delete(current.metadata.name.as_deref().unwrap(), &DeleteParams::default()).await.unwrap();
-    let pods = cluster.eventually_pods("od", "a new pod", |p| one_per_node(p, &["f1"]) && image(&p["f1"][0]) == "busybox:2").await;
+    let pods = cluster
+        .eventually_pods("od", "a new pod", |p| one_per_node(p, &["f1"]) && image(&p["f1"][0]) == "busybox:2")
+        .await;
     assert_eq!(label(&pods["f1"][0], "pod-template-generation"), Some("2"));
 }
 
@@ -471,10 +482,11 @@ async fn kubectl_rollout_history_undo_and_status_work_for_daemon_sets() {
     assert_eq!(template_image.as_deref(), Some("busybox:1"), "undo brings the first template back");
     let (ok, out) = cluster.kubectl(&["rollout", "status", "daemonset/hist", "--timeout=60s"]);
     assert!(ok && out.contains("successfully rolled out"), "{out}");
-    cluster.eventually_pods("hist", "pods back on busybox:1", |p| {
-        one_per_node(p, &["h1", "h2"]) && p.values().flatten().all(|pod| image(pod) == "busybox:1")
-    })
-    .await;
+    cluster
+        .eventually_pods("hist", "pods back on busybox:1", |p| {
+            one_per_node(p, &["h1", "h2"]) && p.values().flatten().all(|pod| image(pod) == "busybox:1")
+        })
+        .await;
     // The first revision came back as the newest: renumbered, not copied.
     let revisions = cluster
         .eventually("revision 1 renumbered 3", async || {
@@ -482,7 +494,9 @@ async fn kubectl_rollout_history_undo_and_status_work_for_daemon_sets() {
             (revisions.iter().map(|r| r.revision).collect::<Vec<_>>() == [2, 3]).then_some(revisions)
         })
         .await;
-    let image_in = |r: &ControllerRevision| r.data.as_ref().unwrap().0["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let image_in = |r: &ControllerRevision| {
+        r.data.as_ref().unwrap().0["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
     assert_eq!(image_in(&revisions[1]), "busybox:1");
     let (ok, out) = cluster.kubectl(&["rollout", "history", "daemonset/hist"]);
     assert!(ok, "{out}");
@@ -490,10 +504,11 @@ async fn kubectl_rollout_history_undo_and_status_work_for_daemon_sets() {
     assert!(rows.len() == 2 && rows[0].starts_with('2') && rows[1].starts_with('3'), "{out}");
     let (ok, out) = cluster.kubectl(&["rollout", "undo", "daemonset/hist", "--to-revision=2"]);
     assert!(ok, "{out}");
-    cluster.eventually_pods("hist", "pods on busybox:2 again", |p| {
-        one_per_node(p, &["h1", "h2"]) && p.values().flatten().all(|pod| image(pod) == "busybox:2")
-    })
-    .await;
+    cluster
+        .eventually_pods("hist", "pods on busybox:2 again", |p| {
+            one_per_node(p, &["h1", "h2"]) && p.values().flatten().all(|pod| image(pod) == "busybox:2")
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +520,9 @@ async fn old_revisions_beyond_the_history_limit_are_deleted() {
     for version in 1..=4 {
         cluster.set_image("trim", &format!("busybox:{version}")).await;
         cluster
-            .eventually_pods("trim", "rolled", |p| one_per_node(p, &["t1"]) && image(&p["t1"][0]) == format!("busybox:{version}"))
+            .eventually_pods("trim", "rolled", |p| {
+                one_per_node(p, &["t1"]) && image(&p["t1"][0]) == format!("busybox:{version}")
+            })
             .await;
     }
     let revisions = cluster
