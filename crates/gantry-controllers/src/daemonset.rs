@@ -573,11 +573,7 @@ pub fn plan_manage(
 type NewAndOld<'a> = (Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
 
 /// The new and the old pod on a node, if there is at most one of each (pods being deleted left out).
-fn updated_pods_on_node<'a>(
-    pods: &'a [Arc<Pod>],
-    hash: &str,
-    generation: Option<i64>,
-) -> Option<NewAndOld<'a>> {
+fn updated_pods_on_node<'a>(pods: &'a [Arc<Pod>], hash: &str, generation: Option<i64>) -> Option<NewAndOld<'a>> {
     let (mut new, mut old) = (None, None);
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let slot = if is_updated(pod, hash, generation) { &mut new } else { &mut old };
@@ -747,9 +743,24 @@ pub fn compute_status(
     status
 }
 
-/// The template patch a revision of the DaemonSet holds.
+/// The template patch a revision of the DaemonSet holds, spelled as kube's controller spells it (keys sorted,
+/// every container with its `resources`, empty or not, as Go encodes them): kubectl compares a revision's data
+/// with its own encoding of the DaemonSet byte for byte, to skip `rollout undo` to the current template.
 fn revision_data(ds: &DaemonSet) -> serde_json::Value {
-    history::template_patch(&serde_json::to_value(template_of(ds)).unwrap_or_default())
+    let mut template = serde_json::to_value(template_of(ds)).unwrap_or_default();
+    if let Some(object) = template.as_object_mut() {
+        let spec = object.get_mut("spec").and_then(serde_json::Value::as_object_mut);
+        for list in spec.into_iter().flat_map(|s| {
+            s.iter_mut().filter(|(k, _)| ["containers", "initContainers", "ephemeralContainers"].contains(&k.as_str()))
+        }) {
+            for container in list.1.as_array_mut().into_iter().flatten() {
+                if let Some(container) = container.as_object_mut() {
+                    container.entry("resources").or_insert_with(|| json!({}));
+                }
+            }
+        }
+    }
+    history::template_patch(&template)
 }
 
 /// The controller.
@@ -1683,5 +1694,8 @@ mod tests {
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         assert_eq!(data["spec"]["template"]["metadata"]["labels"]["app"], "agent");
         assert_eq!(data.as_object().unwrap().len(), 1);
+        assert_eq!(data["spec"]["template"]["spec"]["containers"][0]["resources"], json!({}));
+        let text = serde_json::to_string(&data).unwrap();
+        assert!(text.starts_with(r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels":"#), "{text}");
     }
 }

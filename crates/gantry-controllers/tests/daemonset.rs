@@ -502,6 +502,8 @@ async fn kubectl_rollout_history_undo_and_status_work_for_daemon_sets() {
     assert!(ok, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).collect();
     assert!(rows.len() == 2 && rows[0].starts_with('2') && rows[1].starts_with('3'), "{out}");
+    let (ok, out) = cluster.kubectl(&["rollout", "undo", "daemonset/hist", "--to-revision=3"]);
+    assert!(ok && out.contains("skipped rollback (current template already matches revision 3)"), "{out}");
     let (ok, out) = cluster.kubectl(&["rollout", "undo", "daemonset/hist", "--to-revision=2"]);
     assert!(ok, "{out}");
     cluster
