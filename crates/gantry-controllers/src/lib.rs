@@ -7,6 +7,7 @@
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
 pub mod claim;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod history;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod nodeipam;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -52,6 +55,10 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
     /// Node IPAM: the cluster CIDR each Node's `spec.podCIDR` comes from; `None` leaves pod CIDRs to the nodes.
     pub node_ipam: Option<nodeipam::NodeIpamConfig>,
+    /// The CronJob controller's clock (tests move a manual one instead of waiting for the minute).
+    pub cronjob: cronjob::CronJobConfig,
+    /// The Job controller's pod-recreation backoff.
+    pub job: job::JobConfig,
 }
 
 impl ControllerManagerConfig {
@@ -63,6 +70,8 @@ impl ControllerManagerConfig {
             workers: 16,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
+            cronjob: cronjob::CronJobConfig::default(),
+            job: job::JobConfig::default(),
         }
     }
 }
@@ -171,6 +180,23 @@ fn run_controllers(
         serviceaccount::ServiceAccountController::new(client.clone(), Arc::clone(&namespaces), Arc::clone(&accounts));
     let podgc =
         podgc::PodGcController::new(client.clone(), Arc::clone(&pods), Arc::clone(&nodes), podgc::DEFAULT_PERIOD);
+    let jobs = Informer::<Job>::new();
+    jobs.add_index(pods::BY_CONTROLLER, |job: &Job| pods::controller_index(&job.metadata));
+    let job = job::JobController::new(
+        client.clone(),
+        Arc::clone(&pods),
+        Arc::clone(&jobs),
+        config.job.clone(),
+        events("job-controller", tasks),
+    );
+    let cronjobs = Informer::<k8s_openapi::api::batch::v1::CronJob>::new();
+    let cronjob = cronjob::CronJobController::new(
+        client.clone(),
+        Arc::clone(&cronjobs),
+        Arc::clone(&jobs),
+        &config.cronjob,
+        events("cronjob-controller", tasks),
+    );
     {
         // DaemonSets: their own informers for DaemonSets and ControllerRevisions (indexed by controller).
         let daemonsets = Informer::<k8s_openapi::api::apps::v1::DaemonSet>::new();
@@ -205,6 +231,10 @@ fn run_controllers(
     tasks.spawn(namespace.run(config.workers, term.clone()));
     tasks.spawn(serviceaccount.run(config.workers, term.clone()));
     tasks.spawn(podgc.run(term.clone()));
+    tasks.spawn(Arc::clone(&jobs).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(Arc::clone(&cronjobs).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(job.run(config.workers, term.clone()));
+    tasks.spawn(cronjob.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {

@@ -617,12 +617,16 @@ pub fn update(schema: &Schema, old: Option<&Value>, new: &mut Value, writer: &Wr
             _ => recorded(),
         }
     };
-    let new_clean = without_managed_fields(new);
-    let old_clean = match old {
-        Some(old) => without_managed_fields(old),
-        None => zero_value(&new_clean),
+    // The comparison skips managedFields itself: no copies of the objects without them.
+    let zero;
+    let old = match old {
+        Some(old) => old,
+        None => {
+            zero = zero_value(new);
+            &zero
+        }
     };
-    let mut comparison = typed::compare(schema, &old_clean, &new_clean);
+    let mut comparison = typed::compare(schema, old, new);
     strip_comparison(&mut comparison, writer.scope);
     let changed = comparison.added.union(&comparison.modified);
     for e in &mut entries {

@@ -1,7 +1,7 @@
 //! Walks of objects along a [`Schema`]: the field set of an object, the comparison of two objects, the merge
 //! of an applied configuration into a live object, and the removal of fields a manager gave up.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -189,12 +189,16 @@ fn compare_walk(
             let empty = Map::new();
             let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
             let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
-            for (key, lv) in l {
+            // managedFields are bookkeeping about the object, never part of a comparison; skipping them here
+            // spares every caller a copy of the object without them.
+            let at_metadata = path_is_metadata(path);
+            let bookkeeping = |key: &str| at_metadata && key == "managedFields";
+            for (key, lv) in l.iter().filter(|(k, _)| !bookkeeping(k)) {
                 path.push(PathElement::Field(key.clone()));
                 compare_walk(schema, field_ty(schema, ty, key), Some(lv), r.get(key), path, out);
                 path.pop();
             }
-            for (key, rv) in r.iter().filter(|(k, _)| !l.contains_key(*k)) {
+            for (key, rv) in r.iter().filter(|(k, _)| !l.contains_key(*k) && !bookkeeping(k)) {
                 path.push(PathElement::Field(key.clone()));
                 compare_walk(schema, field_ty(schema, ty, key), None, Some(rv), path, out);
                 path.pop();
@@ -220,6 +224,10 @@ fn compare_walk(
     }
 }
 
+fn path_is_metadata(path: &[PathElement]) -> bool {
+    matches!(path, [PathElement::Field(name)] if name == "metadata")
+}
+
 fn mark_presence(lhs: Option<&Value>, rhs: Option<&Value>, path: &[PathElement], out: &mut Comparison) {
     match (lhs, rhs) {
         (None, Some(_)) => out.added.insert(path),
@@ -231,10 +239,10 @@ fn mark_presence(lhs: Option<&Value>, rhs: Option<&Value>, path: &[PathElement],
 /// The identifiable elements of a list, first occurrence of each.
 fn index_list<'v>(list: &ListType, value: Option<&'v Value>) -> Vec<(PathElement, &'v Value)> {
     let mut out: Vec<(PathElement, &Value)> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     for (i, item) in value.and_then(Value::as_array).into_iter().flatten().enumerate() {
         if let Ok(pe) = item_element(list, item, i)
-            && seen.insert(pe.to_fields_v1_key())
+            && (matches!(pe, PathElement::Index(_)) || seen.insert(pe.clone()))
         {
             out.push((pe, item));
         }
