@@ -282,6 +282,8 @@ impl Api {
             self.resolve_priority(&mut obj).await?;
         }
         self.admit_create(resource, &mut obj)?;
+        // After defaulting, so that the template compared later is the one stored.
+        strategy::daemon_set_template_generation(resource, None, &mut obj);
         if !options.applied {
             let schema = self.apply_schema(resource);
             crate::managed_fields::record_create(&schema, resource, &mut obj, &options.field_manager);
@@ -543,6 +545,7 @@ impl Api {
             ));
         }
         self.admit_update(resource, &mut new, old)?;
+        strategy::daemon_set_template_generation(resource, Some(old), &mut new);
         if let Some(manager) = manager {
             let schema = self.apply_schema(resource);
             crate::managed_fields::record_update(&schema, resource, old, &mut new, manager, subresource);

@@ -99,6 +99,42 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
+/// The annotation in which apps/v1 DaemonSets carry their template generation (kube-apiserver's internal
+/// `spec.templateGeneration`), which the DaemonSet controller labels its pods with (`pod-template-generation`).
+pub const DAEMON_SET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// kube-apiserver's DaemonSet rule for the template generation: a new DaemonSet starts at 1 (or what it was
+/// created with, if higher); an update keeps the stored value whatever the client sent, plus one when the pod
+/// template changed. Other kinds are left alone.
+pub fn daemon_set_template_generation(resource: &ResourceType, old: Option<&Value>, new: &mut Value) {
+    if (resource.group, resource.kind) != ("apps", "DaemonSet") || resource.custom {
+        return;
+    }
+    let generation_of = |object: &Value| {
+        object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(DAEMON_SET_TEMPLATE_GENERATION))
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let generation = match old {
+        None => generation_of(new).max(1),
+        Some(old) => {
+            let changed = old.pointer("/spec/template") != new.pointer("/spec/template");
+            generation_of(old) + i64::from(changed)
+        }
+    };
+    let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(DAEMON_SET_TEMPLATE_GENERATION.into(), json!(generation.to_string()));
+    }
+}
+
 /// The default grace period of a pod's deletion.
 pub fn pod_grace_period(pod: &Value) -> i64 {
     pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30).max(0)
@@ -106,6 +142,7 @@ pub fn pod_grace_period(pod: &Value) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -126,5 +163,24 @@ mod tests {
         let c = json!({"metadata":{},"spec":{"replicas":2}});
         assert!(!spec_changed(&a, &b));
         assert!(spec_changed(&a, &c));
+    }
+
+    #[test]
+    fn a_daemon_set_template_generation_starts_at_one_and_counts_template_changes() {
+        let registry = gantry_api::registry::Registry::default();
+        let ds = registry.by_kind("apps", "v1", "DaemonSet").unwrap();
+        let mut created = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"x": 1}}}});
+        daemon_set_template_generation(ds, None, &mut created);
+        assert_eq!(created["metadata"]["annotations"][DAEMON_SET_TEMPLATE_GENERATION], "1");
+        let mut relabelled = created.clone();
+        relabelled["metadata"]["annotations"][DAEMON_SET_TEMPLATE_GENERATION] = json!("7");
+        relabelled["spec"]["minReadySeconds"] = json!(3);
+        daemon_set_template_generation(ds, Some(&created), &mut relabelled);
+        assert_eq!(relabelled["metadata"]["annotations"][DAEMON_SET_TEMPLATE_GENERATION], "1", "clients cannot set it");
+        let mut changed = created.clone();
+        changed["metadata"].as_object_mut().unwrap().remove("annotations");
+        changed["spec"]["template"]["spec"]["x"] = json!(2);
+        daemon_set_template_generation(ds, Some(&created), &mut changed);
+        assert_eq!(changed["metadata"]["annotations"][DAEMON_SET_TEMPLATE_GENERATION], "2");
     }
 }

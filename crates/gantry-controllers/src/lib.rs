@@ -8,6 +8,7 @@
 
 pub mod claim;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
@@ -29,7 +30,7 @@ pub mod taint_eviction;
 use std::sync::Arc;
 
 use gantry_lease::{ElectionConfig, LeaderElector};
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, Client};
@@ -210,6 +211,15 @@ fn run_controllers(
         Arc::clone(&claims),
         events("statefulset-controller", tasks),
     );
+    let daemonsets = Informer::<DaemonSet>::new();
+    let daemonset = daemonset::DaemonSetController::new(
+        client.clone(),
+        Arc::clone(&daemonsets),
+        Arc::clone(&pods),
+        Arc::clone(&nodes),
+        Arc::clone(&revisions),
+        events("daemonset-controller", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -233,6 +243,8 @@ fn run_controllers(
     tasks.spawn(Arc::clone(&revisions).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&claims).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(statefulset.run(config.workers, term.clone()));
+    tasks.spawn(Arc::clone(&daemonsets).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(daemonset.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
