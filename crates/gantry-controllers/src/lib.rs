@@ -7,6 +7,9 @@
 //! clients of the store. Only the holder of the `kube-system/gantry-controller-manager` Lease runs them.
 
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
@@ -49,6 +52,8 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
     /// Node IPAM: the cluster CIDR each Node's `spec.podCIDR` comes from; `None` leaves pod CIDRs to the nodes.
     pub node_ipam: Option<nodeipam::NodeIpamConfig>,
+    /// Endpoints an EndpointSlice holds at most (kube's `--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl ControllerManagerConfig {
@@ -60,6 +65,7 @@ impl ControllerManagerConfig {
             workers: 16,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
+            max_endpoints_per_slice: endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
         }
     }
 }
@@ -196,6 +202,47 @@ fn run_controllers(
             }
             Err(err) => tracing::error!(error = %err, "node IPAM is off"),
         }
+    }
+    {
+        // Service endpoints (EndpointSlices and the legacy Endpoints) and disruption budgets.
+        use k8s_openapi::api::core::v1::{Endpoints, Service};
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        let services = Informer::<Service>::new();
+        let slices = Informer::<EndpointSlice>::new();
+        let endpoints = Informer::<Endpoints>::new();
+        let budgets = Informer::<PodDisruptionBudget>::new();
+        let slice_controller = endpointslice::EndpointSliceController::new(
+            client.clone(),
+            Arc::clone(&services),
+            Arc::clone(&pods),
+            Arc::clone(&slices),
+            Arc::clone(&nodes),
+            config.max_endpoints_per_slice,
+            events("endpoint-slice-controller", tasks),
+        );
+        let endpoints_controller = endpoints::EndpointsController::new(
+            client.clone(),
+            Arc::clone(&services),
+            Arc::clone(&pods),
+            Arc::clone(&endpoints),
+            events("endpoint-controller", tasks),
+        );
+        let disruption = disruption::DisruptionController::new(
+            client.clone(),
+            Arc::clone(&budgets),
+            Arc::clone(&pods),
+            Arc::clone(&replicasets),
+            Arc::clone(&deployments),
+            events("controllermanager", tasks),
+        );
+        tasks.spawn(services.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(slices.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(endpoints.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(budgets.run(Api::all(client.clone()), term.clone()));
+        tasks.spawn(slice_controller.run(config.workers, term.clone()));
+        tasks.spawn(endpoints_controller.run(config.workers, term.clone()));
+        tasks.spawn(disruption.run(config.workers, term.clone()));
     }
     let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
     tasks.spawn(gc.run(config.workers, term.clone()));
