@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -114,6 +115,9 @@ fn is_ready(pod: &Pod) -> bool {
     conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// How long the test's kubelet takes to run a pod.
+const STARTUP: jiff::SignedDuration = jiff::SignedDuration::from_millis(1500);
+
 /// Plays the scheduler and the kubelets until `shutdown`.
 async fn play_nodes(client: kube::Client, fewest_ready: Arc<AtomicUsize>, shutdown: CancellationToken) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -145,6 +149,12 @@ async fn play_nodes(client: kube::Client, fewest_ready: Arc<AtomicUsize>, shutdo
                             .await;
                     }
                 } else if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+                    // Containers take a while to start: long enough for an eviction racing a replacement to
+                    // find the budget still spent.
+                    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                    if created.is_some_and(|t| jiff::Timestamp::now().duration_since(t) < STARTUP) {
+                        continue;
+                    }
                     let ip = format!("10.244.{}.{}", next_ip / 200, next_ip % 200 + 1);
                     next_ip += 1;
                     let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
@@ -221,7 +231,12 @@ async fn budget_status_follows_the_pods_and_evictions_spend_it() {
         (&json!("False"), &json!("InsufficientPods"))
     );
     let ready = cluster.ready_pods("db").await;
-    let denied = cluster.pods().evict(ready[0].metadata.name.as_deref().unwrap(), &EvictParams::default()).await;
+    // A client that reports a 429 instead of retrying it (kube's clients retry it by default).
+    let kubeconfig = Kubeconfig::read_from(cluster.dir.path().join("kubeconfig")).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.default_retry = false;
+    let impatient: Api<Pod> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let denied = impatient.evict(ready[0].metadata.name.as_deref().unwrap(), &EvictParams::default()).await;
     match denied {
         Err(kube::Error::Api(e)) => {
             assert_eq!((e.code, e.reason.as_str()), (429, "TooManyRequests"));
@@ -270,9 +285,12 @@ async fn kubectl_drain_evicts_only_as_far_as_the_budget_allows() {
         output.contains("Cannot evict pod as it would violate the pod's disruption budget"),
         "drain never had to wait: {output}"
     );
-    let ready = cluster.ready_pods("web").await;
-    assert_eq!(ready.len(), 3);
-    assert!(ready.iter().all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("node-b")));
+    eventually("three ready replacements on node-b", || async {
+        let ready = cluster.ready_pods("web").await;
+        let on_b = ready.iter().filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("node-b")).count();
+        if on_b == 3 && ready.len() == 3 { Ok(()) } else { Err(format!("{on_b} of {} on node-b", ready.len())) }
+    })
+    .await;
     assert!(cluster.fewest_ready.load(Ordering::SeqCst) >= 2, "fewer than minAvailable ready pods during the drain");
 }
 
