@@ -344,9 +344,12 @@ pub fn address_types(service: &Service) -> Vec<&'static str> {
     vec!["IPv4", "IPv6"]
 }
 
+/// A port's name, number, protocol and application protocol.
+type PortParts<'a> = (Option<&'a str>, Option<i32>, Option<&'a str>, Option<&'a str>);
+
 /// A canonical key for a set of ports (order does not matter).
 fn port_key(ports: &[EndpointPort]) -> String {
-    let mut parts: Vec<(Option<&str>, Option<i32>, Option<&str>, Option<&str>)> =
+    let mut parts: Vec<PortParts<'_>> =
         ports.iter().map(|p| (p.name.as_deref(), p.port, p.protocol.as_deref(), p.app_protocol.as_deref())).collect();
     parts.sort();
     format!("{parts:?}")
@@ -696,12 +699,13 @@ fn pack(
 /// back after [`WRITTEN_TTL`].
 #[derive(Debug, Default)]
 struct Written {
-    by_service: Mutex<HashMap<String, (Instant, HashMap<String, Option<u64>>)>>,
+    by_service: Mutex<WrittenMap>,
 }
 
 /// How long this controller's writes hold syncs back at most.
 const WRITTEN_TTL: Duration = Duration::from_secs(30);
 
+/// Per Service: when it was last written, and the resourceVersion of each slice written (`None`: deleted).
 type WrittenMap = HashMap<String, (Instant, HashMap<String, Option<u64>>)>;
 
 impl Written {
