@@ -225,6 +225,8 @@ async fn eviction_honours_the_disruption_budget() {
     c.call(Method::POST, PODS, Some(running)).await;
     let mut status = c.get(&format!("{PODS}/db-0")).await.body;
     status["status"]["phase"] = json!("Running");
+    // A ready pod: an unready one would not spend the budget.
+    status["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     assert_eq!(c.call(Method::PUT, &format!("{PODS}/db-0/status"), Some(status)).await.code, 200);
     let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
                      "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}});

@@ -10,6 +10,9 @@ pub mod claim;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
@@ -32,7 +35,9 @@ use std::sync::Arc;
 use gantry_lease::{ElectionConfig, LeaderElector};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +65,8 @@ pub struct ControllerManagerConfig {
     pub cronjob: cronjob::CronJobConfig,
     /// The Job controller's pod-recreation backoff.
     pub job: job::JobConfig,
+    /// Endpoints an EndpointSlice holds at most (kube's `--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl ControllerManagerConfig {
@@ -73,6 +80,7 @@ impl ControllerManagerConfig {
             node_ipam: Some(nodeipam::NodeIpamConfig::default()),
             cronjob: cronjob::CronJobConfig::default(),
             job: job::JobConfig::default(),
+            max_endpoints_per_slice: endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
         }
     }
 }
@@ -220,6 +228,35 @@ fn run_controllers(
         Arc::clone(&revisions),
         events("daemonset-controller", tasks),
     );
+    // Service endpoints (EndpointSlices and the legacy Endpoints) and disruption budgets.
+    let services = Informer::<Service>::new();
+    let slices = Informer::<EndpointSlice>::new();
+    let endpoints = Informer::<Endpoints>::new();
+    let budgets = Informer::<PodDisruptionBudget>::new();
+    let slice_controller = endpointslice::EndpointSliceController::new(
+        client.clone(),
+        Arc::clone(&services),
+        Arc::clone(&pods),
+        Arc::clone(&slices),
+        Arc::clone(&nodes),
+        config.max_endpoints_per_slice,
+        events("endpoint-slice-controller", tasks),
+    );
+    let endpoints_controller = endpoints::EndpointsController::new(
+        client.clone(),
+        Arc::clone(&services),
+        Arc::clone(&pods),
+        Arc::clone(&endpoints),
+        events("endpoint-controller", tasks),
+    );
+    let disruption = disruption::DisruptionController::new(
+        client.clone(),
+        Arc::clone(&budgets),
+        Arc::clone(&pods),
+        Arc::clone(&replicasets),
+        Arc::clone(&deployments),
+        events("controllermanager", tasks),
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -245,6 +282,13 @@ fn run_controllers(
     tasks.spawn(statefulset.run(config.workers, term.clone()));
     tasks.spawn(Arc::clone(&daemonsets).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(daemonset.run(config.workers, term.clone()));
+    tasks.spawn(services.run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(slices.run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(endpoints.run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(budgets.run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(slice_controller.run(config.workers, term.clone()));
+    tasks.spawn(endpoints_controller.run(config.workers, term.clone()));
+    tasks.spawn(disruption.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
