@@ -743,24 +743,9 @@ pub fn compute_status(
     status
 }
 
-/// The template patch a revision of the DaemonSet holds, spelled as kube's controller spells it (keys sorted,
-/// every container with its `resources`, empty or not, as Go encodes them): kubectl compares a revision's data
-/// with its own encoding of the DaemonSet byte for byte, to skip `rollout undo` to the current template.
+/// The data of the DaemonSet's revision of its current template.
 fn revision_data(ds: &DaemonSet) -> serde_json::Value {
-    let mut template = serde_json::to_value(template_of(ds)).unwrap_or_default();
-    if let Some(object) = template.as_object_mut() {
-        let spec = object.get_mut("spec").and_then(serde_json::Value::as_object_mut);
-        for list in spec.into_iter().flat_map(|s| {
-            s.iter_mut().filter(|(k, _)| ["containers", "initContainers", "ephemeralContainers"].contains(&k.as_str()))
-        }) {
-            for container in list.1.as_array_mut().into_iter().flatten() {
-                if let Some(container) = container.as_object_mut() {
-                    container.entry("resources").or_insert_with(|| json!({}));
-                }
-            }
-        }
-    }
-    history::template_patch(&template)
+    history::pod_template_data(template_of(ds))
 }
 
 /// The controller.

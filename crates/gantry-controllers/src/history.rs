@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -86,6 +87,29 @@ pub fn template_patch(template: &serde_json::Value) -> serde_json::Value {
         object.insert("$patch".into(), json!("replace"));
     }
     json!({"spec": {"template": template}})
+}
+
+/// The data of a revision recording a DaemonSet's or StatefulSet's pod template: [`template_patch`] of the
+/// template written as kube's Go types (1.35) write it, with the fields they always emit (`metadata`, every
+/// container's `resources`), so that the bytes equal those kubectl computes from the owner to tell whether
+/// `rollout undo` would change anything.
+pub fn pod_template_data(template: Option<&PodTemplateSpec>) -> serde_json::Value {
+    let mut template = serde_json::to_value(template).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(object) = &mut template {
+        object.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(serde_json::Value::Object(spec)) = object.get_mut("spec") {
+            for list in ["initContainers", "containers", "ephemeralContainers"] {
+                for container in spec.get_mut(list).and_then(serde_json::Value::as_array_mut).into_iter().flatten() {
+                    if let serde_json::Value::Object(container) = container {
+                        container.entry("resources").or_insert_with(|| json!({}));
+                    }
+                }
+            }
+        }
+    } else {
+        template = json!({});
+    }
+    template_patch(&template)
 }
 
 /// A revision's data as JSON (`null` when it has none).

@@ -518,25 +518,8 @@ fn revision_template(revision: &ControllerRevision) -> Result<PodTemplateSpec, s
 }
 
 /// The data of the revision recording the set's template: the strategic merge patch that puts it back.
-///
-/// The template is written as kube's Go types (1.35) write it, with the fields they always emit (`metadata`,
-/// every container's `resources: {}`), so that the bytes equal those `kubectl rollout undo` computes from the
-/// set to tell whether a revision already is the current template.
 pub fn revision_data(set: &StatefulSet) -> Value {
-    let mut template = set.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or(Value::Null));
-    if let Some(Value::Object(object)) = template.as_mut() {
-        object.entry("metadata").or_insert_with(|| json!({}));
-        if let Some(Value::Object(spec)) = object.get_mut("spec") {
-            for list in ["initContainers", "containers", "ephemeralContainers"] {
-                for container in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
-                    if let Value::Object(container) = container {
-                        container.entry("resources").or_insert_with(|| json!({}));
-                    }
-                }
-            }
-        }
-    }
-    history::template_patch(&template.unwrap_or_else(|| json!({})))
+    history::pod_template_data(set.spec.as_ref().map(|s| &s.template))
 }
 
 impl StatefulSetController {
