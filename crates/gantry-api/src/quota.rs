@@ -250,11 +250,8 @@ pub fn usage(group: &str, plural: &str, obj: &Value, now: i64) -> ResourceList {
         return out;
     }
     match plural {
-        "pods" => {
-            if pod_counts_for_compute(obj, now) {
-                let usage = compute_usage(&pod_resources(obj, "requests"), &pod_resources(obj, "limits"));
-                out.extend(usage);
-            }
+        "pods" if pod_counts_for_compute(obj, now) => {
+            out.extend(compute_usage(&pod_resources(obj, "requests"), &pod_resources(obj, "limits")));
         }
         "services" => {
             let spec = &obj["spec"];
