@@ -12,6 +12,7 @@
 //! - [`apply`]: server-side apply and `managedFields` (field ownership, conflicts).
 //! - [`crd`]: CustomResourceDefinitions: their validation, and the validation, pruning, defaulting, tables and
 //!   scale of custom resources.
+//! - [`quota`]: what objects charge to ResourceQuotas, and which quotas take them in (scopes).
 //! - [`join`]: the join token and the messages of the endpoint new nodes join through.
 //!
 //! Objects are handled as `serde_json::Value` (the form they are stored and served in); the typed structs of
@@ -24,6 +25,7 @@ pub mod join;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
 pub mod registry;
 pub mod selector;
 pub mod table;

@@ -10,6 +10,9 @@
 //! Pods' logs, exec, attach and port-forward are relayed to the node agent on the pod's node ([`pod_proxy`]),
 //! which the API server calls as [`pki::KUBELET_CLIENT_USER`].
 //!
+//! Admission includes kube-apiserver's LimitRanger ([`limit_range`]) and ResourceQuota ([`resource_quota`]) steps;
+//! quota charges are compare-and-swapped into the quotas before objects are stored.
+//!
 //! Authorization is not enforced yet: every authenticated user may do anything.
 
 #![allow(clippy::result_large_err)] // ApiError carries a Status's details; errors are the cold path.
@@ -25,12 +28,14 @@ pub mod crd;
 pub mod discovery;
 mod eviction;
 pub mod join;
+pub mod limit_range;
 pub mod managed_fields;
 pub mod objects;
 pub mod pki;
 pub mod pod_proxy;
 pub mod reads;
 pub mod request;
+pub mod resource_quota;
 pub mod scheduling;
 pub mod server;
 pub mod status;

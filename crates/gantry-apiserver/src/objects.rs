@@ -95,7 +95,7 @@ pub fn parse_resource_version(rv: &str) -> ApiResult<Revision> {
 }
 
 /// The object as stored: without resourceVersion (it is the store's revision).
-fn to_stored(obj: &mut Value) -> ApiResult<Bytes> {
+pub(crate) fn to_stored(obj: &mut Value) -> ApiResult<Bytes> {
     // The resourceVersion is taken out for the encoding and put back, rather than encoding a copy: objects
     // can be large and this runs on every write.
     let meta = obj.get_mut("metadata").and_then(Value::as_object_mut);
@@ -284,6 +284,9 @@ impl Api {
         self.admit_create(resource, &mut obj)?;
         // After defaulting, so that the template compared later is the one stored.
         strategy::daemon_set_template_generation(resource, None, &mut obj);
+        if let Some(ns) = namespace.filter(|_| resource.namespaced) {
+            self.admit_limit_ranges(resource, ns, &mut obj, None)?;
+        }
         if !options.applied {
             let schema = self.apply_schema(resource);
             crate::managed_fields::record_create(&schema, resource, &mut obj, &options.field_manager);
@@ -300,6 +303,13 @@ impl Api {
                 meta_mut(&mut obj)?.insert("name".into(), json!(name));
             }
             let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+            // Charged once, whatever name a retry picks: a create that fails after its charge leaves the quota
+            // for the quota controller to recount, as in kube-apiserver.
+            if attempt == 0
+                && let Some(ns) = namespace.filter(|_| resource.namespaced)
+            {
+                self.admit_quota(resource, ns, &obj, None, options.dry_run).await?;
+            }
             if options.dry_run {
                 return Ok(Written { code: 201, body: obj });
             }
@@ -421,6 +431,7 @@ impl Api {
             let outcome = transform(&old)?;
             let result = match outcome {
                 Outcome::Write(mut new) => {
+                    self.admit_update_charges(resource, namespace, &old, &mut new, dry_run).await?;
                     let bytes = to_stored(&mut new)?;
                     if bytes == current.value || dry_run {
                         let body = if bytes == current.value { old } else { new };
@@ -456,6 +467,27 @@ impl Api {
                 Err(e) => return Err(ApiError::from_store(e, resource, name)),
             }
         }
+    }
+
+    /// LimitRanger and quota on a spec change that may charge more (a claim growing, a service becoming a load
+    /// balancer, a pod entering the `Terminating` scope). Writes that leave the spec alone (status, metadata) are
+    /// not re-admitted: they cannot add usage.
+    async fn admit_update_charges(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+        old: &Value,
+        new: &mut Value,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let Some(ns) = namespace.filter(|_| resource.namespaced) else { return Ok(()) };
+        if !strategy::spec_changed(old, new)
+            || !gantry_api::quota::charges_update(resource.group, resource.plural, old, new)
+        {
+            return Ok(());
+        }
+        self.admit_limit_ranges(resource, ns, new, Some(old))?;
+        self.admit_quota(resource, ns, new, Some(old), dry_run).await
     }
 
     /// The rules every write to an existing object follows, whichever verb carried it. `manager` is who the

@@ -129,6 +129,12 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message)
     }
 
+    /// 403 for a named object an admission step refuses: `pods "p" is forbidden: {why}`.
+    pub fn forbidden_object(resource: &ResourceType, name: &str, why: &str) -> ApiError {
+        ApiError::new(403, "Forbidden", format!("{} {name:?} is forbidden: {why}", resource.qualified_resource()))
+            .about(resource, name)
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
         ApiError::new(405, "MethodNotAllowed", message)

@@ -1,5 +1,5 @@
 //! Gantry's controller manager: the controllers that move the cluster's state toward what its objects ask for
-//! (ReplicaSets, …), as kube-controller-manager's do.
+//! (ReplicaSets, ResourceQuotas, …), as kube-controller-manager's do.
 //!
 //! This crate owns the controllers and what they share: informers (one watch per kind for all controllers,
 //! [`informer`]), work queues of keys with per-key backoff ([`queue`]), expectations against acting on a stale
@@ -26,6 +26,7 @@ pub mod podgc;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod taint_eviction;
@@ -257,6 +258,14 @@ fn run_controllers(
         Arc::clone(&deployments),
         events("controllermanager", tasks),
     );
+    // ResourceQuota: recounts usage, so that deleted objects give their quota back.
+    let quotas = Informer::<k8s_openapi::api::core::v1::ResourceQuota>::new();
+    let resourcequota = resourcequota::ResourceQuotaController::new(
+        client.clone(),
+        Arc::clone(&quotas),
+        Arc::clone(&pods),
+        resourcequota::DEFAULT_RESYNC,
+    );
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -289,6 +298,8 @@ fn run_controllers(
     tasks.spawn(slice_controller.run(config.workers, term.clone()));
     tasks.spawn(endpoints_controller.run(config.workers, term.clone()));
     tasks.spawn(disruption.run(config.workers, term.clone()));
+    tasks.spawn(Arc::clone(&quotas).run(Api::all(client.clone()), term.clone()));
+    tasks.spawn(resourcequota.run(config.workers, term.clone()));
     if let Some(ipam) = &config.node_ipam {
         match ipam.ranges() {
             Ok(ranges) => {
