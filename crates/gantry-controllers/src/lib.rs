@@ -266,6 +266,18 @@ fn run_controllers(
         Arc::clone(&pods),
         resourcequota::DEFAULT_RESYNC,
     );
+    let node_ipam = config.node_ipam.as_ref().and_then(|ipam| match ipam.ranges() {
+        Ok(ranges) => Some(nodeipam::NodeIpamController::new(
+            client.clone(),
+            Arc::clone(&nodes),
+            ranges,
+            events("node-ipam-controller", tasks),
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "node IPAM is off");
+            None
+        }
+    });
     // Controllers register their handlers before the informers start, so that they see the first list.
     tasks.spawn(Arc::clone(&pods).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(Arc::clone(&replicasets).run(Api::all(client.clone()), term.clone()));
@@ -300,19 +312,8 @@ fn run_controllers(
     tasks.spawn(disruption.run(config.workers, term.clone()));
     tasks.spawn(Arc::clone(&quotas).run(Api::all(client.clone()), term.clone()));
     tasks.spawn(resourcequota.run(config.workers, term.clone()));
-    if let Some(ipam) = &config.node_ipam {
-        match ipam.ranges() {
-            Ok(ranges) => {
-                let controller = nodeipam::NodeIpamController::new(
-                    client.clone(),
-                    Arc::clone(&nodes),
-                    ranges,
-                    events("node-ipam-controller", tasks),
-                );
-                tasks.spawn(controller.run(term.clone()));
-            }
-            Err(err) => tracing::error!(error = %err, "node IPAM is off"),
-        }
+    if let Some(node_ipam) = node_ipam {
+        tasks.spawn(node_ipam.run(term.clone()));
     }
     let gc = GarbageCollector::new(client.clone(), events("garbage-collector-controller", tasks));
     tasks.spawn(gc.run(config.workers, term.clone()));
