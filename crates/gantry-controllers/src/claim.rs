@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::informer::Informer;
+use crate::meta::labels;
 use crate::pods::{BY_CONTROLLER, controller_ref, orphans_of};
 
 /// What can fail while claiming.
@@ -66,11 +67,6 @@ pub fn controller_reference<O: Resource<DynamicType = ()>>(owner: &O) -> OwnerRe
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
-}
-
-fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
-    static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 /// Claims the objects of `candidates` (an informer with the [`BY_CONTROLLER`] index) for `owner`: returns the

@@ -47,6 +47,7 @@ use crate::events::{EventSink, EventType, reference_to};
 use crate::expectations::Expectations;
 use crate::history::{self, CONTROLLER_REVISION_HASH, HistoryError};
 use crate::informer::{Change, Informer};
+use crate::meta::{key_of, labels, name_of};
 use crate::pods::{controller_ref, is_available, is_ready};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -131,19 +132,6 @@ pub enum SyncError {
         #[source]
         source: HistoryError,
     },
-}
-
-fn key_of(meta: &ObjectMeta) -> String {
-    format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
-}
-
-fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
-}
-
-fn name_of(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or("")
 }
 
 fn template_of(ds: &DaemonSet) -> Option<&PodTemplateSpec> {

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventSink, EventType, reference_to};
 use crate::informer::{Change, Informer};
+use crate::meta::{key_of, labels};
 use crate::pods::{BY_CONTROLLER, controller_ref, orphans_of};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -82,15 +83,6 @@ pub struct DeploymentController {
     pods: Arc<Informer<Pod>>,
     queue: Arc<WorkQueue>,
     events: EventSink,
-}
-
-fn key_of(meta: &ObjectMeta) -> String {
-    format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
-}
-
-fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 fn selector_of(d: &Deployment) -> Option<LabelSelector> {

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventSink, EventType, reference_to};
 use crate::informer::{Change, Informer};
+pub use crate::meta::key_of;
 use crate::pods::is_ready;
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -82,11 +83,6 @@ pub enum SyncError {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers shared with the Endpoints controller.
-
-/// The `namespace/name` key of an object.
-pub fn key_of(meta: &ObjectMeta) -> String {
-    format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
-}
 
 /// The pods a Service selects, or `None` for Services this controller leaves to their owners (no selector,
 /// ExternalName).

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventSink, EventType, reference_to};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
+use crate::meta::labels;
 use crate::pods::{BY_CONTROLLER, controller_ref, deletion_order, is_active, is_ready, orphans_of};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -680,11 +681,6 @@ pub fn pod_from_template(job: &Job, index: Option<i32>, index_failure_count: Opt
         spec: pod_spec,
         status: None,
     }
-}
-
-fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
-    static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 fn key_of(namespace: &str, name: &str) -> String {

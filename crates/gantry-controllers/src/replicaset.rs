@@ -11,7 +11,7 @@
 //! - Status: replicas, fullyLabeledReplicas, readyReplicas, availableReplicas (ready for minReadySeconds),
 //!   observedGeneration, and the ReplicaFailure condition when creating or deleting fails.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventSink, EventType, reference_to};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
+use crate::meta::labels;
 use crate::pods::{controller_ref, deletion_order, is_active, is_available, is_ready};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -97,11 +98,6 @@ fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
 
 fn min_ready_seconds(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
-}
-
-fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 impl ReplicaSetController {

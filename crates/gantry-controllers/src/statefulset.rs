@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventSink, EventType, reference_to};
 use crate::history;
 use crate::informer::{Change, Informer};
+use crate::meta::{key_of, labels, name_of};
 use crate::pods::{controller_ref, is_available, is_ready};
 use crate::queue::{Requeue, WorkQueue, run_workers};
 
@@ -114,19 +115,6 @@ pub struct StatefulSetController {
     claims: Arc<Informer<PersistentVolumeClaim>>,
     queue: Arc<WorkQueue>,
     events: EventSink,
-}
-
-fn key_of(meta: &ObjectMeta) -> String {
-    format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
-}
-
-fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
-}
-
-fn name_of(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or("")
 }
 
 fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {
