@@ -223,6 +223,9 @@ pub async fn start(
         node::allocatable(&facts),
     );
     ctx.manifests_dir = config.manifests_dir.clone();
+    let (services, services_task) = crate::env::ServiceCache::watch(client.clone(), shutdown.clone());
+    tasks.spawn(services_task);
+    ctx.services = Some(services);
     let ctx = Arc::new(ctx);
 
     let mut node_names = vec![settings.name.clone(), facts.hostname.clone()];

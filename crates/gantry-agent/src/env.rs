@@ -1,13 +1,14 @@
 //! A container's environment, command and arguments, built as the kubelet builds them: `envFrom` first, then
-//! `env` (which replaces what `envFrom` set), `$(VAR)` references expanded against what came before.
+//! `env` (which replaces what `envFrom` set), `$(VAR)` references expanded against what came before and the
+//! service link variables (`FOO_SERVICE_HOST`, `FOO_PORT_80_TCP`, ...), which come last unless the container
+//! set the same name.
 //!
-//! Service link variables (`FOO_SERVICE_HOST`, `FOO_PORT_80_TCP`, ...) are not produced yet: the node agent does
-//! not watch Services. The kubelet's order of variables is that of a Go map (unspecified); this one keeps the
-//! order of first definition, so the result is deterministic.
+//! The kubelet's order of variables is that of a Go map (unspecified); this one keeps the order of first
+//! definition, and service links by Service name, so the result is deterministic.
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::{Api, Client};
 
 use crate::downward::{self, DownwardError, NodeAllocatable};
@@ -27,6 +28,9 @@ pub struct EnvFacts {
     pub node_allocatable_memory_bytes: i64,
     /// Node allocatable ephemeral storage, the default for `limits.ephemeral-storage`.
     pub node_allocatable_ephemeral_storage_bytes: i64,
+    /// The pod's service link variables ([`service_links`]): `$(VAR)` may refer to them, and they are added
+    /// after the container's own variables unless it set the same name.
+    pub service_links: Vec<(String, String)>,
 }
 
 /// Why a container's environment could not be built; the worker reports these as
@@ -84,6 +88,9 @@ pub enum EnvError {
     /// `status.hostIP` was asked for but the node has no address yet.
     #[error("host IPs are not known yet")]
     NoHostIp,
+    /// The Services were never listed, so the service links cannot be made (the kubelet's words).
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotRead,
     /// A `valueFrom` source this node does not support (`fileKeyRef`).
     #[error("environment variable {name}: valueFrom.{source_kind} is not supported by this node")]
     UnsupportedSource {
@@ -220,7 +227,12 @@ pub async fn container_env(
 
     for var in container.env.iter().flatten() {
         let value = match (var.value.as_deref(), &var.value_from) {
-            (Some(value), _) if !value.is_empty() => expand(value, &env.entries),
+            (Some(value), _) if !value.is_empty() => expand_with(value, |name| {
+                match env.entries.iter().rev().chain(facts.service_links.iter()).find(|(k, _)| k == name) {
+                    Some((_, value)) => value.clone(),
+                    None => format!("$({name})"),
+                }
+            }),
             (_, Some(from)) => {
                 if let Some(sel) = &from.config_map_key_ref {
                     let optional = sel.optional == Some(true);
@@ -275,7 +287,130 @@ pub async fn container_env(
         };
         env.set(var.name.clone(), value);
     }
+    for (name, value) in &facts.service_links {
+        if !env.index.contains_key(name) {
+            env.set(name.clone(), value.clone());
+        }
+    }
     Ok(env.entries)
+}
+
+/// The service link variables of a pod in `namespace`, as the kubelet makes them: for every Service of the
+/// namespace that has a ClusterIP (when `enable_service_links`, the pod's `enableServiceLinks`, true by
+/// default), and always for `default/kubernetes`, so that in-cluster clients find the API server.
+/// `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT` (the first port), `WEB_SERVICE_PORT_<NAME>` per named port, and
+/// Docker's link variables `WEB_PORT`, `WEB_PORT_80_TCP{,_PROTO,_PORT,_ADDR}`.
+pub fn service_links<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    namespace: &str,
+    enable_service_links: bool,
+) -> Vec<(String, String)> {
+    let mut chosen: std::collections::BTreeMap<&str, &Service> = std::collections::BTreeMap::new();
+    for service in services {
+        let (Some(name), Some(ns)) = (service.metadata.name.as_deref(), service.metadata.namespace.as_deref()) else {
+            continue;
+        };
+        let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        // The namespace's own Service of that name wins over the API server's, as in the kubelet.
+        if ns == namespace && enable_service_links {
+            chosen.insert(name, service);
+        } else if ns == "default" && name == "kubernetes" {
+            chosen.entry(name).or_insert(service);
+        }
+    }
+    let mut out = Vec::new();
+    for (name, service) in chosen {
+        let Some(spec) = service.spec.as_ref() else { continue };
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+        let prefix = env_name(name);
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((format!("{prefix}_SERVICE_PORT_{}", env_name(port_name)), port.port.to_string()));
+            }
+        }
+        let host_port = |port: i32| match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("[{ip}]:{port}"),
+            _ => format!("{ip}:{port}"),
+        };
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().filter(|p| !p.is_empty()).unwrap_or("TCP");
+            let lower = protocol.to_ascii_lowercase();
+            let url = format!("{lower}://{}", host_port(port.port));
+            if i == 0 {
+                out.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let port_prefix = format!("{prefix}_PORT_{}_{}", port.port, protocol.to_ascii_uppercase());
+            out.push((port_prefix.clone(), url));
+            out.push((format!("{port_prefix}_PROTO"), lower));
+            out.push((format!("{port_prefix}_PORT"), port.port.to_string()));
+            out.push((format!("{port_prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    out
+}
+
+/// The cluster's Services as this node last saw them, for service links: a reflector fed by one watch.
+#[derive(Clone)]
+pub struct ServiceCache {
+    store: kube::runtime::reflector::Store<Service>,
+}
+
+/// How long a container start waits for the first list of Services before it fails (and is retried).
+const SERVICES_READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl ServiceCache {
+    /// A cache of every Service, and the task that keeps it current until `shutdown` (the caller owns it).
+    pub fn watch(
+        client: Client,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> (ServiceCache, impl std::future::Future<Output = ()> + Send + 'static) {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        let (store, writer) = kube::runtime::reflector::store();
+        let events = kube::runtime::reflector(
+            writer,
+            kube::runtime::watcher(Api::<Service>::all(client), kube::runtime::watcher::Config::default())
+                .default_backoff(),
+        );
+        let task = async move {
+            let mut events = std::pin::pin!(events);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    event = events.next() => match event {
+                        Some(Ok(_)) => {}
+                        Some(Err(err)) => tracing::debug!(error = %err, "watching Services for service links"),
+                        None => break,
+                    },
+                }
+            }
+        };
+        (ServiceCache { store }, task)
+    }
+
+    /// The service link variables of `pod` ([`service_links`]), once the Services have been listed.
+    pub async fn links(&self, pod: &Pod) -> Result<Vec<(String, String)>, EnvError> {
+        tokio::time::timeout(SERVICES_READ_PATIENCE, self.store.wait_until_ready())
+            .await
+            .map_err(|_| EnvError::ServicesNotRead)?
+            .map_err(|_| EnvError::ServicesNotRead)?;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let enabled = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        let services = self.store.state();
+        Ok(service_links(services.iter().map(|s| s.as_ref()), namespace, enabled))
+    }
+}
+
+/// A Service or port name as a variable name: upper case, dashes as underscores.
+fn env_name(name: &str) -> String {
+    name.replace('-', "_").to_ascii_uppercase()
 }
 
 /// A `fieldRef` for the environment: the downward API's metadata fields plus the pod's node, service account
@@ -447,5 +582,66 @@ mod tests {
         assert_eq!(field_value(&pod, "status.hostIP", &facts).expect("host"), "192.168.1.2");
         assert_eq!(field_value(&pod, "metadata.name", &facts).expect("name"), "p");
         assert!(field_value(&pod, "metadata.labels", &facts).is_err());
+    }
+
+    fn service(namespace: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": namespace, "name": name},
+            "spec": {"clusterIP": ip, "ports": ports}
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn service_links_are_the_kubelets_variables_for_the_namespace_and_the_api_server() {
+        let services = [
+            service("default", "kubernetes", "10.43.0.1", serde_json::json!([{"name": "https", "port": 443}])),
+            service(
+                "shop",
+                "redis-main",
+                "10.43.7.9",
+                serde_json::json!([{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "UDP"}]),
+            ),
+            service("shop", "headless", "None", serde_json::json!([{"port": 80}])),
+            service("other", "elsewhere", "10.43.7.10", serde_json::json!([{"port": 80}])),
+        ];
+        let links = service_links(&services, "shop", true);
+        let got: HashMap<&str, &str> = links.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got["KUBERNETES_SERVICE_HOST"], "10.43.0.1");
+        assert_eq!(got["KUBERNETES_SERVICE_PORT"], "443");
+        assert_eq!(got["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
+        assert_eq!(got["KUBERNETES_PORT"], "tcp://10.43.0.1:443");
+        assert_eq!(got["REDIS_MAIN_SERVICE_HOST"], "10.43.7.9");
+        assert_eq!(got["REDIS_MAIN_SERVICE_PORT"], "6379");
+        assert_eq!(got["REDIS_MAIN_SERVICE_PORT_METRICS"], "9121");
+        assert_eq!(got["REDIS_MAIN_PORT"], "tcp://10.43.7.9:6379");
+        assert_eq!(got["REDIS_MAIN_PORT_6379_TCP"], "tcp://10.43.7.9:6379");
+        assert_eq!(got["REDIS_MAIN_PORT_6379_TCP_ADDR"], "10.43.7.9");
+        assert_eq!(got["REDIS_MAIN_PORT_9121_UDP"], "udp://10.43.7.9:9121");
+        assert_eq!(got["REDIS_MAIN_PORT_9121_UDP_PROTO"], "udp");
+        assert_eq!(got["REDIS_MAIN_PORT_9121_UDP_PORT"], "9121");
+        assert!(!got.keys().any(|k| k.starts_with("HEADLESS_") || k.starts_with("ELSEWHERE_")), "{got:?}");
+        assert_eq!(links.len(), got.len(), "no variable is given twice");
+    }
+
+    #[test]
+    fn without_service_links_a_pod_still_finds_the_api_server() {
+        let services = [
+            service("default", "kubernetes", "10.43.0.1", serde_json::json!([{"name": "https", "port": 443}])),
+            service("default", "web", "10.43.0.20", serde_json::json!([{"port": 80}])),
+        ];
+        let names: Vec<String> = service_links(&services, "default", false).into_iter().map(|(k, _)| k).collect();
+        assert!(names.contains(&"KUBERNETES_SERVICE_HOST".to_string()), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("WEB_")), "{names:?}");
+    }
+
+    #[test]
+    fn a_namespaces_own_kubernetes_service_wins_over_the_api_servers() {
+        let services = [
+            service("team", "kubernetes", "10.43.9.9", serde_json::json!([{"port": 8080}])),
+            service("default", "kubernetes", "10.43.0.1", serde_json::json!([{"name": "https", "port": 443}])),
+        ];
+        let links = service_links(&services, "team", true);
+        assert!(links.contains(&("KUBERNETES_SERVICE_HOST".into(), "10.43.9.9".into())), "{links:?}");
     }
 }

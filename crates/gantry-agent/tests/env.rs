@@ -83,6 +83,7 @@ fn facts() -> EnvFacts {
         node_allocatable_cpu_millis: 1500,
         node_allocatable_memory_bytes: 2 << 30,
         node_allocatable_ephemeral_storage_bytes: 0,
+        service_links: Vec::new(),
     }
 }
 
@@ -289,5 +290,32 @@ async fn missing_objects_and_keys_fail_in_the_kubelet_words() {
     assert_eq!(
         check(vec![from("X", field("metadata.labels"))], vec![]).await,
         Err("unsupported fieldPath: metadata.labels".into())
+    );
+}
+
+#[tokio::test]
+async fn service_links_come_last_may_be_referred_to_and_never_replace_the_containers_own() {
+    let s = server().await;
+    let container = Container {
+        name: "app".into(),
+        env: Some(vec![
+            EnvVar {
+                name: "BACKEND".into(),
+                value: Some("http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)".into()),
+                ..Default::default()
+            },
+            EnvVar { name: "WEB_SERVICE_PORT".into(), value: Some("mine".into()), ..Default::default() },
+        ]),
+        ..Default::default()
+    };
+    let p = pod(container.clone());
+    let mut facts = facts();
+    facts.service_links =
+        vec![("WEB_SERVICE_HOST".into(), "10.43.0.20".into()), ("WEB_SERVICE_PORT".into(), "80".into())];
+    let env = container_env(&s.client, &p, &container, &facts).await.expect("env");
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        pairs,
+        vec![("BACKEND", "http://10.43.0.20:80"), ("WEB_SERVICE_PORT", "mine"), ("WEB_SERVICE_HOST", "10.43.0.20")]
     );
 }

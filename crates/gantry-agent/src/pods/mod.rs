@@ -55,6 +55,8 @@ pub struct PodContext {
     pub volumes: crate::volumes::VolumeManager,
     /// What the node offers pods (defaults of the downward API).
     pub allocatable: crate::downward::NodeAllocatable,
+    /// The Services, for the containers' service link variables; without it containers get none.
+    pub services: Option<crate::env::ServiceCache>,
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
@@ -92,6 +94,7 @@ impl PodContext {
             memory_capacity,
             recorder,
             manifests_dir: None,
+            services: None,
             table: RwLock::new(HashMap::new()),
         }
     }
@@ -125,7 +128,12 @@ impl PodContext {
         } else {
             std::iter::once(sandbox.ip.clone()).chain(sandbox.additional_ips.iter().cloned()).collect()
         };
+        let service_links = match &self.services {
+            Some(services) => services.links(pod).await.map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         let facts = crate::env::EnvFacts {
+            service_links,
             pod_ips,
             host_ips: self.host_ips.clone(),
             node_name: self.node_name.clone(),

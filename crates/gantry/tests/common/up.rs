@@ -14,7 +14,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Removes what `gantry up` leaves on the node on purpose (running containers) or as node-wide state (the pod
-/// network's bridge and masquerade rule, the QoS cgroups), even when the test fails. Drop it after the process
+/// network's bridge and masquerade rule, the service proxy's nftables table, the QoS cgroups), even when the test fails. Drop it after the process
 /// has stopped, or the agent would start the pods again.
 pub struct NodeCleanup {
     data_dir: PathBuf,
@@ -59,6 +59,10 @@ impl Drop for NodeCleanup {
                 .map_err(std::io::Error::other)
         })
         .join();
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", "gantry"])
+            .stderr(std::process::Stdio::null())
+            .status();
         if !self.bridge_existed {
             let _ = std::process::Command::new("ip")
                 .args(["link", "del", gantry_agent::agent::BRIDGE])
