@@ -170,9 +170,11 @@ async fn warn_event(api: &Api, service: &Value, reason: &str, message: String) {
     tracing::warn!(namespace = %parent.namespace, service = %parent.name, reason, "{message}");
     let Some(events) = api.registry.by_plural("", "v1", "events") else { return };
     let now = crate::objects::now_rfc3339();
+    // Named as kube's event recorder names them: the object's name, a dot, a unique hexadecimal suffix.
+    let event_name = format!("{}.{}", parent.name, &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{}.", parent.name), "namespace": parent.namespace},
+        "metadata": {"name": event_name, "namespace": parent.namespace},
         "involvedObject": {
             "apiVersion": "v1", "kind": "Service", "namespace": parent.namespace, "name": parent.name,
             "uid": service["metadata"]["uid"], "resourceVersion": service["metadata"]["resourceVersion"],
