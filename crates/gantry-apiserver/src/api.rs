@@ -123,6 +123,8 @@ pub struct Api {
     pub schemas: crate::admission::Schemas,
     /// Answers `gantry why` once a scheduler runs in this process.
     pub(crate) explainer: std::sync::OnceLock<Arc<dyn crate::scheduling::SchedulingExplainer>>,
+    /// Where Services' addresses and node ports come from ([`crate::services`]).
+    pub service_network: crate::services::ServiceNetwork,
 }
 
 impl Api {
@@ -142,6 +144,7 @@ impl Api {
             custom: crate::crd::CustomResources::default(),
             schemas,
             explainer: std::sync::OnceLock::new(),
+            service_network: crate::services::ServiceNetwork::default(),
         }
     }
 

@@ -38,6 +38,7 @@ pub mod request;
 pub mod resource_quota;
 pub mod scheduling;
 pub mod server;
+pub mod services;
 pub mod status;
 pub mod strategy;
 pub mod tables;
@@ -70,6 +71,8 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// A static token file (`token,user,uid[,"groups"]`).
     pub token_file: Option<PathBuf>,
+    /// Services' address and node port ranges and the cluster DNS address.
+    pub services: services::ServiceNetwork,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             secure_port: 0,
             tls_sans: Vec::new(),
             token_file: None,
+            services: services::ServiceNetwork::default(),
         }
     }
 }
@@ -115,6 +119,9 @@ pub enum StartError {
     /// The built-in namespaces could not be created.
     #[error("cannot create the built-in namespaces: {0}")]
     Bootstrap(status::ApiError),
+    /// The built-in Services could not be created.
+    #[error("cannot create the built-in Services: {0}")]
+    BuiltInServices(status::ApiError),
     /// The join token could not be set up.
     #[error(transparent)]
     Join(#[from] join::JoinError),
@@ -180,6 +187,9 @@ pub async fn start(
     if !config.bind_address.is_unspecified() {
         names.insert(config.bind_address.to_string());
     }
+    // Pods reach the API server through the `kubernetes` Service, by address and by name.
+    names.insert(config.services.kubernetes_ip().to_string());
+    names.insert("kubernetes.default.svc.cluster.local".into());
     names.extend(config.tls_sans.iter().cloned());
     let serving = ca.serving(&names)?;
     let tls = server::tls_config(&serving, ca.cert_pem())?;
@@ -195,8 +205,17 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     let cache = cache::WatchCache::new(cache::DEFAULT_WINDOW);
     tasks.spawn(Arc::clone(&cache).run(Arc::clone(&store), shutdown.clone()));
-    let api = Arc::new(Api::new(store, cache, shutdown.clone()));
+    let mut api = Api::new(store, cache, shutdown.clone());
+    api.service_network = config.services.clone();
+    let api = Arc::new(api);
     bootstrap(&api).await.map_err(StartError::Bootstrap)?;
+    services::ensure_built_in(&api, addr.port()).await.map_err(StartError::BuiltInServices)?;
+    let advertise = SocketAddr::new(services::advertise_address(config.bind_address), addr.port());
+    if let Err(e) = services::sync_endpoints(&api, advertise).await {
+        tracing::warn!(error = %e.message, "cannot write the kubernetes Service's endpoints yet");
+    }
+    tasks.spawn(services::run_endpoints(Arc::clone(&api), advertise, shutdown.clone()));
+    tasks.spawn(services::run_repair(Arc::clone(&api), shutdown.clone()));
     // Custom resources are served from the first request on: the cache must hold every stored definition
     // first (a restart creates nothing, so nothing above waited for it).
     let stored = api

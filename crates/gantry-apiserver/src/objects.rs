@@ -310,18 +310,41 @@ impl Api {
             {
                 self.admit_quota(resource, ns, &obj, None, options.dry_run).await?;
             }
+            let service = crate::services::is_service(resource);
             if options.dry_run {
+                if service {
+                    // Checks requested addresses and ports; claims nothing.
+                    let checked = self.claim_service(resource, None, &mut obj, true).await?;
+                    self.undo_claim(checked).await;
+                }
                 return Ok(Written { code: 201, body: obj });
             }
+            let claim = if service { Some(self.claim_service(resource, None, &mut obj, false).await?) } else { None };
             let key = resource.key(namespace, &name);
-            match self.store.create(key.as_bytes(), to_stored(&mut obj)?).await {
-                Ok(revision) => {
+            let created = match to_stored(&mut obj) {
+                Ok(bytes) => {
+                    self.store.create(key.as_bytes(), bytes).await.map_err(|e| ApiError::from_store(e, resource, &name))
+                }
+                Err(e) => Err(e),
+            };
+            match (created, claim) {
+                (Ok(revision), claim) => {
+                    if let Some(claim) = claim {
+                        self.finish_claim(claim).await;
+                    }
                     meta_mut(&mut obj)?.insert("resourceVersion".into(), json!(revision.to_string()));
                     self.settle(revision).await;
                     return Ok(Written { code: 201, body: obj });
                 }
-                Err(StoreError::AlreadyExists { .. }) if generate_name.is_some() && attempt < 4 => continue,
-                Err(e) => return Err(ApiError::from_store(e, resource, &name)),
+                (Err(e), claim) => {
+                    if let Some(claim) = claim {
+                        self.undo_claim(claim).await;
+                    }
+                    if e.code == 409 && generate_name.is_some() && attempt < 4 {
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
         }
         Err(ApiError::internal("could not generate a unique name"))
@@ -432,12 +455,31 @@ impl Api {
             let result = match outcome {
                 Outcome::Write(mut new) => {
                     self.admit_update_charges(resource, namespace, &old, &mut new, dry_run).await?;
-                    let bytes = to_stored(&mut new)?;
-                    if bytes == current.value || dry_run {
-                        let body = if bytes == current.value { old } else { new };
-                        return Ok(Written { code: 200, body });
+                    let claim = match crate::services::is_service(resource) {
+                        true => Some(self.claim_service(resource, Some(&old), &mut new, dry_run).await?),
+                        false => None,
+                    };
+                    let bytes = to_stored(&mut new);
+                    let unchanged = bytes.as_ref().is_ok_and(|b| *b == current.value);
+                    let bytes = match bytes {
+                        Ok(bytes) if !unchanged && !dry_run => bytes,
+                        other => {
+                            if let Some(claim) = claim {
+                                self.undo_claim(claim).await;
+                            }
+                            other?;
+                            let body = if unchanged { old } else { new };
+                            return Ok(Written { code: 200, body });
+                        }
+                    };
+                    let updated = self.store.update(key.as_bytes(), bytes, current.mod_revision).await;
+                    if let Some(claim) = claim {
+                        match &updated {
+                            Ok(_) => self.finish_claim(claim).await,
+                            Err(_) => self.undo_claim(claim).await,
+                        }
                     }
-                    match self.store.update(key.as_bytes(), bytes, current.mod_revision).await {
+                    match updated {
                         Ok(revision) => {
                             meta_mut(&mut new)?.insert("resourceVersion".into(), json!(revision.to_string()));
                             self.settle(revision).await;
@@ -452,6 +494,7 @@ impl Api {
                     }
                     match self.store.delete(key.as_bytes(), Some(current.mod_revision)).await {
                         Ok(deleted) => {
+                            self.release_service(resource, &last).await;
                             meta_mut(&mut last)?.insert("resourceVersion".into(), json!(deleted.revision.to_string()));
                             self.settle(deleted.revision).await;
                             Ok(Written { code: 200, body: last })
@@ -575,6 +618,9 @@ impl Api {
                     field: "metadata.finalizers".into(),
                 }],
             ));
+        }
+        if subresource.is_none() && crate::services::is_service(resource) {
+            crate::services::drop_type_dependent_fields(old, &mut new);
         }
         self.admit_update(resource, &mut new, old)?;
         strategy::daemon_set_template_generation(resource, Some(old), &mut new);
@@ -751,6 +797,7 @@ impl Api {
                 }
                 match self.store.delete(key.as_bytes(), Some(current.mod_revision)).await {
                     Ok(deleted) => {
+                        self.release_service(resource, &old).await;
                         self.settle(deleted.revision).await;
                         let mut last = old;
                         meta_mut(&mut last)?.insert("resourceVersion".into(), json!(deleted.revision.to_string()));

@@ -580,6 +580,7 @@ impl ClusterBuilder {
             secure_port: 0,
             tls_sans: Vec::new(),
             token_file,
+            services: Default::default(),
         };
         let shutdown = CancellationToken::new();
         // Started on the server's runtime and awaited over a channel: blocking on a runtime is not allowed from

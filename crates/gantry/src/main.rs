@@ -258,17 +258,32 @@ struct ApiServerArgs {
     /// Extra names (DNS or IP) for the serving certificate; repeatable.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// The range Services' cluster IPs come from (IPv4 CIDR, /12 to /28).
+    #[arg(long, default_value = gantry_apiserver::services::ServiceNetwork::DEFAULT_RANGE)]
+    service_cluster_ip_range: gantry_apiserver::services::Ipv4Cidr,
+    /// The range NodePort and LoadBalancer Services' node ports come from (FIRST-LAST).
+    #[arg(long, default_value = gantry_apiserver::services::ServiceNetwork::DEFAULT_NODE_PORTS)]
+    service_node_port_range: gantry_apiserver::services::PortRange,
+    /// The cluster DNS Service's address (kube-system/kube-dns). Default: the service range's 10th address.
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 impl ApiServerArgs {
-    fn config(&self, data_dir: &std::path::Path) -> gantry_apiserver::ServerConfig {
-        gantry_apiserver::ServerConfig {
+    fn config(&self, data_dir: &std::path::Path) -> anyhow::Result<gantry_apiserver::ServerConfig> {
+        let services = gantry_apiserver::services::ServiceNetwork::new(
+            self.service_cluster_ip_range,
+            self.service_node_port_range,
+            self.cluster_dns,
+        )?;
+        Ok(gantry_apiserver::ServerConfig {
             data_dir: data_dir.to_path_buf(),
             bind_address: self.bind_address,
             secure_port: self.secure_port,
             tls_sans: serving_names(self.bind_address, self.tls_san.clone()),
             token_file: self.token_file.clone(),
-        }
+            services,
+        })
     }
 }
 
@@ -668,7 +683,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let store = open_store(&args.api.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let config = args.api.config(&data_dir);
+        let config = args.api.config(&data_dir)?;
         let mut tasks = tokio::task::JoinSet::new();
         let server = start_control_plane(
             config,
@@ -726,7 +741,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let store = open_store(&args.api.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let config = args.api.config(&data_dir);
+        let config = args.api.config(&data_dir)?;
         let mut tasks = tokio::task::JoinSet::new();
         let server =
             start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;

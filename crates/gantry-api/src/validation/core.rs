@@ -13,7 +13,6 @@ use super::{FieldError, Path};
 
 /// The most bytes the data of one ConfigMap or Secret may hold.
 pub const MAX_SECRET_SIZE: usize = 1024 * 1024;
-const NODE_PORT_RANGE: (i64, i64) = (30000, 32767);
 const IMMUTABLE_WHEN_SET: &str = "field is immutable when `immutable` is set";
 
 pub(crate) fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
@@ -76,15 +75,11 @@ pub(crate) fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<
         if let Some(node_port) = int_at(errs, port, "nodePort", &p).filter(|n| *n != 0) {
             if ty == "ClusterIP" {
                 errs.push(FieldError::forbidden(&p.child("nodePort"), "may not be used when `type` is 'ClusterIP'"));
-            } else if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&node_port) {
-                errs.push(FieldError::invalid(
-                    &p.child("nodePort"),
-                    node_port,
-                    format!(
-                        "provided port is not in the valid range. The range of valid ports is {}-{}",
-                        NODE_PORT_RANGE.0, NODE_PORT_RANGE.1
-                    ),
-                ));
+            } else {
+                // The configured range is the API server's to check, when it allocates the port.
+                for msg in names::is_valid_port_num(node_port) {
+                    errs.push(FieldError::invalid(&p.child("nodePort"), node_port, msg));
+                }
             }
         }
     }
