@@ -415,7 +415,8 @@ mod tests {
         edit(&mut port);
         ServicePlan {
             key: ServiceKey { namespace: "ns".into(), name: name.into() },
-            cluster_ip: Ipv4Addr::new(10, 43, 0, 20),
+            // Distinct Services need distinct ClusterIPs in one table.
+            cluster_ip: Ipv4Addr::new(10, 43, 0, if name == "web" { 20 } else { 21 + name.len() as u8 }),
             ports: vec![port],
         }
     }
@@ -536,7 +537,7 @@ mod tests {
             &node(),
         );
         let local = service_rules(
-            &plan("local", vec![ep(4)], |p| {
+            &plan("loc", vec![ep(4)], |p| {
                 p.node_port = Some(31001);
                 p.external_local = true;
                 p.internal_local = true;

@@ -97,7 +97,9 @@ async fn full_syncs(args: &Args, nft: &NftCommand) -> anyhow::Result<()> {
                         protocol: Protocol::Tcp,
                         port: 80,
                         node_port: Some(30000 + i as u16),
-                        cluster: (0..args.endpoints).map(|e| Endpoint { ip: endpoint_ip(i, e, 0), port: 8080 }).collect(),
+                        cluster: (0..args.endpoints)
+                            .map(|e| Endpoint { ip: endpoint_ip(i, e, 0), port: 8080 })
+                            .collect(),
                         local: Vec::new(),
                         has_endpoints: args.endpoints > 0,
                         internal_local: false,
@@ -144,7 +146,10 @@ fn slice_for(i: usize, endpoints: usize, generation: usize) -> EndpointSlice {
         },
         address_type: "IPv4".into(),
         endpoints: (0..endpoints)
-            .map(|e| SliceEndpoint { addresses: vec![endpoint_ip(i, e, generation).to_string()], ..SliceEndpoint::default() })
+            .map(|e| SliceEndpoint {
+                addresses: vec![endpoint_ip(i, e, generation).to_string()],
+                ..SliceEndpoint::default()
+            })
             .collect(),
         ports: Some(vec![EndpointPort { name: Some("http".into()), port: Some(8080), ..EndpointPort::default() }]),
     }
@@ -168,7 +173,11 @@ async fn change_latency(args: &Args, nft: NftCommand) -> anyhow::Result<()> {
                     spec: Some(ServiceSpec {
                         cluster_ip: Some(vip(i).to_string()),
                         cluster_ips: Some(vec![vip(i).to_string()]),
-                        ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..ServicePort::default() }]),
+                        ports: Some(vec![ServicePort {
+                            name: Some("http".into()),
+                            port: 80,
+                            ..ServicePort::default()
+                        }]),
                         ..ServiceSpec::default()
                     }),
                     status: None,
@@ -194,12 +203,7 @@ async fn change_latency(args: &Args, nft: NftCommand) -> anyhow::Result<()> {
     let _proxy_guard = proxy_shutdown.clone().drop_guard();
     let proxy = tokio::spawn(gantry_proxy::run(client.clone(), config, proxy_shutdown.clone()));
     let first = tokio::time::timeout(Duration::from_secs(120), receiver.recv()).await.context("first sync")??;
-    println!(
-        "first (full) sync: {} Services, render {:?}, nft {:?}",
-        first.services.len(),
-        first.render,
-        first.nft
-    );
+    println!("first (full) sync: {} Services, render {:?}, nft {:?}", first.services.len(), first.render, first.nft);
 
     let mut latencies = Vec::new();
     for change in 0..args.changes {
