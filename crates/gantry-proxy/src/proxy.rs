@@ -96,6 +96,9 @@ pub enum ProxyError {
 /// Slices by (namespace, name), with the Service each belongs to.
 type SliceKey = (String, String);
 
+/// What a sync wants per Service it looks at (`None`: nothing in the table).
+type Desired = Vec<(ServiceKey, Option<ServiceRules>)>;
+
 struct State {
     node: NodeInfo,
     table: String,
@@ -193,24 +196,22 @@ impl State {
     }
 
     /// Renders the transaction of a sync: `(text, services looked at, new applied copies)`.
-    fn render(&self, full: bool) -> (String, Vec<ServiceKey>, Vec<(ServiceKey, Option<ServiceRules>)>) {
+    fn render(&self, full: bool) -> (String, Vec<ServiceKey>, Desired) {
         if full {
             let mut keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
             keys.sort();
-            let desired: Vec<(ServiceKey, Option<ServiceRules>)> =
-                keys.iter().map(|k| (k.clone(), self.rules_for(k))).collect();
+            let desired: Desired = keys.iter().map(|k| (k.clone(), self.rules_for(k))).collect();
             let text = full_sync(&self.table, &self.node, desired.iter().filter_map(|(_, r)| r.as_ref()));
             return (text, keys, desired);
         }
         let keys: Vec<ServiceKey> = self.dirty.iter().cloned().collect();
-        let desired: Vec<(ServiceKey, Option<ServiceRules>)> =
-            keys.iter().map(|k| (k.clone(), self.rules_for(k))).collect();
+        let desired: Desired = keys.iter().map(|k| (k.clone(), self.rules_for(k))).collect();
         let changes: Vec<(Option<&ServiceRules>, Option<&ServiceRules>)> =
             desired.iter().map(|(k, new)| (self.applied.get(k), new.as_ref())).collect();
         (partial_sync(&self.table, &changes), keys, desired)
     }
 
-    fn commit(&mut self, full: bool, desired: Vec<(ServiceKey, Option<ServiceRules>)>) {
+    fn commit(&mut self, full: bool, desired: Desired) {
         if full {
             self.applied.clear();
         }
