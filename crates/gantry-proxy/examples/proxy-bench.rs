@@ -7,17 +7,15 @@
 //!    the API write to the end of the `nft` transaction that contains it (the proxy's sync reports); p50, p99.
 //!
 //! ```text
-//! cargo run -p gantry-e2e --bin proxy-bench
-//! cargo run -p gantry-e2e --bin proxy-bench -- --services 1000 --endpoints 10 --changes 200
+//! cargo run -p gantry-proxy --example proxy-bench
+//! cargo run -p gantry-proxy --example proxy-bench -- --services 1000 --endpoints 10 --changes 200
 //! ```
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
 use futures::StreamExt;
-use gantry_e2e::bench::client_from;
 use gantry_proxy::model::{Endpoint, NodeInfo, PortPlan, Protocol, ServiceKey, ServicePlan};
 use gantry_proxy::render::{full_sync, service_rules};
 use gantry_proxy::{Cidr, NftCommand, ProxyConfig};
@@ -28,21 +26,35 @@ use kube::Api;
 use kube::api::PostParams;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser, Debug)]
-#[command(about = "Measures Gantry's service proxy: full sync time and endpoint change latency")]
+/// The bench's knobs, from `--name value` arguments.
+#[derive(Debug)]
 struct Args {
     /// Services.
-    #[arg(long, default_value_t = 1000)]
     services: usize,
     /// Endpoints per Service.
-    #[arg(long, default_value_t = 10)]
     endpoints: usize,
     /// Full syncs to time.
-    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Endpoint changes to time.
-    #[arg(long, default_value_t = 200)]
     changes: usize,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        let mut args = Args { services: 1000, endpoints: 10, runs: 5, changes: 200 };
+        let mut words = std::env::args().skip(1);
+        while let Some(flag) = words.next() {
+            let value: usize = words.next().with_context(|| format!("{flag} needs a value"))?.parse()?;
+            match flag.as_str() {
+                "--services" => args.services = value,
+                "--endpoints" => args.endpoints = value,
+                "--runs" => args.runs = value,
+                "--changes" => args.changes = value,
+                _ => bail!("unknown flag {flag} (--services, --endpoints, --runs, --changes)"),
+            }
+        }
+        Ok(args)
+    }
 }
 
 /// A scratch network namespace, deleted on drop.
@@ -160,7 +172,9 @@ async fn change_latency(args: &Args, nft: NftCommand) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let _server = gantry_apiserver::start_loopback(dir.path(), shutdown.clone()).await.context("API server")?;
-    let client = client_from(&dir.path().join("kubeconfig")).await?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(config)?;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let created = Instant::now();
@@ -240,7 +254,7 @@ async fn change_latency(args: &Args, nft: NftCommand) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse()?;
     if args.services > 30_000 || args.endpoints > 200 {
         bail!("at most 30,000 --services (their ClusterIPs are 10.43.100.1 up) and 200 --endpoints");
     }
