@@ -195,22 +195,20 @@ pub fn service_rules(plan: &ServicePlan, node: &NodeInfo) -> ServiceRules {
         }
         let external = external_chain(plan, port);
         let mut body = Vec::new();
-        {
-            // Traffic from this node's pods or from the node itself is not "external": it may use any endpoint,
-            // as kube-proxy short-circuits it.
-            if let Some(short) = cluster_chain.as_ref().or(local.as_ref()) {
-                if let Some(pod_cidr) = node.pod_cidr {
-                    body.push(format!("ip saddr {pod_cidr} goto {short}"));
-                }
-                body.push("fib saddr type local jump mark-for-masquerade".to_string());
-                body.push(format!("fib saddr type local goto {short}"));
+        // Traffic from this node's pods or from the node itself is not "external": it may use any endpoint,
+        // as kube-proxy short-circuits it.
+        if let Some(short) = cluster_chain.as_ref().or(local.as_ref()) {
+            if let Some(pod_cidr) = node.pod_cidr {
+                body.push(format!("ip saddr {pod_cidr} goto {short}"));
             }
-            match &local {
-                Some(chain) => body.push(format!("goto {chain}")),
-                // What falls through is not DNATed and is dropped by nodeport-endpoints-check.
-                None => {
-                    rules.elements.insert(element("no-endpoint-nodeports", np_key.clone(), Some("drop".into())));
-                }
+            body.push("fib saddr type local jump mark-for-masquerade".to_string());
+            body.push(format!("fib saddr type local goto {short}"));
+        }
+        match &local {
+            Some(chain) => body.push(format!("goto {chain}")),
+            // What falls through is not DNATed and is dropped by nodeport-endpoints-check.
+            None => {
+                rules.elements.insert(element("no-endpoint-nodeports", np_key.clone(), Some("drop".into())));
             }
         }
         rules.chains.insert(external.clone(), body);
