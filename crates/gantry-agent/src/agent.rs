@@ -51,6 +51,12 @@ pub struct AgentConfig {
     pub node_ip: Option<std::net::IpAddr>,
     /// How long to wait for node IPAM to give the Node a pod CIDR when neither the flag nor the Node has one.
     pub pod_cidr_wait: std::time::Duration,
+    /// The service proxy's nftables table (`gantry`); `None` runs no service proxy (tests that share the host's
+    /// network namespace).
+    pub proxy_table: Option<String>,
+    /// The ClusterIP range (the API server's `--service-cluster-ip-range`): the service proxy drops traffic to
+    /// its addresses that no Service holds.
+    pub service_cidr: Option<String>,
 }
 
 /// The user of the client certificate the API server presents to node agents (for logs, exec, attach and
@@ -74,6 +80,8 @@ impl AgentConfig {
             heartbeats: HeartbeatIntervals::default(),
             node_ip: None,
             pod_cidr_wait: std::time::Duration::from_secs(60),
+            proxy_table: Some(gantry_proxy::DEFAULT_TABLE.to_string()),
+            service_cidr: Some("10.43.0.0/16".to_string()),
         }
     }
 }
@@ -245,6 +253,7 @@ pub async fn start(
     }
     let node = node::register(&client, &facts, &settings).await?;
 
+    let mut node_pod_cidr = None;
     if cni.is_some() {
         // The Node's range wins over the flag: it is what the other nodes route here.
         let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty()) {
@@ -254,8 +263,30 @@ pub async fn start(
         write_default_config(&conf_dir, &data_dir.join("cni/networks"), BRIDGE, &pod_cidr)?;
         gantry_runtime::network::masquerade::ensure_masquerade(&pod_cidr).await?;
         tasks.spawn(crate::routes::run(client.clone(), settings.name.clone(), pod_cidr.clone(), shutdown.clone()));
+        node_pod_cidr = Some(pod_cidr);
     } else {
         tracing::warn!("no CNI plugins in /usr/lib/cni or /opt/cni/bin: only hostNetwork pods can run");
+    }
+    if let Some(table) = &config.proxy_table {
+        // The service proxy: ClusterIPs and NodePorts on this node. Without nft the node still runs pods.
+        let mut proxy = gantry_proxy::ProxyConfig::new(settings.name.clone());
+        proxy.table = table.clone();
+        proxy.node_ips = facts
+            .internal_ip
+            .into_iter()
+            .filter_map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        proxy.pod_cidr = node_pod_cidr.as_deref().and_then(|c| c.parse().ok());
+        proxy.service_cidrs = config.service_cidr.as_deref().and_then(|c| c.parse().ok()).into_iter().collect();
+        let (proxy_client, proxy_shutdown) = (client.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(err) = gantry_proxy::run(proxy_client, proxy, proxy_shutdown).await {
+                tracing::error!(error = %err, "no service proxy: ClusterIPs and NodePorts do not work on this node");
+            }
+        });
     }
     let api_shutdown = shutdown.clone();
     tasks.spawn(node_api.serve(api_shutdown));

@@ -2,7 +2,8 @@
 //! order that lets each step succeed: containers and sandboxes (with their shims, processes, overlay mounts,
 //! pinned namespaces and CNI DELs, so that host-local releases the addresses), leftover processes, every mount
 //! under the data directory (deepest first), the pod and QoS cgroups under the agent's cgroup root in every
-//! hierarchy, the pod network (masquerade rules, the bridge, host-gateway routes), then the data directory.
+//! hierarchy, the pod network (masquerade rules, the bridge, host-gateway routes), the service proxy's nftables
+//! table, then the data directory.
 //!
 //! Also the data directory's lock ([`DataDirLock`]): `gantry up`, `gantry agent` and `gantry server` hold it for
 //! their whole life, so that two of them never share a data directory and a reset never pulls the state from
@@ -99,6 +100,8 @@ pub struct ResetOptions {
     pub cgroup_root: String,
     /// The pod network's bridge.
     pub bridge: String,
+    /// The service proxy's nftables table (`ip` family); `None` leaves nftables alone.
+    pub proxy_table: Option<String>,
 }
 
 impl ResetOptions {
@@ -108,6 +111,7 @@ impl ResetOptions {
             data_dir: data_dir.into(),
             cgroup_root: "gantry".to_string(),
             bridge: crate::agent::BRIDGE.to_string(),
+            proxy_table: Some(gantry_proxy::DEFAULT_TABLE.to_string()),
         }
     }
 }
@@ -172,6 +176,15 @@ pub enum ResetError {
     /// The host-gateway routes (or their masquerading exemptions) could not be removed.
     #[error("routes to other nodes' pod CIDRs: {0}")]
     Routes(#[source] crate::routes::RouteError),
+    /// The service proxy's nftables table could not be deleted.
+    #[error("service proxy table {table}: {source}")]
+    ServiceRules {
+        /// The table.
+        table: String,
+        /// nft's error.
+        #[source]
+        source: gantry_proxy::NftError,
+    },
     /// A tool (`ip`) failed or is missing.
     #[error("{command}: {message}")]
     Command {
@@ -230,6 +243,8 @@ pub struct ResetReport {
     /// Routes with protocol [`crate::routes::ROUTE_PROTOCOL`] removed (the host-gateway routes to other nodes'
     /// pod CIDRs, with their masquerading exemptions).
     pub routes: usize,
+    /// Whether the service proxy's nftables table was deleted.
+    pub service_rules: bool,
     /// The bridge.
     pub bridge: BridgeOutcome,
     /// Whether the data directory was deleted.
@@ -249,6 +264,7 @@ impl ResetReport {
             && self.cgroups == 0
             && self.masquerade_rules == 0
             && self.routes == 0
+            && !self.service_rules
             && self.bridge != BridgeOutcome::Removed
             && !self.data_dir_removed
             && self.errors.is_empty()
@@ -271,6 +287,9 @@ impl ResetReport {
             if count > 0 {
                 lines.push(text.replace("{}", &count.to_string()));
             }
+        }
+        if self.service_rules {
+            lines.push("removed the service proxy's nftables table".to_string());
         }
         match self.bridge {
             BridgeOutcome::Removed => lines.push("removed the pod network's bridge".to_string()),
@@ -394,6 +413,14 @@ pub async fn reset(options: &ResetOptions) -> Result<ResetReport, ResetError> {
     match crate::routes::remove_all().await {
         Ok(routes) => report.routes = routes,
         Err(err) => report.errors.push(ResetError::Routes(err)),
+    }
+    if let Some(table) = &options.proxy_table {
+        match gantry_proxy::remove_rules(table).await {
+            Ok(removed) => report.service_rules = removed,
+            // Without nft no proxy could have written the table.
+            Err(gantry_proxy::NftError::Spawn { .. }) => {}
+            Err(source) => report.errors.push(ResetError::ServiceRules { table: table.clone(), source }),
+        }
     }
 
     let dir = data_dir.clone();

@@ -75,6 +75,7 @@ pub fn run(args: DoctorArgs, default_data_dir: PathBuf) -> anyhow::Result<()> {
         check_overlay(&read("/proc/filesystems")),
         check_cni_plugins(&DEFAULT_PLUGIN_DIRS.map(PathBuf::from)),
         check_iptables(),
+        check_nft(),
         check_ip_forward(&read("/proc/sys/net/ipv4/ip_forward")),
         check_port("API server port (--secure-port)", args.secure_port),
         check_port("node API port (--node-api-port)", args.node_api_port),
@@ -210,6 +211,18 @@ fn check_iptables() -> Finding {
             "iptables",
             "iptables not found (pod traffic leaving the node is masqueraded with it, hostPorts need it)",
             "apt-get install iptables",
+        )
+    }
+}
+
+fn check_nft() -> Finding {
+    if in_path("nft") {
+        Finding::ok("nft", "nft")
+    } else {
+        Finding::problem(
+            "nft",
+            "nft not found (the service proxy writes ClusterIP and NodePort rules with it)",
+            "apt-get install nftables",
         )
     }
 }

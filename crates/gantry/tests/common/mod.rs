@@ -76,6 +76,9 @@ impl Cluster {
         config.node_name = Some(self.node.clone());
         config.cgroup_root = self.test.cgroup_root.clone();
         config.pod_cidr = Some(self.pod_cidr.clone());
+        // These tests share the host's network namespace: one service proxy per test would fight over the
+        // same ClusterIPs.
+        config.proxy_table = None;
         let shutdown = CancellationToken::new();
         let agent = gantry_agent::agent::start(self.client.clone(), config, shutdown.clone()).await.expect("agent");
         self.agent = Some((agent, shutdown));
