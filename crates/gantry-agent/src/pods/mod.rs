@@ -55,6 +55,8 @@ pub struct PodContext {
     pub volumes: crate::volumes::VolumeManager,
     /// What the node offers pods (defaults of the downward API).
     pub allocatable: crate::downward::NodeAllocatable,
+    /// The cluster DNS `ClusterFirst` pods resolve with; the node's resolver when `None`.
+    pub cluster_dns: Option<spec::ClusterDns>,
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
@@ -92,6 +94,7 @@ impl PodContext {
             memory_capacity,
             recorder,
             manifests_dir: None,
+            cluster_dns: None,
             table: RwLock::new(HashMap::new()),
         }
     }
