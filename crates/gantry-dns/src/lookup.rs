@@ -68,17 +68,16 @@ fn addresses(owner: &Name, qtype: RecordType, ips: impl IntoIterator<Item = IpAd
 pub fn lookup(snapshot: &Snapshot, name: &Name, lower: &LowerName, qtype: RecordType) -> Outcome {
     let zone = snapshot.zone();
     if !zone.contains(lower) {
-        if qtype == RecordType::PTR {
-            if let Some(ip) = reverse_address(lower) {
-                let names = snapshot.names_of(ip);
-                if !names.is_empty() {
-                    let answers = names
-                        .iter()
-                        .map(|target| Record::from_rdata(name.clone(), TTL, RData::PTR(PTR(target.clone()))))
-                        .collect();
-                    return Outcome::Answer { answers, additionals: Vec::new() };
-                }
-            }
+        if qtype == RecordType::PTR
+            && let Some(ip) = reverse_address(lower)
+            && !snapshot.names_of(ip).is_empty()
+        {
+            let answers = snapshot
+                .names_of(ip)
+                .iter()
+                .map(|target| Record::from_rdata(name.clone(), TTL, RData::PTR(PTR(target.clone()))))
+                .collect();
+            return Outcome::Answer { answers, additionals: Vec::new() };
         }
         return Outcome::Forward;
     }
@@ -167,18 +166,18 @@ fn srv_answer(record: &ServiceRecord, name: &Name, qtype: RecordType, wanted: Op
     let mut targets: Vec<(u16, Name, Vec<IpAddr>)> = Vec::new();
     match &record.kind {
         ServiceKind::ClusterIp(ips) => {
-            for port in record.ports.iter().filter(|p| matches(*p)) {
+            for port in record.ports.iter().filter(|p| matches(p)) {
                 targets.push((port.port, record.fqdn.clone(), ips.clone()));
             }
         }
         ServiceKind::ExternalName(target) => {
-            for port in record.ports.iter().filter(|p| matches(*p)) {
+            for port in record.ports.iter().filter(|p| matches(p)) {
                 targets.push((port.port, target.clone(), Vec::new()));
             }
         }
         ServiceKind::Headless => {
             for endpoint in &record.endpoints {
-                for port in endpoint.ports.iter().filter(|p| matches(*p)) {
+                for port in endpoint.ports.iter().filter(|p| matches(p)) {
                     targets.push((port.port, endpoint.fqdn.clone(), vec![endpoint.ip]));
                 }
             }
@@ -188,7 +187,7 @@ fn srv_answer(record: &ServiceRecord, name: &Name, qtype: RecordType, wanted: Op
         // A port name the Service does not have is no name at all; a headless Service without ready endpoints
         // still has the port.
         let known = match &record.kind {
-            ServiceKind::Headless => wanted.is_none() || record.ports.iter().any(|p| matches(p)),
+            ServiceKind::Headless => wanted.is_none() || record.ports.iter().any(matches),
             _ => wanted.is_none(),
         };
         return if known { Outcome::NoData } else { Outcome::NxDomain };

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::index::{ClusterIndex, ServiceSource, SliceSource, Sources, Zone};
 
 enum Change {
-    Service(Event<Service>),
-    Slice(Event<EndpointSlice>),
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
 }
 
 /// The objects of one kind as a watch reports them, with the buffer a re-list fills before it replaces them.
@@ -77,10 +77,10 @@ fn serial() -> u32 {
 pub(crate) async fn run(client: Client, zone: Zone, index: Arc<ClusterIndex>, shutdown: CancellationToken) {
     let services = watcher::watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(Change::Service));
+        .map(|e| e.map(|e| Change::Service(Box::new(e))));
     let slices = watcher::watcher(Api::<EndpointSlice>::all(client), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(Change::Slice));
+        .map(|e| e.map(|e| Change::Slice(Box::new(e))));
     let mut changes = futures::stream::select(services.boxed(), slices.boxed());
     let mut sources = Sources::default();
     let mut service_kind = Kind::new();
@@ -98,10 +98,10 @@ pub(crate) async fn run(client: Client, zone: Zone, index: Arc<ClusterIndex>, sh
                 None => return,
                 Some(Err(err)) => tracing::warn!(error = %err, "cluster DNS watch"),
                 Some(Ok(Change::Service(event))) => {
-                    changed |= service_kind.apply(&mut sources.services, event, ServiceSource::from_service);
+                    changed |= service_kind.apply(&mut sources.services, *event, ServiceSource::from_service);
                 }
                 Some(Ok(Change::Slice(event))) => {
-                    changed |= slice_kind.apply(&mut sources.slices, event, SliceSource::from_slice);
+                    changed |= slice_kind.apply(&mut sources.slices, *event, SliceSource::from_slice);
                 }
             }
             match changes.next().now_or_never() {
