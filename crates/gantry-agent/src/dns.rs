@@ -148,15 +148,17 @@ pub async fn keep_endpoint_slice(client: Client, desired: EndpointSlice, shutdow
     let mut current: Option<EndpointSlice> = None;
     let mut check = true;
     loop {
-        if check && !listing && !current.as_ref().is_some_and(|c| up_to_date(c, &desired)) {
-            if let Err(err) = ensure(&api, &desired).await {
-                tracing::warn!(slice = %name, error = %err, "writing the cluster DNS EndpointSlice");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-                continue;
+        if check
+            && !listing
+            && !current.as_ref().is_some_and(|c| up_to_date(c, &desired))
+            && let Err(err) = ensure(&api, &desired).await
+        {
+            tracing::warn!(slice = %name, error = %err, "writing the cluster DNS EndpointSlice");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
             }
+            continue;
         }
         check = false;
         tokio::select! {
