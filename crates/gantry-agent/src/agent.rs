@@ -57,7 +57,17 @@ pub struct AgentConfig {
     /// The ClusterIP range (the API server's `--service-cluster-ip-range`): the service proxy drops traffic to
     /// its addresses that no Service holds.
     pub service_cidr: Option<String>,
+    /// The cluster DNS address pods resolve with (`--cluster-dns`, the `kube-dns` Service's ClusterIP); `None`
+    /// serves no DNS and leaves pods on the node's resolver.
+    pub cluster_dns: Option<std::net::IpAddr>,
+    /// The cluster domain (`--cluster-domain`).
+    pub cluster_domain: String,
+    /// The port the node's DNS server listens on at its InternalIP (53; tests pick another, or 0 for any).
+    pub dns_port: u16,
 }
+
+/// The kube-dns Service's ClusterIP the API server reserves by default.
+pub const DEFAULT_CLUSTER_DNS: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 43, 0, 10));
 
 /// The user of the client certificate the API server presents to node agents (for logs, exec, attach and
 /// port-forward); the API server issues it from the cluster CA under this name.
@@ -82,6 +92,9 @@ impl AgentConfig {
             pod_cidr_wait: std::time::Duration::from_secs(60),
             proxy_table: Some(gantry_proxy::DEFAULT_TABLE.to_string()),
             service_cidr: Some("10.43.0.0/16".to_string()),
+            cluster_dns: Some(DEFAULT_CLUSTER_DNS),
+            cluster_domain: gantry_dns::DEFAULT_CLUSTER_DOMAIN.to_string(),
+            dns_port: 53,
         }
     }
 }
@@ -219,6 +232,18 @@ pub async fn start(
     if let Some(dir) = &config.manifests_dir {
         std::fs::create_dir_all(dir).map_err(|source| AgentError::Io { path: dir.clone(), source })?;
     }
+    // Cluster DNS starts before any pod, so that pods are pointed at it only when it runs.
+    let dns = match (config.cluster_dns, facts.internal_ip) {
+        (Some(cluster_dns), Some(ip)) => {
+            let domain = &config.cluster_domain;
+            crate::dns::start(&client, ip, config.dns_port, domain, cluster_dns, shutdown.clone()).await
+        }
+        (Some(_), None) => {
+            tracing::error!("the node has no InternalIP to serve cluster DNS on; pods use the node's resolver");
+            None
+        }
+        (None, _) => None,
+    };
     let mut ctx = PodContext::new(
         client.clone(),
         runtime.clone(),
@@ -234,6 +259,10 @@ pub async fn start(
     let (services, services_task) = crate::env::ServiceCache::watch(client.clone(), shutdown.clone());
     tasks.spawn(services_task);
     ctx.services = Some(services);
+    ctx.cluster_dns = dns.as_ref().and(config.cluster_dns).map(|server| crate::pods::spec::ClusterDns {
+        server,
+        domain: config.cluster_domain.trim_end_matches('.').to_string(),
+    });
     let ctx = Arc::new(ctx);
 
     let mut node_names = vec![settings.name.clone(), facts.hostname.clone()];
@@ -252,6 +281,11 @@ pub async fn start(
         settings.api_port = addr.port();
     }
     let node = node::register(&client, &facts, &settings).await?;
+    if let Some(dns) = dns {
+        let slice = crate::dns::endpoint_slice(&node, dns.local_addr());
+        tasks.spawn(crate::dns::keep_endpoint_slice(client.clone(), slice, shutdown.clone()));
+        tasks.spawn(dns.wait());
+    }
 
     let mut node_pod_cidr = None;
     if cni.is_some() {

@@ -9,6 +9,7 @@
 //! left on the node, and holds the data directory's lock.
 
 pub mod agent;
+pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod events;

@@ -84,6 +84,40 @@ struct UpArgs {
     node_ip: Option<std::net::IpAddr>,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// The cluster domain: Services resolve as NAME.NAMESPACE.svc.DOMAIN. (The cluster DNS address is the
+    /// server's --cluster-dns.)
+    #[arg(long, default_value = gantry_dns::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+}
+
+/// The node agent's cluster DNS flags, as the kubelet's.
+#[derive(clap::Args)]
+struct ClusterDnsArgs {
+    /// The cluster DNS address written into pods' resolv.conf (the kube-dns Service's ClusterIP); the node serves
+    /// DNS on its InternalIP port 53 for it. `none` serves no DNS and leaves pods on the node's resolver.
+    #[arg(long, default_value = "10.43.0.10", value_parser = parse_cluster_dns)]
+    cluster_dns: ClusterDnsAddr,
+    /// The cluster domain: Services resolve as NAME.NAMESPACE.svc.DOMAIN.
+    #[arg(long, default_value = gantry_dns::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+}
+
+/// `--cluster-dns`: an address, or none.
+#[derive(Clone, Copy)]
+struct ClusterDnsAddr(Option<std::net::IpAddr>);
+
+fn parse_cluster_dns(text: &str) -> Result<ClusterDnsAddr, String> {
+    match text {
+        "" | "none" => Ok(ClusterDnsAddr(None)),
+        _ => text.parse().map(|ip| ClusterDnsAddr(Some(ip))).map_err(|_| format!("{text:?} is not an IP address")),
+    }
+}
+
+impl ClusterDnsArgs {
+    fn apply(&self, config: &mut gantry_agent::agent::AgentConfig) {
+        config.cluster_dns = self.cluster_dns.0;
+        config.cluster_domain = self.cluster_domain.trim_end_matches('.').to_string();
+    }
 }
 
 /// What the controller manager allocates from and how fast it gives up on silent nodes.
@@ -172,6 +206,8 @@ struct AgentArgs {
     /// The static pods' manifest directory. Default: DATA/manifests.
     #[arg(long)]
     pod_manifests: Option<PathBuf>,
+    #[command(flatten)]
+    dns: ClusterDnsArgs,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -607,6 +643,7 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
         if let Some(dir) = &args.pod_manifests {
             config.manifests_dir = Some(dir.clone());
         }
+        args.dns.apply(&mut config);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let agent = gantry_agent::agent::start(client, config, shutdown.clone()).await?;
         println!("Gantry agent running as node {} (data in {})", agent.node_name, data_dir.display());
@@ -742,6 +779,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let store = open_store(&args.api.store, &data_dir).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let config = args.api.config(&data_dir)?;
+        // The node serves the DNS address and proxies the range this server allocates from.
+        let (cluster_dns, service_cidr) = (config.services.cluster_dns, config.services.cluster_ip_range.to_string());
         let mut tasks = tokio::task::JoinSet::new();
         let server =
             start_control_plane(config, store, true, Some(args.cluster.controllers()?), &shutdown, &mut tasks).await?;
@@ -760,6 +799,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         agent_config.pod_cidr = args.pod_cidr.clone();
         agent_config.node_ip = args.node_ip;
         agent_config.node_api_listen = std::net::SocketAddr::from(([0, 0, 0, 0], args.node_api_port));
+        agent_config.cluster_dns = Some(cluster_dns.into());
+        agent_config.cluster_domain = args.cluster_domain.trim_end_matches('.').to_string();
+        agent_config.service_cidr = Some(service_cidr);
         let agent_shutdown = tokio_util::sync::CancellationToken::new();
         let agent = gantry_agent::agent::start(client, agent_config, agent_shutdown.clone()).await?;
 

@@ -57,6 +57,8 @@ pub struct PodContext {
     pub allocatable: crate::downward::NodeAllocatable,
     /// The Services, for the containers' service link variables; without it containers get none.
     pub services: Option<crate::env::ServiceCache>,
+    /// The cluster DNS `ClusterFirst` pods resolve with; the node's resolver when `None`.
+    pub cluster_dns: Option<spec::ClusterDns>,
     table: RwLock<HashMap<(String, String), PodEntry>>,
 }
 
@@ -95,6 +97,7 @@ impl PodContext {
             recorder,
             manifests_dir: None,
             services: None,
+            cluster_dns: None,
             table: RwLock::new(HashMap::new()),
         }
     }

@@ -170,8 +170,15 @@ pub fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     ])
 }
 
-/// The sandbox's config for a pod; `attempt` counts sandboxes made for it before.
-pub fn sandbox_config(pod: &Pod, attempt: u32, log_directory: PathBuf, qos: QosClass) -> PodSandboxConfig {
+/// The sandbox's config for a pod; `attempt` counts sandboxes made for it before; `cluster_dns` is what
+/// `ClusterFirst` pods resolve with (the node's resolver when `None`).
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    log_directory: PathBuf,
+    qos: QosClass,
+    cluster_dns: Option<&ClusterDns>,
+) -> PodSandboxConfig {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
@@ -221,33 +228,101 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_directory: PathBuf, qos: QosC
         },
         cgroup_parent: pod_cgroup(&uid, qos),
         resources: pod_resources(pod),
-        dns_config: dns_config(pod),
+        dns_config: dns_config(pod, cluster_dns, &node_resolver()),
     }
 }
 
-/// The pod's resolver configuration. Cluster DNS comes with services; until then `ClusterFirst` falls back to
-/// the node's resolver, as the kubelet does when it has no cluster DNS configured.
-fn dns_config(pod: &Pod) -> Option<DnsConfig> {
+/// The cluster DNS pods are pointed at (the kubelet's `--cluster-dns` and `--cluster-domain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDns {
+    /// The nameserver (the `kube-dns` Service's ClusterIP).
+    pub server: std::net::IpAddr,
+    /// The cluster domain, e.g. `cluster.local`.
+    pub domain: String,
+}
+
+/// At most this many nameservers in a resolv.conf (glibc's MAXNS), as the kubelet enforces.
+pub const MAX_NAMESERVERS: usize = 3;
+/// At most this many search domains, as the kubelet enforces.
+pub const MAX_SEARCH_DOMAINS: usize = 32;
+/// At most this many characters on the search line, as the kubelet enforces.
+pub const MAX_SEARCH_CHARS: usize = 2048;
+/// A search domain longer than a DNS name can be makes some resolvers abort: the kubelet drops it.
+const MAX_DOMAIN_CHARS: usize = 253;
+
+/// The pod's resolver configuration, by the kubelet's rules: `ClusterFirst` (not on the host's network) and
+/// `ClusterFirstWithHostNet` use the cluster DNS with the namespace's search path and `ndots:5`; `Default` (and
+/// `ClusterFirst` on the host's network) the node's resolver; `None` nothing; then the pod's `dnsConfig` is
+/// merged in and the result cut to the resolver's limits. Without a cluster DNS, the cluster policies fall back
+/// to the node's resolver, as the kubelet does.
+fn dns_config(pod: &Pod, cluster: Option<&ClusterDns>, node: &DnsConfig) -> Option<DnsConfig> {
     let spec = pod.spec.as_ref()?;
-    let custom = spec.dns_config.as_ref();
-    let mut config = if spec.dns_policy.as_deref() == Some("None") { DnsConfig::default() } else { node_resolver() };
-    if let Some(custom) = custom {
-        config.servers.extend(custom.nameservers.iter().flatten().cloned());
-        config.searches.extend(custom.searches.iter().flatten().cloned());
+    let host_network = spec.host_network.unwrap_or(false);
+    let cluster = match spec.dns_policy.as_deref() {
+        Some("None") => None,
+        Some("Default") => None,
+        Some("ClusterFirstWithHostNet") => cluster,
+        _ if host_network => None,
+        _ => cluster,
+    };
+    let mut config = match (spec.dns_policy.as_deref(), cluster) {
+        (Some("None"), _) => DnsConfig::default(),
+        (_, Some(cluster)) => {
+            let domain = cluster.domain.trim_end_matches('.');
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let mut searches = vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.to_string()];
+            append_new(&mut searches, node.searches.iter().cloned());
+            DnsConfig { servers: vec![cluster.server.to_string()], searches, options: vec!["ndots:5".to_string()] }
+        }
+        (_, None) => node.clone(),
+    };
+    if let Some(custom) = spec.dns_config.as_ref() {
+        append_new(&mut config.servers, custom.nameservers.iter().flatten().cloned());
+        append_new(&mut config.searches, custom.searches.iter().flatten().cloned());
         for option in custom.options.iter().flatten() {
             let Some(name) = option.name.as_ref() else { continue };
-            config.options.retain(|o| o.split(':').next() != Some(name.as_str()));
-            match &option.value {
-                Some(value) => config.options.push(format!("{name}:{value}")),
-                None => config.options.push(name.clone()),
+            let text = match &option.value {
+                Some(value) if !value.is_empty() => format!("{name}:{value}"),
+                _ => name.clone(),
+            };
+            match config.options.iter_mut().find(|o| o.split(':').next() == Some(name.as_str())) {
+                Some(existing) => *existing = text,
+                None => config.options.push(text),
             }
         }
     }
+    config.servers.truncate(MAX_NAMESERVERS);
+    config.searches = fit_searches(std::mem::take(&mut config.searches));
     Some(config)
 }
 
+/// Appends the items of `more` that `list` does not have yet.
+fn append_new(list: &mut Vec<String>, more: impl IntoIterator<Item = String>) {
+    for item in more {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+}
+
+/// The kubelet's cut of a search path: the first 32 domains, without those longer than a DNS name, then
+/// domains dropped from the end until the line fits in 2048 characters.
+fn fit_searches(mut searches: Vec<String>) -> Vec<String> {
+    searches.truncate(MAX_SEARCH_DOMAINS);
+    searches.retain(|s| s.len() <= MAX_DOMAIN_CHARS);
+    let line = |s: &[String]| s.iter().map(String::len).sum::<usize>() + s.len().saturating_sub(1);
+    while line(&searches) > MAX_SEARCH_CHARS {
+        searches.pop();
+    }
+    searches
+}
+
+/// The node's resolver, from its /etc/resolv.conf.
 fn node_resolver() -> DnsConfig {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+fn parse_resolv_conf(text: &str) -> DnsConfig {
     let mut config = DnsConfig::default();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -256,7 +331,9 @@ fn node_resolver() -> DnsConfig {
             Some("nameserver") => config
                 .servers
                 .extend(words.next().filter(|s| !s.starts_with("127.") && *s != "::1").map(str::to_string)),
-            Some("search") | Some("domain") => config.searches.extend(words.map(str::to_string)),
+            Some("search") | Some("domain") => {
+                config.searches.extend(words.filter(|w| *w != ".").map(|w| w.trim_end_matches('.').to_string()))
+            }
             Some("options") => config.options.extend(words.map(str::to_string)),
             _ => {}
         }
@@ -419,7 +496,7 @@ mod tests {
     fn the_sandbox_carries_host_ports_namespaces_and_the_hostname() {
         let mut p = pod(serde_json::json!([{"name": "a", "ports": [
             {"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]));
-        let config = sandbox_config(&p, 2, PathBuf::from("/logs"), QosClass::BestEffort);
+        let config = sandbox_config(&p, 2, PathBuf::from("/logs"), QosClass::BestEffort, None);
         assert_eq!(config.metadata.attempt, 2);
         assert_eq!(config.hostname, "web");
         assert_eq!(config.port_mappings.len(), 1);
@@ -427,7 +504,7 @@ mod tests {
         assert_eq!(config.namespaces.network, NamespaceMode::Pod);
         assert_eq!(config.labels[POD_UID_LABEL], "1234-abcd");
         p.spec.as_mut().expect("spec").host_network = Some(true);
-        let host = sandbox_config(&p, 0, PathBuf::from("/logs"), QosClass::BestEffort);
+        let host = sandbox_config(&p, 0, PathBuf::from("/logs"), QosClass::BestEffort, None);
         assert_eq!(host.namespaces.network, NamespaceMode::Node);
     }
 
@@ -452,5 +529,105 @@ mod tests {
         assert_eq!((s.run_as_user, s.run_as_group), (Some(0), Some(1000)));
         assert_eq!(s.supplemental_groups, vec![2000]);
         assert!(s.no_new_privs);
+    }
+
+    fn dns_pod(spec: serde_json::Value) -> Pod {
+        let mut spec = spec;
+        spec["containers"] = serde_json::json!([{"name": "a"}]);
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": spec}))
+            .expect("pod")
+    }
+
+    fn cluster() -> ClusterDns {
+        ClusterDns { server: "10.43.0.10".parse().unwrap(), domain: "cluster.local".into() }
+    }
+
+    fn node() -> DnsConfig {
+        parse_resolv_conf(
+            "nameserver 127.0.0.53\nnameserver 192.168.1.1\nsearch corp.example. .\noptions edns0 trust-ad\n",
+        )
+    }
+
+    #[test]
+    fn the_node_resolver_drops_loopback_servers_and_final_dots() {
+        let node = node();
+        assert_eq!(node.servers, vec!["192.168.1.1"]);
+        assert_eq!(node.searches, vec!["corp.example"]);
+        assert_eq!(node.options, vec!["edns0", "trust-ad"]);
+    }
+
+    #[test]
+    fn cluster_first_pods_use_the_cluster_dns_with_the_namespace_search_path() {
+        let config = dns_config(&dns_pod(serde_json::json!({})), Some(&cluster()), &node()).expect("dns");
+        assert_eq!(config.servers, vec!["10.43.0.10"]);
+        assert_eq!(
+            config.searches,
+            vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example"]
+        );
+        assert_eq!(config.options, vec!["ndots:5"]);
+        let explicit = dns_pod(serde_json::json!({"dnsPolicy": "ClusterFirst"}));
+        assert_eq!(dns_config(&explicit, Some(&cluster()), &node()), Some(config));
+    }
+
+    #[test]
+    fn host_network_pods_use_the_node_resolver_unless_they_ask_for_the_cluster() {
+        let host = dns_pod(serde_json::json!({"hostNetwork": true}));
+        assert_eq!(dns_config(&host, Some(&cluster()), &node()), Some(node()));
+        let with_host_net = dns_pod(serde_json::json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}));
+        let config = dns_config(&with_host_net, Some(&cluster()), &node()).expect("dns");
+        assert_eq!(config.servers, vec!["10.43.0.10"]);
+        let default = dns_pod(serde_json::json!({"dnsPolicy": "Default"}));
+        assert_eq!(dns_config(&default, Some(&cluster()), &node()), Some(node()));
+    }
+
+    #[test]
+    fn without_a_cluster_dns_cluster_first_falls_back_to_the_node_resolver() {
+        assert_eq!(dns_config(&dns_pod(serde_json::json!({})), None, &node()), Some(node()));
+    }
+
+    #[test]
+    fn policy_none_takes_only_the_pods_dns_config() {
+        let pod = dns_pod(serde_json::json!({"dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["1.1.1.1"], "searches": ["a.example"], "options": [{"name": "ndots", "value": "2"}]}}));
+        let config = dns_config(&pod, Some(&cluster()), &node()).expect("dns");
+        assert_eq!(config.servers, vec!["1.1.1.1"]);
+        assert_eq!(config.searches, vec!["a.example"]);
+        assert_eq!(config.options, vec!["ndots:2"]);
+    }
+
+    #[test]
+    fn dns_config_is_appended_without_duplicates_and_options_override_by_name() {
+        let pod = dns_pod(serde_json::json!({"dnsConfig": {
+            "nameservers": ["10.43.0.10", "1.1.1.1"], "searches": ["svc.cluster.local", "b.example"],
+            "options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]}}));
+        let config = dns_config(&pod, Some(&cluster()), &node()).expect("dns");
+        assert_eq!(config.servers, vec!["10.43.0.10", "1.1.1.1"]);
+        assert_eq!(
+            config.searches,
+            vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example", "b.example"]
+        );
+        assert_eq!(config.options, vec!["ndots:1", "edns0"]);
+    }
+
+    #[test]
+    fn nameservers_and_search_domains_are_cut_to_the_resolvers_limits() {
+        let servers: Vec<String> = (1..=5).map(|i| format!("10.0.0.{i}")).collect();
+        let searches: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+        let pod = dns_pod(serde_json::json!({"dnsPolicy": "None", "dnsConfig": {
+            "nameservers": servers, "searches": searches}}));
+        let config = dns_config(&pod, None, &DnsConfig::default()).expect("dns");
+        assert_eq!(config.servers, vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(config.searches.len(), MAX_SEARCH_DOMAINS);
+        assert_eq!(config.searches[31], "d31.example");
+
+        // Too long a domain is dropped; too long a line loses domains from its end.
+        let long = format!("{}.example", "a".repeat(250));
+        let mut searches = vec!["first.example".to_string(), long];
+        searches.extend((0..20).map(|i| format!("{}{i:02}.example", "b".repeat(100))));
+        let fitted = fit_searches(searches);
+        assert_eq!(fitted[0], "first.example");
+        assert!(fitted.iter().all(|s| s.len() <= 253));
+        assert!(fitted.join(" ").len() <= MAX_SEARCH_CHARS);
+        assert_eq!(fitted.len(), 1 + 18);
     }
 }

@@ -366,7 +366,7 @@ impl PodWorker {
         let attempt = ours.iter().map(|s| s.metadata.attempt + 1).max().unwrap_or(0);
         let logs = self.pod_dir().join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-        let config = spec::sandbox_config(&self.pod, attempt, logs, self.qos);
+        let config = spec::sandbox_config(&self.pod, attempt, logs, self.qos, self.ctx.cluster_dns.as_ref());
         match self.ctx.runtime.run_pod_sandbox(&config).await {
             Ok(id) => {
                 let status = self.ctx.runtime.pod_sandbox_status(&id).await.map_err(|e| e.to_string())?;
@@ -639,8 +639,13 @@ impl PodWorker {
             memory_capacity: self.ctx.memory_capacity,
         };
         let config = spec::container_config(&self.pod, container, self.qos, inputs);
-        let sandbox_config =
-            spec::sandbox_config(&self.pod, sandbox.metadata.attempt, self.pod_dir().join("logs"), self.qos);
+        let sandbox_config = spec::sandbox_config(
+            &self.pod,
+            sandbox.metadata.attempt,
+            self.pod_dir().join("logs"),
+            self.qos,
+            self.ctx.cluster_dns.as_ref(),
+        );
         let id = match self.ctx.runtime.create_container(&sandbox.id, &config, &sandbox_config).await {
             Ok(id) => id,
             Err(err) => {
