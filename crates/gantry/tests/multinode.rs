@@ -1,11 +1,14 @@
 //! A cluster of three machines on one: `gantry server` on the host, and two `gantry agent`s, each in a network
 //! namespace of its own wired to a host bridge by a veth pair, joining with the server's join token. Node IPAM
 //! gives the nodes distinct pod CIDRs, each agent routes the other's range to it, and pods on different nodes
-//! reach each other by their own addresses (no NAT). When one agent stops, its Node goes NotReady and its pods are replaced on the other node.
+//! reach each other by their own addresses (no NAT). A Service over pods on both nodes is reached by name
+//! through each node's service proxy and cluster DNS, and its NodePort answers the host. When one agent stops,
+//! its Node goes NotReady and its pods are replaced on the other node.
 //!
 //! Runs as root with the real binary and the real kubectl (`GANTRY_KUBECTL`); skipped where containers or the
 //! pod network cannot run.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gantry_runtime::testing::runtime::{BUSYBOX_IMAGE, patience, skip_reason};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 
@@ -187,6 +190,18 @@ fn running_on(pods: &[Pod], node: &str) -> Vec<Pod> {
         .collect()
 }
 
+/// An HTTP/1.0 GET of `/` from `addr`; the whole answer, or why there is none.
+fn http_get(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(4))).map_err(|e| e.to_string())?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    Ok(answer)
+}
+
 fn pod_ip(pod: &Pod) -> String {
     pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod IP")
 }
@@ -335,6 +350,44 @@ async fn two_agents_in_their_own_network_namespaces_join_route_pods_to_each_othe
         assert!(logs.stdout.contains(&caller), "{} saw {} by its pod IP: {}", name(to), name(from), logs.stdout);
     }
     step("pods reach each other across nodes, without NAT");
+
+    // A Service over both nodes' pods: by name from a pod it balances across the nodes, and its NodePort on
+    // node a's address answers the host from the pods of either node.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .expect("service");
+    let service = services.create(&PostParams::default(), &service).await.expect("create the Service");
+    let spec = service.spec.expect("spec");
+    let cluster_ip = spec.cluster_ip.expect("a ClusterIP");
+    let node_port = spec.ports.as_ref().and_then(|p| p[0].node_port).expect("a nodePort");
+    let both: BTreeSet<String> = [name(&on_a), name(&on_b)].into();
+    for from in [&on_a, &on_b] {
+        let script =
+            "for i in $(seq 20); do timeout 3 wget -q -O - http://web.default.svc.cluster.local/ || echo FAILED; done";
+        wait_until("both nodes' pods answer the Service by name", async || {
+            let out = kubectl(&kubeconfig, &home, &["exec", &name(from), "--", "sh", "-c", script]).await;
+            let seen: BTreeSet<String> = out.stdout.lines().map(|l| l.trim().to_string()).collect();
+            (seen == both).then_some(())
+        })
+        .await;
+    }
+    let lookup = kubectl(&kubeconfig, &home, &["exec", &name(&on_b), "--", "nslookup", "web"]).await;
+    assert!(lookup.stdout.contains(&cluster_ip), "the cluster DNS on node b answers with {cluster_ip}: {lookup:?}");
+    wait_until("the NodePort on node a answers the host from both nodes' pods", async || {
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let addr = format!("{}:{node_port}", a.ip);
+            let answer = tokio::task::spawn_blocking(move || http_get(&addr)).await.ok()?.ok()?;
+            seen.insert(answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_string());
+        }
+        (seen == both).then_some(())
+    })
+    .await;
+    services.delete("web", &Default::default()).await.expect("delete the Service");
+    step("a Service balances across nodes by name, and its NodePort answers the host");
 
     // Node b goes silent: NotReady, its pod evicted after its 2 s toleration and replaced on node a.
     b.stop_agent();
