@@ -17,6 +17,7 @@ use kube::{Api, Client};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::conntrack::{ConntrackCommand, UdpPort, stale_flows, udp_ports};
 use crate::model::{Cidr, NodeInfo, ServiceKey, plan_service};
 use crate::nft::{NftCommand, NftError};
 use crate::render::{DEFAULT_TABLE, ServiceRules, full_sync, partial_sync, service_rules};
@@ -37,6 +38,8 @@ pub struct ProxyConfig {
     pub table: String,
     /// How to run nft.
     pub nft: NftCommand,
+    /// How to run conntrack, to forget UDP flows whose endpoint is gone; `None`: never.
+    pub conntrack: Option<ConntrackCommand>,
     /// How long events are coalesced before a partial sync.
     pub debounce: Duration,
     /// How often the whole table is rewritten (which also empties the ClientIP affinity sets).
@@ -59,6 +62,7 @@ impl ProxyConfig {
             service_cidrs: Vec::new(),
             table: DEFAULT_TABLE.to_string(),
             nft: NftCommand::default(),
+            conntrack: Some(ConntrackCommand::default()),
             debounce: Duration::from_millis(50),
             full_resync: Duration::from_secs(3600),
             min_retry: Duration::from_secs(1),
@@ -107,6 +111,8 @@ struct State {
     by_service: HashMap<ServiceKey, BTreeSet<SliceKey>>,
     /// What the table holds, per Service, after the last successful sync.
     applied: BTreeMap<ServiceKey, ServiceRules>,
+    /// The UDP ports the table holds, per Service, for conntrack cleanup.
+    udp: HashMap<ServiceKey, Vec<UdpPort>>,
     dirty: BTreeSet<ServiceKey>,
     service_buffer: Option<Vec<Service>>,
     slice_buffer: Option<Vec<EndpointSlice>>,
@@ -120,6 +126,36 @@ impl State {
         let service = self.services.get(key)?;
         let slices = self.by_service.get(key).into_iter().flatten().filter_map(|k| self.slices.get(k)).map(|(_, s)| s);
         plan_service(service, slices, &self.node).map(|plan| service_rules(&plan, &self.node))
+    }
+
+    fn udp_for(&self, key: &ServiceKey) -> Vec<UdpPort> {
+        let Some(service) = self.services.get(key) else { return Vec::new() };
+        let slices = self.by_service.get(key).into_iter().flatten().filter_map(|k| self.slices.get(k)).map(|(_, s)| s);
+        plan_service(service, slices, &self.node).map(|plan| udp_ports(&plan)).unwrap_or_default()
+    }
+
+    /// Records the UDP ports of the Services a sync wrote (all of them after a full sync) and returns the flows
+    /// that no longer lead anywhere.
+    fn take_stale_flows(&mut self, full: bool, keys: &[ServiceKey]) -> BTreeSet<crate::conntrack::StaleFlows> {
+        let mut stale = BTreeSet::new();
+        if full {
+            let current: BTreeSet<&ServiceKey> = keys.iter().collect();
+            let gone: Vec<ServiceKey> = self.udp.keys().filter(|k| !current.contains(k)).cloned().collect();
+            for key in gone {
+                if let Some(old) = self.udp.remove(&key) {
+                    stale.extend(stale_flows(&old, &[]));
+                }
+            }
+        }
+        for key in keys {
+            let new = self.udp_for(key);
+            let old = self.udp.remove(key).unwrap_or_default();
+            stale.extend(stale_flows(&old, &new));
+            if !new.is_empty() {
+                self.udp.insert(key.clone(), new);
+            }
+        }
+        stale
     }
 
     fn insert_slice(&mut self, slice: EndpointSlice) {
@@ -286,6 +322,7 @@ pub async fn run(client: Client, config: ProxyConfig, shutdown: CancellationToke
         slices: HashMap::new(),
         by_service: HashMap::new(),
         applied: BTreeMap::new(),
+        udp: HashMap::new(),
         dirty: BTreeSet::new(),
         service_buffer: None,
         slice_buffer: None,
@@ -304,6 +341,7 @@ pub async fn run(client: Client, config: ProxyConfig, shutdown: CancellationToke
     let mut not_before = tokio::time::Instant::now();
     let mut next_full = tokio::time::Instant::now() + config.full_resync;
     let mut retry = config.min_retry;
+    let mut conntrack = config.conntrack.clone();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -331,6 +369,25 @@ pub async fn run(client: Client, config: ProxyConfig, shutdown: CancellationToke
                         let nft = nft_started.elapsed();
                         state.commit(full, desired);
                         state.dirty.clear();
+                        // After the rules: a flow deleted earlier could be re-created through the old ones.
+                        let stale = state.take_stale_flows(full, &keys);
+                        let mut cannot_run = false;
+                        if let Some(command) = &conntrack {
+                            for flows in &stale {
+                                match command.delete(flows).await {
+                                    Ok(deleted) => tracing::debug!(?flows, deleted, "forgot stale UDP flows"),
+                                    Err(err @ crate::conntrack::ConntrackError::Spawn { .. }) => {
+                                        tracing::warn!(error = %err, "conntrack cannot run: stale UDP flows to removed endpoints last until they time out");
+                                        cannot_run = true;
+                                        break;
+                                    }
+                                    Err(err) => tracing::warn!(error = %err, "forgetting stale UDP flows"),
+                                }
+                            }
+                        }
+                        if cannot_run {
+                            conntrack = None;
+                        }
                         need_full = false;
                         retry = config.min_retry;
                         not_before = tokio::time::Instant::now();
@@ -387,6 +444,7 @@ mod tests {
             slices: HashMap::new(),
             by_service: HashMap::new(),
             applied: BTreeMap::new(),
+            udp: HashMap::new(),
             dirty: BTreeSet::new(),
             service_buffer: None,
             slice_buffer: None,

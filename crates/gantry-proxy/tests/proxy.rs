@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use gantry_proxy::{Cidr, NftCommand, ProxyConfig};
+use gantry_proxy::{Cidr, ConntrackCommand, NftCommand, ProxyConfig};
 use k8s_openapi::api::core::v1::{ClientIPConfig, Service, ServicePort, ServiceSpec, SessionAffinityConfig};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -178,6 +178,8 @@ struct Cluster {
     _dir: tempfile::TempDir,
     proxy: Option<tokio::task::JoinHandle<Result<(), gantry_proxy::ProxyError>>>,
     proxy_shutdown: CancellationToken,
+    /// Each completed sync (after its rules and its conntrack cleanup).
+    reports: tokio::sync::broadcast::Receiver<gantry_proxy::SyncReport>,
 }
 
 impl Drop for Cluster {
@@ -198,12 +200,15 @@ impl Cluster {
         let mut proxy = ProxyConfig::new(NODE);
         proxy.table = table.to_string();
         proxy.nft = NftCommand::in_netns(&topo.ns("node"));
+        proxy.conntrack = Some(ConntrackCommand::in_netns(&topo.ns("node")));
+        let (reports_tx, reports) = tokio::sync::broadcast::channel(1024);
+        proxy.reports = Some(reports_tx);
         proxy.node_ips = vec![NODE_BRIDGE_IP.parse()?, NODE_EXT_IP.parse()?];
         proxy.pod_cidr = Some("10.99.0.0/24".parse::<Cidr>()?);
         proxy.service_cidrs = vec!["10.43.0.0/16".parse::<Cidr>()?];
         let proxy_shutdown = CancellationToken::new();
         let task = tokio::spawn(gantry_proxy::run(client.clone(), proxy, proxy_shutdown.clone()));
-        Ok(Cluster { shutdown, client, _server: server, _dir: dir, proxy: Some(task), proxy_shutdown })
+        Ok(Cluster { shutdown, client, _server: server, _dir: dir, proxy: Some(task), proxy_shutdown, reports })
     }
 
     async fn service(&self, name: &str, ip: &str, node_port: Option<i32>, edit: impl FnOnce(&mut ServiceSpec)) {
@@ -235,8 +240,20 @@ impl Cluster {
         api.create(&PostParams::default(), &svc).await.expect("create Service");
     }
 
-    /// Writes slice `<service>-1`: `(ip, node, ready, serving, terminating)`.
+    /// Writes slice `<service>-1`: `(ip, node, ready, serving, terminating)`, port `http` 8080/TCP.
     async fn slice(&self, service: &str, endpoints: &[(&str, &str, bool, bool, bool)]) {
+        self.slice_with_port(service, endpoints, "http", 8080, "TCP").await;
+    }
+
+    /// Writes slice `<service>-1` with one port.
+    async fn slice_with_port(
+        &self,
+        service: &str,
+        endpoints: &[(&str, &str, bool, bool, bool)],
+        port_name: &str,
+        port: i32,
+        protocol: &str,
+    ) {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "default");
         let name = format!("{service}-1");
         let mut slice = EndpointSlice {
@@ -261,9 +278,9 @@ impl Cluster {
                 })
                 .collect(),
             ports: Some(vec![EndpointPort {
-                name: Some("http".into()),
-                port: Some(8080),
-                protocol: Some("TCP".into()),
+                name: Some(port_name.into()),
+                port: Some(port),
+                protocol: Some(protocol.into()),
                 ..EndpointPort::default()
             }]),
         };
@@ -374,4 +391,93 @@ async fn policies_affinity_hairpin_and_services_without_endpoints() {
     assert!(gantry_proxy::remove_rules_with(&nft, "gantry-test-b").await.expect("remove"));
     assert!(!nft.has_table("gantry-test-b").await.expect("list"));
     assert!(!gantry_proxy::remove_rules_with(&nft, "gantry-test-b").await.expect("remove again"));
+}
+
+/// The node's UDP flows to `ip`, one line each.
+async fn udp_flows(topo: &Topology, ip: &str) -> String {
+    let out = run(&["ip", "netns", "exec", &topo.ns("node"), "conntrack", "-L", "-p", "udp", "--orig-dst", ip])
+        .await
+        .expect("conntrack -L");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flows_answered_by_a_removed_endpoint_are_forgotten() {
+    if std::process::Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipped: needs conntrack (Debian package conntrack)");
+        return;
+    }
+    let topo = Topology::new("u", &["p1", "p2"]).await.expect("topology");
+    let mut cluster = Cluster::start(&topo, "gantry-test-u").await.expect("cluster");
+    let vip = "10.43.200.53";
+    cluster
+        .service("dns", vip, None, |s| {
+            s.ports = Some(vec![ServicePort {
+                name: Some("dns".into()),
+                port: 53,
+                target_port: Some(IntOrString::Int(5353)),
+                protocol: Some("UDP".into()),
+                ..ServicePort::default()
+            }]);
+        })
+        .await;
+    cluster.slice_with_port("dns", &[ready("10.99.0.2"), ready("10.99.0.3")], "dns", 5353, "UDP").await;
+    // A report comes after its sync's conntrack cleanup, so flows made after it stay unless a later change
+    // makes them stale.
+    let table = "gantry-test-u";
+    loop {
+        let report = tokio::time::timeout(patience(), cluster.reports.recv()).await;
+        assert!(matches!(report, Ok(Ok(_))), "no sync reported: {report:?}");
+        let out = run(&["ip", "netns", "exec", &topo.ns("node"), "nft", "list", "table", "ip", table]).await;
+        let listing = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if listing.contains("10.99.0.2") && listing.contains("10.99.0.3") {
+            break;
+        }
+    }
+    // Two clients' flows, as conntrack would hold them after the DNAT: one answered by each endpoint.
+    for (sport, endpoint) in [("40000", "10.99.0.2"), ("40001", "10.99.0.3")] {
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &topo.ns("node"),
+            "conntrack",
+            "-I",
+            "-p",
+            "udp",
+            "-s",
+            "10.99.0.9",
+            "-d",
+            vip,
+            "--sport",
+            sport,
+            "--dport",
+            "53",
+            "-r",
+            endpoint,
+            "-q",
+            "10.99.0.9",
+            "--reply-port-src",
+            "5353",
+            "--reply-port-dst",
+            sport,
+            "-t",
+            "120",
+        ])
+        .await
+        .expect("conntrack -I");
+    }
+    assert_eq!(udp_flows(&topo, vip).await.lines().count(), 2);
+
+    cluster.slice_with_port("dns", &[ready("10.99.0.3")], "dns", 5353, "UDP").await;
+    let deadline = tokio::time::Instant::now() + patience();
+    let left = loop {
+        let flows = udp_flows(&topo, vip).await;
+        if !flows.contains("src=10.99.0.2") {
+            break flows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the removed endpoint's flow stayed: {flows}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(left.contains("src=10.99.0.3"), "the remaining endpoint's flow was kept: {left}");
 }
