@@ -254,7 +254,8 @@ fn get_prints_yaml_json_jsonpath_and_names() {
     let list = get_json(&cluster, &["configmaps,services"]);
     assert_eq!(list["kind"], "List");
     let kinds: Vec<&str> = list["items"].as_array().expect("items").iter().filter_map(|i| i["kind"].as_str()).collect();
-    assert_eq!(kinds, ["ConfigMap", "Service"]);
+    // The app's Service and the API server's own, `kubernetes`, which every cluster has in `default`.
+    assert_eq!(kinds, ["ConfigMap", "Service", "Service"]);
 
     let path = cluster
         .kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}/{.spec.template.spec.containers[0].image}"])
@@ -264,7 +265,10 @@ fn get_prints_yaml_json_jsonpath_and_names() {
     assert_eq!(over_list.stdout, "web-config");
 
     let named = cluster.kubectl(&["get", "deploy,svc,cm,secret", "-o", "name"]).ok();
-    assert_eq!(names(&named), ["configmap/web-config", "deployment.apps/web", "secret/web-secret", "service/web"]);
+    assert_eq!(
+        names(&named),
+        ["configmap/web-config", "deployment.apps/web", "secret/web-secret", "service/kubernetes", "service/web"]
+    );
 
     let columns =
         cluster.kubectl(&["get", "deploy", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas"]).ok();
@@ -473,7 +477,7 @@ fn delete_waits_until_the_object_is_gone() {
     assert!(by_file.stdout.contains("deployment.apps \"web\" deleted"), "{}", by_file.stdout);
     assert_error(&by_file, "Error from server (NotFound)");
     let left = cluster.kubectl(&["get", "deploy,svc,secret,cm", "-o", "name"]).ok();
-    assert_eq!(left.stdout, "");
+    assert_eq!(left.stdout, "service/kubernetes\n", "only the API server's own Service is left");
 
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod("a", "app: one")).ok();
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod("b", "app: two")).ok();
@@ -639,7 +643,8 @@ fn server_dry_run_changes_nothing() {
     let cluster = TestCluster::start();
     let created = cluster.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], APP).ok();
     assert!(created.stdout.contains("deployment.apps/web created (server dry run)"), "{}", created.stdout);
-    assert_eq!(cluster.kubectl(&["get", "deploy,svc,cm,secret", "-o", "name"]).ok().stdout, "");
+    let left = cluster.kubectl(&["get", "deploy,svc,cm,secret", "-o", "name"]).ok().stdout;
+    assert_eq!(left, "service/kubernetes\n", "only the API server's own Service is there");
 
     let as_json =
         cluster.kubectl(&["create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server", "-o", "json"]).ok();
