@@ -122,6 +122,25 @@ struct State {
 }
 
 impl State {
+    /// Nothing listed and nothing applied yet.
+    fn new(node: NodeInfo, table: String) -> State {
+        State {
+            node,
+            table,
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            by_service: HashMap::new(),
+            applied: BTreeMap::new(),
+            udp: HashMap::new(),
+            dirty: BTreeSet::new(),
+            service_buffer: None,
+            slice_buffer: None,
+            services_listed: false,
+            slices_listed: false,
+            sequence: 0,
+        }
+    }
+
     fn rules_for(&self, key: &ServiceKey) -> Option<ServiceRules> {
         let service = self.services.get(key)?;
         let slices = self.by_service.get(key).into_iter().flatten().filter_map(|k| self.slices.get(k)).map(|(_, s)| s);
@@ -310,26 +329,15 @@ pub async fn run(client: Client, config: ProxyConfig, shutdown: CancellationToke
         service_cidrs = ?service_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "service proxy starting"
     );
-    let mut state = State {
-        node: NodeInfo {
+    let mut state = State::new(
+        NodeInfo {
             name: config.node_name.clone(),
             node_ips: config.node_ips.clone(),
             pod_cidr: config.pod_cidr,
             service_cidrs,
         },
-        table: config.table.clone(),
-        services: HashMap::new(),
-        slices: HashMap::new(),
-        by_service: HashMap::new(),
-        applied: BTreeMap::new(),
-        udp: HashMap::new(),
-        dirty: BTreeSet::new(),
-        service_buffer: None,
-        slice_buffer: None,
-        services_listed: false,
-        slices_listed: false,
-        sequence: 0,
-    };
+        config.table.clone(),
+    );
     let mut services =
         watcher::watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
     let mut slices = watcher::watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
@@ -437,21 +445,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn state() -> State {
-        State {
-            node: NodeInfo { name: "n1".into(), ..NodeInfo::default() },
-            table: "t".into(),
-            services: HashMap::new(),
-            slices: HashMap::new(),
-            by_service: HashMap::new(),
-            applied: BTreeMap::new(),
-            udp: HashMap::new(),
-            dirty: BTreeSet::new(),
-            service_buffer: None,
-            slice_buffer: None,
-            services_listed: false,
-            slices_listed: false,
-            sequence: 0,
-        }
+        State::new(NodeInfo { name: "n1".into(), ..NodeInfo::default() }, "t".into())
     }
 
     fn service(name: &str, ip: &str) -> Service {
